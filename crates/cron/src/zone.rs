@@ -92,6 +92,20 @@ pub(crate) fn next_at_or_after(
     let origin = t;
     loop {
         let seg = cache.segment_at(tz, t)?;
+        if fixed_time {
+            if let Some((start, before)) = seg.start {
+                // A segment that starts by ending a gap: wall times in
+                // [start + before, start + offset) do not exist. Fixed-time
+                // jobs due in it fire once, when the gap ends.
+                if start == t && before < seg.offset {
+                    if let Some(c) = fields.next_civil(Civil::from_secs(start + before)) {
+                        if c.to_secs() < start + seg.offset {
+                            return Some(start);
+                        }
+                    }
+                }
+            }
+        }
         let mut from = t + seg.offset;
         if fixed_time {
             // A segment that starts with a fold begins with the second pass
@@ -109,21 +123,11 @@ pub(crate) fn next_at_or_after(
                 return Some(at);
             }
         }
-        let (end, after) = seg.end?;
+        let (end, _) = seg.end?;
         if found.is_none() && end > origin + 2 * MAX_OFFSET {
             // No wall time at or after `from` matches, and from here on every
             // wall time is later than `from`.
             return None;
-        }
-        if fixed_time && after > seg.offset {
-            // A gap: wall times in [end + offset, end + after) do not exist.
-            // Fixed-time jobs due in it fire once, when the gap ends.
-            let gap_start = end + seg.offset;
-            if let Some(c) = fields.next_civil(Civil::from_secs(gap_start)) {
-                if c.to_secs() < end + after {
-                    return Some(end);
-                }
-            }
         }
         t = end;
     }
