@@ -1,13 +1,14 @@
 //! Property tests: the fast evaluator agrees with a minute-by-minute scan.
 //!
-//! The oracle below knows nothing of segments, day tables or field jumps: it
-//! walks real instants one minute apart, asks jiff for the wall-clock time,
-//! and applies the rules of `CRON.md` directly (periodic: fire when the wall
-//! time matches; fixed-time: not in the second pass of a fold, and once at the
-//! end of a gap that hides a matching wall time).
+//! The oracle, `common::brute_force`, walks real instants one at a time and
+//! applies `CRON.md`'s rules directly; random expressions are checked against
+//! it around DST transitions in zones chosen for their odd transitions.
+
+mod common;
 
 use chime_cron::CronSchedule;
-use jiff::tz::{AmbiguousOffset, TimeZone};
+use common::brute_force;
+use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
@@ -26,56 +27,6 @@ const ZONES: &[&str] = &[
     "Asia/Tehran",
     "America/Santiago",
 ];
-
-/// Every instant in (after, until] at which `s` fires, found by stepping one
-/// minute at a time (one second for 6-field expressions).
-fn brute_force(s: &CronSchedule, tz: &TimeZone, after: Timestamp, until: Timestamp) -> Vec<Timestamp> {
-    let step_secs = if s.has_seconds() { 1 } else { 60 };
-    let minute = SignedDuration::from_secs(step_secs);
-    // The first whole step strictly after `after`.
-    let mut t = Timestamp::from_second(after.as_second().div_euclid(step_secs) * step_secs).unwrap() + minute;
-    let mut fires = Vec::new();
-    while t <= until {
-        let wall = tz.to_datetime(t);
-        let offset = tz.to_offset(t);
-        let fires_here = if !s.is_fixed_time() {
-            s.matches_datetime(wall)
-        } else {
-            let second_pass = matches!(
-                tz.to_ambiguous_timestamp(wall).offset(),
-                AmbiguousOffset::Fold { before, after } if after == offset && before != after
-            );
-            let before_offset = tz.to_offset(t - SignedDuration::from_secs(1));
-            let gap_hides_a_match = offset > before_offset && {
-                // Wall times from t + before_offset up to t + offset do not exist.
-                let mut w = t.to_datetime_in_offset(before_offset);
-                let end = t.to_datetime_in_offset(offset);
-                let mut hit = false;
-                while w < end {
-                    hit |= s.matches_datetime(w);
-                    w = w + minute;
-                }
-                hit
-            };
-            gap_hides_a_match || (!second_pass && s.matches_datetime(wall))
-        };
-        if fires_here {
-            fires.push(t);
-        }
-        t = t + minute;
-    }
-    fires
-}
-
-trait InOffset {
-    fn to_datetime_in_offset(self, offset: jiff::tz::Offset) -> jiff::civil::DateTime;
-}
-
-impl InOffset for Timestamp {
-    fn to_datetime_in_offset(self, offset: jiff::tz::Offset) -> jiff::civil::DateTime {
-        offset.to_datetime(self)
-    }
-}
 
 fn field(choices: Vec<BoxedStrategy<String>>) -> BoxedStrategy<String> {
     proptest::strategy::Union::new(choices).boxed()
