@@ -603,3 +603,72 @@ fn long_input_is_rejected() {
     ok(&format!("0 0 * * *{pad}"));
     assert!(error(&format!("0 0 * * *{pad} ")).to_string().contains("1025 bytes"));
 }
+
+/// "No input may make the parser or the evaluator panic, overflow or hang."
+mod no_input_panics {
+    use super::*;
+    use jiff::tz::TimeZone;
+    use jiff::Timestamp;
+    use proptest::prelude::*;
+
+    fn check(text: &str, after: i64, zone: usize) {
+        let Ok(s) = CronSchedule::parse(text) else { return };
+        let again = CronSchedule::parse(&s.to_string()).expect("Display output parses");
+        assert_eq!(again, s);
+        let _ = s.describe();
+        let zones = ["UTC", "America/New_York", "Pacific/Apia", "Australia/Lord_Howe"];
+        let tz = TimeZone::get(zones[zone % zones.len()]).unwrap();
+        let after = Timestamp::from_second(after).unwrap();
+        if let Some(next) = s.next_after(after, &tz) {
+            assert!(next > after);
+            assert!(s.matches(next, &tz));
+        }
+        if let Some(prev) = s.prev_before(after, &tz) {
+            assert!(prev < after);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,40}", after in -377_705_116_800i64..253_402_207_200, zone in 0..4usize) {
+            check(&text, after, zone);
+        }
+
+        #[test]
+        fn cron_alphabet(
+            text in "[0-9*?,/#LW@a-zA-Z \t-]{0,40}",
+            after in -377_705_116_800i64..253_402_207_200,
+            zone in 0..4usize,
+        ) {
+            check(&text, after, zone);
+        }
+
+        #[test]
+        fn near_valid(
+            fields in proptest::collection::vec("[0-9]{1,3}|\\*|\\*/[0-9]{1,2}|[0-9]{1,2}-[0-9]{1,2}|L|LW|[0-9]{1,2}W|[0-9]L|[0-9]#[0-9]|[A-Z]{3}", 5..=6),
+            after in -377_705_116_800i64..253_402_207_200,
+            zone in 0..4usize,
+        ) {
+            check(&fields.join(" "), after, zone);
+        }
+    }
+
+    /// The ends of time: searches stop at jiff's limits instead of overflowing.
+    #[test]
+    fn the_ends_of_time() {
+        let s = CronSchedule::parse("0 0 29 2 *").unwrap();
+        let tz = TimeZone::UTC;
+        assert_eq!(s.next_after(Timestamp::MAX, &tz), None);
+        assert_eq!(s.prev_before(Timestamp::MIN, &tz), None);
+        let last = s.prev_before(Timestamp::MAX, &tz).unwrap();
+        assert_eq!(last.to_string(), "9996-02-29T00:00:00Z");
+        assert_eq!(s.next_after(last, &tz), None);
+        let every = CronSchedule::parse("* * * * * *").unwrap();
+        assert_eq!(every.next_after(Timestamp::MAX, &tz), None);
+        assert!(every.prev_before(Timestamp::MAX, &tz).is_some());
+        // MAX is 9999-12-30T22:00:00.999999999Z: three whole seconds remain after MAX - 3s.
+        assert_eq!(every.iter_after(Timestamp::MAX - jiff::SignedDuration::from_secs(3), &tz).count(), 3);
+    }
+}
