@@ -89,7 +89,14 @@ impl CronBuilder {
     /// The [`CronError`] of parsing the built expression; its column refers to
     /// that expression (its `Display`), and its message names the field.
     pub fn build(self) -> Result<CronSchedule, CronError> {
-        let given = [&self.month, &self.day, &self.day_of_week, &self.hour, &self.minute, &self.second];
+        let given = [
+            &self.month,
+            &self.day,
+            &self.day_of_week,
+            &self.hour,
+            &self.minute,
+            &self.second,
+        ];
         let least_significant = given.iter().rposition(|v| v.is_some());
         let defaults = ["1", "1", "*", "0", "0", "0"];
         let field_text = |i: usize| -> String {
@@ -100,7 +107,13 @@ impl CronBuilder {
             }
         };
         // Cron order: (second) minute hour day-of-month month day-of-week.
-        let mut order = vec![(Field::Minute, 4), (Field::Hour, 3), (Field::DayOfMonth, 1), (Field::Month, 0), (Field::DayOfWeek, 2)];
+        let mut order = vec![
+            (Field::Minute, 4),
+            (Field::Hour, 3),
+            (Field::DayOfMonth, 1),
+            (Field::Month, 0),
+            (Field::DayOfWeek, 2),
+        ];
         if self.second.is_some() {
             order.insert(0, (Field::Second, 5));
         }
@@ -116,7 +129,10 @@ impl CronBuilder {
                 return Err(CronError::syntax(
                     Some(field),
                     column,
-                    format!("invalid {} {value:?} in the builder: expected one field with no blanks", field.name()),
+                    format!(
+                        "invalid {} {value:?} in the builder: expected one field with no blanks",
+                        field.name()
+                    ),
                 ));
             }
             text.push_str(&value);
@@ -156,7 +172,10 @@ mod tests {
     fn invalid_values_are_reported_with_the_field() {
         let err = CronSchedule::builder().hour(24).build().unwrap_err();
         assert!(err.is_range());
-        assert_eq!(err.to_string(), r#"invalid hour "24" at column 3: expected 0-23"#);
+        assert_eq!(
+            err.to_string(),
+            r#"invalid hour "24" at column 3: expected 0-23"#
+        );
         let err = CronSchedule::builder().minute("1 2").build().unwrap_err();
         assert!(err.is_syntax());
         assert_eq!(err.field(), Some(crate::Field::Minute));

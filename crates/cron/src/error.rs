@@ -36,11 +36,21 @@ enum Kind {
 
 impl CronError {
     pub(crate) fn syntax(field: Option<Field>, column: usize, message: String) -> CronError {
-        CronError { kind: Kind::Syntax, field, column: Some(column), message }
+        CronError {
+            kind: Kind::Syntax,
+            field,
+            column: Some(column),
+            message,
+        }
     }
 
     pub(crate) fn range(field: Field, column: usize, message: String) -> CronError {
-        CronError { kind: Kind::Range, field: Some(field), column: Some(column), message }
+        CronError {
+            kind: Kind::Range,
+            field: Some(field),
+            column: Some(column),
+            message,
+        }
     }
 
     pub(crate) fn never_fires(column: usize, message: String) -> CronError {

@@ -238,8 +238,13 @@ impl CronSchedule {
             return false;
         }
         let t = instant.as_second();
-        zone::next_at_or_after(&self.fields, self.fixed_time, tz, &mut SegmentCache::default(), t)
-            == Some(t)
+        zone::next_at_or_after(
+            &self.fields,
+            self.fixed_time,
+            tz,
+            &mut SegmentCache::default(),
+            t,
+        ) == Some(t)
     }
 
     /// Whether a wall-clock time matches every field, ignoring time zones and
@@ -362,3 +367,13 @@ impl Iterator for FireTimes<'_> {
 }
 
 impl std::iter::FusedIterator for FireTimes<'_> {}
+
+/// Runs the Rust examples in the READMEs as doctests, so they stay true.
+#[cfg(doctest)]
+mod readme_examples {
+    #[doc = include_str!("../README.md")]
+    struct CrateReadme;
+
+    #[doc = include_str!("../../../README.md")]
+    struct WorkspaceReadme;
+}

@@ -22,8 +22,9 @@ const MACROS: [(&str, &str); 7] = [
     ("@hourly", "0 * * * *"),
 ];
 
-const MONTH_NAMES: [&str; 12] =
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+const MONTH_NAMES: [&str; 12] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 fn is_blank(c: char) -> bool {
@@ -41,7 +42,10 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, CronError> {
             return Err(CronError::syntax(
                 None,
                 col + 1,
-                format!("invalid character {c:?} at column {}: expected digits, names, blanks or * ? , - / # L W", col + 1),
+                format!(
+                    "invalid character {c:?} at column {}: expected digits, names, blanks or * ? , - / # L W",
+                    col + 1
+                ),
             ));
         }
     }
@@ -95,7 +99,13 @@ fn split_blanks(input: &str) -> Vec<(usize, &str)> {
 
 fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronError> {
     let order: &[Field] = match tokens.len() {
-        5 => &[Field::Minute, Field::Hour, Field::DayOfMonth, Field::Month, Field::DayOfWeek],
+        5 => &[
+            Field::Minute,
+            Field::Hour,
+            Field::DayOfMonth,
+            Field::Month,
+            Field::DayOfWeek,
+        ],
         6 => &[
             Field::Second,
             Field::Minute,
@@ -107,7 +117,10 @@ fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronErr
         n => {
             let (col, word) = tokens[0];
             let message = if word.starts_with('@') {
-                format!("a macro such as {word:?} must be the whole expression (column {})", col + 1)
+                format!(
+                    "a macro such as {word:?} must be the whole expression (column {})",
+                    col + 1
+                )
             } else {
                 format!(
                     "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading second), found {n} in {:?}",
@@ -123,7 +136,11 @@ fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronErr
     let mut days = DaySpec::default();
     let mut dom_text = (0, "");
     for (&field, &(offset, text)) in order.iter().zip(tokens) {
-        let p = FieldParser { field, text, offset };
+        let p = FieldParser {
+            field,
+            text,
+            offset,
+        };
         match field {
             Field::Second => seconds = p.plain()?,
             Field::Minute => minutes = p.plain()?,
@@ -148,7 +165,11 @@ fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronErr
             format!(
                 "cron expression can never fire: no date has day-of-month {:?} in month {month_text:?}{} (column {})",
                 dom_text.1,
-                if days.is_or() { String::new() } else { format!(" and day-of-week {dow_text:?}") },
+                if days.is_or() {
+                    String::new()
+                } else {
+                    format!(" and day-of-week {dow_text:?}")
+                },
                 dom_text.0 + 1
             ),
         ));
@@ -183,7 +204,11 @@ impl FieldParser<'_> {
         CronError::syntax(
             Some(self.field),
             at + 1,
-            format!("invalid {} {what:?} at column {}: expected {expected}", self.field.name(), at + 1),
+            format!(
+                "invalid {} {what:?} at column {}: expected {expected}",
+                self.field.name(),
+                at + 1
+            ),
         )
     }
 
@@ -191,7 +216,11 @@ impl FieldParser<'_> {
         CronError::range(
             self.field,
             at + 1,
-            format!("invalid {} {what:?} at column {}: expected {expected}", self.field.name(), at + 1),
+            format!(
+                "invalid {} {what:?} at column {}: expected {expected}",
+                self.field.name(),
+                at + 1
+            ),
         )
     }
 
@@ -201,7 +230,10 @@ impl FieldParser<'_> {
             Field::DayOfWeek => ", DL or D#K",
             _ => "",
         };
-        format!("{}{extra}, *, a range A-B or a step */S", self.field.expected())
+        format!(
+            "{}{extra}, *, a range A-B or a step */S",
+            self.field.expected()
+        )
     }
 
     /// A field with only `*`, values, ranges and steps, as a bit set.
@@ -216,7 +248,14 @@ impl FieldParser<'_> {
     /// One `*`, `N`, `A-B`, `*/S`, `A-B/S` or `A/S` item.
     fn item(&self, at: usize, item: &str) -> Result<u64, CronError> {
         if item.is_empty() {
-            return Err(self.syntax(at, item, &format!("a value, not an empty list item ({})", self.expected_items())));
+            return Err(self.syntax(
+                at,
+                item,
+                &format!(
+                    "a value, not an empty list item ({})",
+                    self.expected_items()
+                ),
+            ));
         }
         let (base, step) = match item.split_once('/') {
             Some((base, step)) => (base, Some((at + base.len() + 1, step))),
@@ -241,7 +280,10 @@ impl FieldParser<'_> {
                 return Err(self.range_error(
                     at,
                     base,
-                    &format!("a range whose start is not after its end ({} ranges cannot wrap)", self.field.name()),
+                    &format!(
+                        "a range whose start is not after its end ({} ranges cannot wrap)",
+                        self.field.name()
+                    ),
                 ));
             }
             (lo, hi)
@@ -295,7 +337,14 @@ impl FieldParser<'_> {
             return Ok(i as u32 + self.field.min());
         }
         if text.bytes().all(|b| b.is_ascii_alphabetic()) && names.is_empty() {
-            return Err(self.syntax(at, text, &format!("{} (names are allowed only in month and day-of-week)", self.field.expected())));
+            return Err(self.syntax(
+                at,
+                text,
+                &format!(
+                    "{} (names are allowed only in month and day-of-week)",
+                    self.field.expected()
+                ),
+            ));
         }
         Err(self.syntax(at, text, &self.expected_items()))
     }
@@ -311,18 +360,27 @@ impl FieldParser<'_> {
             days.dom_last_weekday = true;
             return Ok(());
         }
-        if let Some(n) = upper.strip_suffix('W') {
-            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
-                days.dom_nearest_weekday = self.value(self.offset, n)? as u8;
-                return Ok(());
-            }
+        if let Some(n) = upper.strip_suffix('W')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            days.dom_nearest_weekday = self.value(self.offset, n)? as u8;
+            return Ok(());
         }
         for (at, item) in self.items() {
             let upper = item.to_ascii_uppercase();
             if upper == "L" {
                 days.dom_last = true;
-            } else if upper == "LW" || (upper.ends_with('W') && upper.len() > 1 && upper[..upper.len() - 1].bytes().all(|b| b.is_ascii_digit())) {
-                return Err(self.syntax(at, item, &format!("{item} to be the only item in the field")));
+            } else if upper == "LW"
+                || (upper.ends_with('W')
+                    && upper.len() > 1
+                    && upper[..upper.len() - 1].bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(self.syntax(
+                    at,
+                    item,
+                    &format!("{item} to be the only item in the field"),
+                ));
             } else {
                 days.dom |= self.item(at, item)? as u32;
             }
@@ -348,7 +406,10 @@ impl FieldParser<'_> {
                     return Err(self.range_error(k_at, k, "a week number 1-5 after #"));
                 }
                 days.dow_nth[wd as usize] |= 1 << k_value;
-            } else if item.len() > 1 && (item.ends_with('L') || item.ends_with('l')) && !item.contains(['-', '/', '*']) {
+            } else if item.len() > 1
+                && (item.ends_with('L') || item.ends_with('l'))
+                && !item.contains(['-', '/', '*'])
+            {
                 let wd = self.value(at, &item[..item.len() - 1])? % 7;
                 days.dow_last |= 1 << wd;
             } else {
@@ -361,5 +422,7 @@ impl FieldParser<'_> {
 
 /// The value of a string of ASCII digits, saturating rather than overflowing.
 fn saturating_number(digits: &str) -> u32 {
-    digits.bytes().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')))
+    digits.bytes().fold(0u32, |n, b| {
+        n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
+    })
 }

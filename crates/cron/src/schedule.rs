@@ -131,10 +131,10 @@ impl DaySpec {
         let n = self.dom_nearest_weekday;
         if n != 0 && n <= len {
             let day = match weekday_of(n) {
-                6 if n == 1 => 3,  // Saturday the 1st → Monday the 3rd
-                6 => n - 1,        // Saturday → Friday
+                6 if n == 1 => 3,       // Saturday the 1st → Monday the 3rd
+                6 => n - 1,             // Saturday → Friday
                 0 if n == len => n - 2, // Sunday the last → Friday
-                0 => n + 1,        // Sunday → Monday
+                0 => n + 1,             // Sunday → Monday
                 _ => n,
             };
             dom |= 1 << day;
@@ -219,36 +219,66 @@ pub(crate) struct Fields {
 impl PartialEq for Fields {
     fn eq(&self, other: &Self) -> bool {
         // `day_table` is derived from `days`.
-        (self.seconds, self.minutes, self.hours, self.months, self.days)
-            == (other.seconds, other.minutes, other.hours, other.months, other.days)
+        (
+            self.seconds,
+            self.minutes,
+            self.hours,
+            self.months,
+            self.days,
+        ) == (
+            other.seconds,
+            other.minutes,
+            other.hours,
+            other.months,
+            other.days,
+        )
     }
 }
 
 impl Eq for Fields {}
 
 impl Fields {
-    pub(crate) fn new(seconds: u64, minutes: u64, hours: u32, months: u16, days: DaySpec) -> Fields {
+    pub(crate) fn new(
+        seconds: u64,
+        minutes: u64,
+        hours: u32,
+        months: u16,
+        days: DaySpec,
+    ) -> Fields {
         let mut day_table = [[0; 7]; 4];
         for (i, row) in day_table.iter_mut().enumerate() {
             for (first, mask) in row.iter_mut().enumerate() {
                 *mask = days.month_mask(28 + i as u8, first as u8);
             }
         }
-        Fields { seconds, minutes, hours, months, days, day_table }
+        Fields {
+            seconds,
+            minutes,
+            hours,
+            months,
+            days,
+            day_table,
+        }
     }
 
     /// Whether some date can match: some allowed month, in some year, has a
     /// matching day. Every (length, first weekday) shape of every month occurs
     /// within the 400-year Gregorian cycle, so checking the shapes is exact.
     pub(crate) fn can_fire(&self) -> bool {
-        (1..=12u8).filter(|m| self.months & (1 << m) != 0).any(|month| {
-            let lengths: &[u8] = match month {
-                2 => &[28, 29],
-                4 | 6 | 9 | 11 => &[30],
-                _ => &[31],
-            };
-            lengths.iter().any(|&len| self.day_table[usize::from(len - 28)].iter().any(|&m| m != 0))
-        })
+        (1..=12u8)
+            .filter(|m| self.months & (1 << m) != 0)
+            .any(|month| {
+                let lengths: &[u8] = match month {
+                    2 => &[28, 29],
+                    4 | 6 | 9 | 11 => &[30],
+                    _ => &[31],
+                };
+                lengths.iter().any(|&len| {
+                    self.day_table[usize::from(len - 28)]
+                        .iter()
+                        .any(|&m| m != 0)
+                })
+            })
     }
 
     fn day_mask(&self, year: i32, month: u8) -> u32 {
@@ -268,7 +298,14 @@ impl Fields {
     /// The first matching wall-clock time at or after `from`, or `None` when
     /// there is none before the end of year 9999.
     pub(crate) fn next_civil(&self, from: Civil) -> Option<Civil> {
-        let Civil { mut year, mut month, mut day, mut hour, mut minute, mut second } = from;
+        let Civil {
+            mut year,
+            mut month,
+            mut day,
+            mut hour,
+            mut minute,
+            mut second,
+        } = from;
         loop {
             if year > MAX_YEAR {
                 return None;
@@ -316,7 +353,14 @@ impl Fields {
                 }
                 Some(s) => second = s,
             }
-            return Some(Civil { year, month, day, hour, minute, second });
+            return Some(Civil {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+            });
         }
     }
 
@@ -324,7 +368,14 @@ impl Fields {
     /// there is none after the start of year -9999.
     pub(crate) fn prev_civil(&self, from: Civil) -> Option<Civil> {
         const END: u8 = u8::MAX; // "the last value of this field"
-        let Civil { mut year, mut month, mut day, mut hour, mut minute, mut second } = from;
+        let Civil {
+            mut year,
+            mut month,
+            mut day,
+            mut hour,
+            mut minute,
+            mut second,
+        } = from;
         loop {
             if year < MIN_YEAR {
                 return None;
@@ -334,7 +385,9 @@ impl Fields {
                     (year, month, day, hour, minute, second) = (year - 1, 12, END, END, END, END);
                     continue;
                 }
-                Some(m) if m != month => (month, day, hour, minute, second) = (m, END, END, END, END),
+                Some(m) if m != month => {
+                    (month, day, hour, minute, second) = (m, END, END, END, END)
+                }
                 Some(_) => {}
             }
             let len = days_in_month(year, month);
@@ -387,7 +440,14 @@ impl Fields {
                 }
                 Some(s) => second = s,
             }
-            return Some(Civil { year, month, day, hour, minute, second });
+            return Some(Civil {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+            });
         }
     }
 }
@@ -403,7 +463,11 @@ fn next_bit(mask: u64, from: u8) -> Option<u8> {
 
 /// The highest set bit of `mask` at or below `from`.
 fn prev_bit(mask: u64, from: u8) -> Option<u8> {
-    let keep = if from >= 63 { u64::MAX } else { (1u64 << (from + 1)) - 1 };
+    let keep = if from >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (from + 1)) - 1
+    };
     let rest = mask & keep;
     (rest != 0).then(|| 63 - rest.leading_zeros() as u8)
 }
@@ -429,10 +493,25 @@ mod tests {
     #[test]
     fn day_table_agrees_with_direct_evaluation() {
         let exprs = [
-            "0 0 * * *", "0 0 1,15 * *", "0 0 L * *", "0 0 1,L * *", "0 0 LW * *", "0 0 1W * *",
-            "0 0 15W * *", "0 0 31W * *", "0 0 30W * *", "0 0 * * 5L", "0 0 * * 1#1,5#5",
-            "0 0 1 * 5#3", "0 0 */2 * 1", "0 0 13 * 5", "0 0 ? * MON-FRI", "0 0 L * 0L,6#2",
-            "0 0 1-7 * 1", "0 0 * * 7", "0 0 29 * 0-3",
+            "0 0 * * *",
+            "0 0 1,15 * *",
+            "0 0 L * *",
+            "0 0 1,L * *",
+            "0 0 LW * *",
+            "0 0 1W * *",
+            "0 0 15W * *",
+            "0 0 31W * *",
+            "0 0 30W * *",
+            "0 0 * * 5L",
+            "0 0 * * 1#1,5#5",
+            "0 0 1 * 5#3",
+            "0 0 */2 * 1",
+            "0 0 13 * 5",
+            "0 0 ? * MON-FRI",
+            "0 0 L * 0L,6#2",
+            "0 0 1-7 * 1",
+            "0 0 * * 7",
+            "0 0 29 * 0-3",
         ];
         for expr in exprs {
             let s = CronSchedule::parse(expr).unwrap();
@@ -440,7 +519,14 @@ mod tests {
             for year in 2000..2028 {
                 for month in 1..=12 {
                     for day in 1..=days_in_month(year, month) {
-                        let c = Civil { year, month, day, hour: 0, minute: 0, second: 0 };
+                        let c = Civil {
+                            year,
+                            month,
+                            day,
+                            hour: 0,
+                            minute: 0,
+                            second: 0,
+                        };
                         assert_eq!(
                             f.matches_civil(c),
                             f.days.matches_date_slowly(year, month, day),
@@ -456,7 +542,14 @@ mod tests {
     fn next_and_prev_civil_walk_in_both_directions() {
         let s = CronSchedule::parse("*/7 9-17 * * 1-5").unwrap();
         let f = &s.fields;
-        let mut c = Civil { year: 2026, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
+        let mut c = Civil {
+            year: 2026,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+        };
         let mut forward = Vec::new();
         for _ in 0..500 {
             c = f.next_civil(c).unwrap();

@@ -92,36 +92,24 @@ pub(crate) fn next_at_or_after(
     let origin = t;
     loop {
         let seg = cache.segment_at(tz, t)?;
-        if fixed_time {
-            if let Some((start, before)) = seg.start {
-                // A segment that starts by ending a gap: wall times in
-                // [start + before, start + offset) do not exist. Fixed-time
-                // jobs due in it fire once, when the gap ends.
-                if start == t && before < seg.offset {
-                    if let Some(c) = fields.next_civil(Civil::from_secs(start + before)) {
-                        if c.to_secs() < start + seg.offset {
-                            return Some(start);
-                        }
-                    }
-                }
-            }
-        }
         let mut from = t + seg.offset;
-        if fixed_time {
+        if fixed_time && let Some((start, before)) = seg.start {
+            if start == t && gap_hides_a_match(fields, start, before, seg.offset) {
+                return Some(start);
+            }
             // A segment that starts with a fold begins with the second pass
             // over wall times that fixed-time jobs already fired in the first.
-            if let Some((start, before)) = seg.start {
-                if before > seg.offset {
-                    from = from.max(start + before);
-                }
+            if before > seg.offset {
+                from = from.max(start + before);
             }
         }
         let found = fields.next_civil(Civil::from_secs(from));
-        if let Some(c) = found {
-            let at = c.to_secs() - seg.offset;
-            if seg.end.is_none_or(|(end, _)| at < end) {
-                return Some(at);
-            }
+        if let Some(c) = found
+            && seg
+                .end
+                .is_none_or(|(end, _)| c.to_secs() - seg.offset < end)
+        {
+            return Some(c.to_secs() - seg.offset);
         }
         let (end, _) = seg.end?;
         if found.is_none() && end > origin + 2 * MAX_OFFSET {
@@ -144,28 +132,39 @@ pub(crate) fn prev_at_or_before(
     let origin = t;
     loop {
         let seg = cache.segment_at(tz, t)?;
-        // The earliest wall time this segment may fire at.
+        // The earliest wall time this segment may fire at: fixed-time jobs
+        // skip the second pass of a fold that starts the segment.
         let lowest = seg.start.map(|(start, before)| {
-            if fixed_time && before > seg.offset { start + before } else { start + seg.offset }
+            if fixed_time && before > seg.offset {
+                start + before
+            } else {
+                start + seg.offset
+            }
         });
         let found = fields.prev_civil(Civil::from_secs(t + seg.offset));
-        if let Some(c) = found {
-            if lowest.is_none_or(|low| c.to_secs() >= low) {
-                return Some(c.to_secs() - seg.offset);
-            }
+        if let Some(c) = found
+            && lowest.is_none_or(|low| c.to_secs() >= low)
+        {
+            return Some(c.to_secs() - seg.offset);
         }
         let (start, before) = seg.start?;
         if found.is_none() && start < origin - 2 * MAX_OFFSET {
             return None;
         }
-        if fixed_time && before < seg.offset {
-            // This segment starts by ending a gap; see `next_at_or_after`.
-            if let Some(c) = fields.prev_civil(Civil::from_secs(start + seg.offset - 1)) {
-                if c.to_secs() >= start + before {
-                    return Some(start);
-                }
-            }
+        if fixed_time && gap_hides_a_match(fields, start, before, seg.offset) {
+            return Some(start);
         }
         t = start - 1;
     }
+}
+
+/// Whether the transition at `start` from offset `before` to `offset` is a gap
+/// (the clocks spring forward) hiding a matching wall time. The wall times in
+/// `[start + before, start + offset)` never happen; fixed-time jobs due in
+/// them fire once, at `start`, when the gap ends.
+fn gap_hides_a_match(fields: &Fields, start: i64, before: i64, offset: i64) -> bool {
+    before < offset
+        && fields
+            .next_civil(Civil::from_secs(start + before))
+            .is_some_and(|c| c.to_secs() < start + offset)
 }
