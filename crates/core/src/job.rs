@@ -1,0 +1,394 @@
+//! Jobs: a task, its arguments, a trigger, options and runtime state.
+
+use std::fmt;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::run::RunStatus;
+use crate::trigger::Trigger;
+
+/// The longest job id accepted, in characters.
+pub const MAX_JOB_ID_LEN: usize = 200;
+
+/// A job's id: non-empty, at most 200 characters, no control characters.
+///
+/// ```
+/// use chime_core::JobId;
+///
+/// assert!(JobId::new("daily-report").is_ok());
+/// let err = JobId::new("bad\nid").unwrap_err();
+/// assert_eq!(err.to_string(), r#"invalid job id "bad\nid": it contains a control character"#);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(Arc<str>);
+
+impl JobId {
+    /// Validates and wraps an id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] saying what is wrong with it.
+    pub fn new(id: &str) -> Result<JobId> {
+        let why = if id.is_empty() {
+            Some("it is empty".to_owned())
+        } else if id.chars().count() > MAX_JOB_ID_LEN {
+            Some(format!("it is longer than {MAX_JOB_ID_LEN} characters"))
+        } else if id.chars().any(char::is_control) {
+            Some("it contains a control character".to_owned())
+        } else if id.trim() != id {
+            Some("it starts or ends with whitespace".to_owned())
+        } else {
+            None
+        };
+        match why {
+            Some(why) => {
+                let shown: String = id.chars().take(60).collect();
+                Err(Error::invalid(format!("invalid job id {shown:?}: {why}")))
+            }
+            None => Ok(JobId(Arc::from(id))),
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = Error;
+    fn try_from(s: String) -> Result<JobId> {
+        JobId::new(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+/// How a failed run is retried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The wait before the second attempt.
+    #[serde(with = "crate::duration::text")]
+    pub backoff: SignedDuration,
+    /// Each wait is the previous one times this factor...
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// ...but never longer than this.
+    #[serde(default, with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<SignedDuration>,
+}
+
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+impl RetryPolicy {
+    /// `max_attempts` attempts in all, waiting `backoff`, then twice that, and so on.
+    pub fn new(max_attempts: u32, backoff: SignedDuration) -> RetryPolicy {
+        RetryPolicy { max_attempts, backoff, multiplier: 2.0, max_backoff: None }
+    }
+
+    /// Caps the wait between attempts.
+    pub fn with_max_backoff(mut self, cap: SignedDuration) -> RetryPolicy {
+        self.max_backoff = Some(cap);
+        self
+    }
+
+    /// The wait after attempt `attempt` (1-based) fails.
+    pub fn delay_after(&self, attempt: u32) -> SignedDuration {
+        let factor = self.multiplier.max(1.0).powi(attempt.saturating_sub(1).min(64) as i32);
+        let secs = (self.backoff.as_secs_f64() * factor).min(1e12);
+        let delay = SignedDuration::from_secs_f64(secs);
+        self.max_backoff.map_or(delay, |cap| delay.min(cap))
+    }
+}
+
+/// What the scheduler does with a job's runs. The defaults are APScheduler's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobOptions {
+    /// How many runs of this job may be in flight at once; a run due while
+    /// that many are going is recorded as `skipped`. Default 1.
+    pub max_instances: u32,
+    /// When several scheduled times were missed, run once (for the latest)
+    /// instead of once per time. Default true.
+    pub coalesce: bool,
+    /// A scheduled time later than this when the scheduler gets to it is
+    /// recorded as `missed` and not run. Default none: a late run still runs.
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
+    pub misfire_grace_time: Option<SignedDuration>,
+    /// Start each run after a random delay up to this long. Default none.
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<SignedDuration>,
+    /// Cancel a run that takes longer, then abort it. Default none.
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<SignedDuration>,
+    /// Retry failed runs. Default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            max_instances: 1,
+            coalesce: true,
+            misfire_grace_time: None,
+            jitter: None,
+            timeout: None,
+            retry: None,
+        }
+    }
+}
+
+impl JobOptions {
+    /// Checks the options that types cannot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the option.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_instances == 0 {
+            return Err(Error::invalid("max_instances must be at least 1"));
+        }
+        for (name, d) in [("misfire_grace_time", self.misfire_grace_time), ("jitter", self.jitter), ("timeout", self.timeout)] {
+            if d.is_some_and(|d| !d.is_positive()) {
+                return Err(Error::invalid(format!("{name} must be greater than zero")));
+            }
+        }
+        if let Some(r) = &self.retry {
+            if r.max_attempts == 0 {
+                return Err(Error::invalid("retry.max_attempts must be at least 1"));
+            }
+            if r.backoff.is_negative() || !r.multiplier.is_finite() || r.multiplier < 1.0 {
+                return Err(Error::invalid("retry.backoff must not be negative and retry.multiplier must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A job: what to run (a task and its arguments), when (a trigger), how
+/// (options), and where it stands (state, kept by the scheduler).
+///
+/// ```
+/// use chime_core::{Job, Trigger};
+/// use jiff::SignedDuration;
+///
+/// let job = Job::new("nightly-report", "send_report", Trigger::cron("0 9 * * *")?)?
+///     .with_name("Nightly report")
+///     .with_args(serde_json::json!({"to": "ops@example.com"}))
+///     .with_timeout(SignedDuration::from_mins(5));
+/// assert_eq!(job.name(), "Nightly report");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The id.
+    pub id: JobId,
+    /// A display name; the id when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The name of the registered task that runs.
+    pub task: String,
+    /// Arguments passed to the task as JSON.
+    #[serde(default)]
+    pub args: serde_json::Value,
+    /// When it fires.
+    pub trigger: Trigger,
+    /// How its runs are handled.
+    #[serde(default)]
+    pub options: JobOptions,
+    /// Runtime state, kept by the scheduler and the store.
+    #[serde(default)]
+    pub state: JobState,
+}
+
+/// A job's runtime state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobState {
+    /// The next scheduled time; none when paused or finished.
+    pub next_run_at: Option<Timestamp>,
+    /// Why the job is paused; none when it is not.
+    pub paused: Option<String>,
+    /// When the last run started.
+    pub last_run_at: Option<Timestamp>,
+    /// How the last run ended.
+    pub last_status: Option<RunStatus>,
+    /// Incremented on every change, for optimistic concurrency.
+    pub version: u64,
+}
+
+impl Job {
+    /// A job with default options, to be added with `Scheduler::add_job`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when the id is not valid.
+    pub fn new(id: &str, task: &str, trigger: Trigger) -> Result<Job> {
+        Ok(Job {
+            id: JobId::new(id)?,
+            name: None,
+            task: task.to_owned(),
+            args: serde_json::Value::Null,
+            trigger,
+            options: JobOptions::default(),
+            state: JobState::default(),
+        })
+    }
+
+    /// The display name, or the id.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.id.as_str())
+    }
+
+    /// Sets the display name.
+    pub fn with_name(mut self, name: &str) -> Job {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Sets the task's arguments.
+    pub fn with_args(mut self, args: serde_json::Value) -> Job {
+        self.args = args;
+        self
+    }
+
+    /// Replaces all options.
+    pub fn with_options(mut self, options: JobOptions) -> Job {
+        self.options = options;
+        self
+    }
+
+    /// Sets `max_instances`.
+    pub fn with_max_instances(mut self, n: u32) -> Job {
+        self.options.max_instances = n;
+        self
+    }
+
+    /// Sets `coalesce`.
+    pub fn with_coalesce(mut self, coalesce: bool) -> Job {
+        self.options.coalesce = coalesce;
+        self
+    }
+
+    /// Sets `misfire_grace_time`.
+    pub fn with_misfire_grace_time(mut self, grace: SignedDuration) -> Job {
+        self.options.misfire_grace_time = Some(grace);
+        self
+    }
+
+    /// Sets `jitter`.
+    pub fn with_jitter(mut self, jitter: SignedDuration) -> Job {
+        self.options.jitter = Some(jitter);
+        self
+    }
+
+    /// Sets `timeout`.
+    pub fn with_timeout(mut self, timeout: SignedDuration) -> Job {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Job {
+        self.options.retry = Some(retry);
+        self
+    }
+
+    /// Whether the job is paused.
+    pub fn is_paused(&self) -> bool {
+        self.state.paused.is_some()
+    }
+
+    /// Checks the trigger and the options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the job and the problem.
+    pub fn validate(&self) -> Result<()> {
+        let in_job = |e: Error| Error::invalid(format!("job {:?}: {e}", self.id.as_str()));
+        if self.task.trim().is_empty() {
+            return Err(in_job(Error::invalid("the task name is empty")));
+        }
+        self.trigger.validate().map_err(in_job)?;
+        self.options.validate().map_err(in_job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_validated() {
+        assert!(JobId::new("a").is_ok());
+        assert!(JobId::new(&"x".repeat(200)).is_ok());
+        assert!(JobId::new("日本語のジョブ").is_ok());
+        for (bad, why) in [
+            ("", "it is empty"),
+            (&"x".repeat(201), "longer than 200 characters"),
+            ("tab\there", "control character"),
+            ("nul\0", "control character"),
+            (" padded", "whitespace"),
+        ] {
+            let e = JobId::new(bad).unwrap_err();
+            assert!(e.is_invalid());
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+        }
+        assert!(serde_json::from_str::<JobId>(r#""""#).is_err());
+    }
+
+    #[test]
+    fn retry_backoff_grows_and_is_capped() {
+        let r = RetryPolicy::new(5, SignedDuration::from_secs(1)).with_max_backoff(SignedDuration::from_secs(5));
+        let delays: Vec<i64> = (1..=5).map(|a| r.delay_after(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 5, 5]);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let mut o = JobOptions { max_instances: 0, ..JobOptions::default() };
+        assert!(o.validate().unwrap_err().to_string().contains("max_instances"));
+        o.max_instances = 1;
+        o.timeout = Some(SignedDuration::ZERO);
+        assert!(o.validate().unwrap_err().to_string().contains("timeout"));
+        o.timeout = None;
+        o.retry = Some(RetryPolicy::new(0, SignedDuration::from_secs(1)));
+        assert!(o.validate().unwrap_err().to_string().contains("max_attempts"));
+    }
+
+    #[test]
+    fn json_round_trips_with_readable_durations() {
+        let job = Job::new("j", "t", Trigger::every("4h").unwrap())
+            .unwrap()
+            .with_timeout(SignedDuration::from_secs(90))
+            .with_retry(RetryPolicy::new(3, SignedDuration::from_secs(10)));
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["options"]["timeout"], "1m 30s");
+        assert_eq!(json["options"]["retry"]["backoff"], "10s");
+        assert_eq!(serde_json::from_value::<Job>(json).unwrap(), job);
+    }
+}

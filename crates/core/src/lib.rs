@@ -1,0 +1,100 @@
+//! The chime scheduler engine: triggers, jobs, tasks, the executor, events,
+//! virtual time and the in-memory store, with the `JobStore` seam that the
+//! SQLite and PostgreSQL stores implement.
+//!
+//! ```
+//! use chime_core::{ConflictPolicy, Job, JobContext, Scheduler, ShutdownMode, TaskRegistry, Trigger};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut tasks = TaskRegistry::new();
+//! tasks.register("send_report", |ctx: JobContext| async move {
+//!     println!("sending the report scheduled for {}", ctx.scheduled_for);
+//!     Ok::<_, std::io::Error>(())
+//! });
+//! tasks.register_blocking("cleanup_tmp", |_ctx| {
+//!     // File system work on the blocking pool.
+//!     Ok::<_, std::io::Error>(())
+//! });
+//!
+//! let scheduler = Scheduler::builder().tasks(tasks).timezone("Europe/London")?.build();
+//! // A daily report at 09:00 (London time), by cron...
+//! scheduler
+//!     .add_job(Job::new("daily-report", "send_report", Trigger::cron("0 9 * * *")?)?, ConflictPolicy::Replace)
+//!     .await?;
+//! // ...and a temp-file cleanup every 4 hours.
+//! scheduler
+//!     .add_job(Job::new("cleanup", "cleanup_tmp", Trigger::every("4h")?)?, ConflictPolicy::Replace)
+//!     .await?;
+//! scheduler.start()?;
+//!
+//! for job in scheduler.jobs().await? {
+//!     println!("{}: {} (next {:?})", job.id, job.trigger.describe(), job.state.next_run_at);
+//! }
+//! scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(30))).await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Overview
+//!
+//! * A [`Trigger`] says when: `cron`, `interval`, `calendar`, `date`, and
+//!   `any`/`all` combinations. Triggers are plain data with a stable JSON shape.
+//! * A [`TaskRegistry`] names the code that runs: async handlers, or blocking
+//!   ones run on tokio's blocking pool, each given a [`JobContext`].
+//! * A [`Job`] ties a task, its JSON arguments and a trigger together, with
+//!   [`JobOptions`]: `max_instances` (1), `coalesce` (true),
+//!   `misfire_grace_time` (none), `jitter`, `timeout`, `retry`.
+//! * The [`Scheduler`] claims due jobs from a [`JobStore`] and runs them,
+//!   recording every decision as a [`Run`] and an [`Event`].
+//!
+//! # Missed runs
+//!
+//! When the scheduler finds a job due at several past times (it was paused,
+//! stopped, or busy), [`plan_fire`] decides, the same way for every store:
+//! a time older than `misfire_grace_time` is recorded as `missed`; of the
+//! rest, with `coalesce` only the latest runs and the others are recorded as
+//! `missed` ("coalesced"), without it each runs; a run beyond `max_instances`
+//! is recorded as `skipped`. "Why didn't it run?" always has an answer in the
+//! history. `resume_job` computes the next run from now, so resuming a job
+//! paused for a week does not unleash a week of runs.
+//!
+//! # Time
+//!
+//! The engine reads time only from a [`Clock`]. [`ManualClock`] lets a test
+//! drive a year of daily runs in milliseconds. Fire times are computed in the
+//! trigger's IANA zone with the DST rules of `chime-cron`.
+//!
+//! # Crate features
+//!
+//! None.
+
+mod clock;
+mod duration;
+mod error;
+mod event;
+mod executor;
+mod job;
+mod memory;
+mod plan;
+mod run;
+mod scheduler;
+mod store;
+mod task;
+mod trigger;
+
+pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
+pub use crate::duration::{format_duration, parse_duration};
+pub use crate::error::{Error, Result};
+pub use crate::event::Event;
+pub use crate::job::{Job, JobId, JobOptions, JobState, MAX_JOB_ID_LEN, RetryPolicy};
+pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
+pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
+pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error};
+pub use crate::scheduler::{JobPatch, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, ShutdownMode};
+pub use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
+pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
+pub use crate::trigger::{
+    CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger, Trigger, Zone,
+};

@@ -1,0 +1,228 @@
+//! The one decision every store makes the same way: what to do with a due job.
+//!
+//! [`plan_fire`] is pure: given a job, the time, and how many of its runs are
+//! in flight, it says which scheduled times run, which are `missed` or
+//! `skipped` and why, and what the next fire time is. Stores call it inside
+//! their claim (a lock, a transaction) and write its result atomically, so
+//! misfire, coalesce and instance rules cannot drift between stores.
+
+use jiff::Timestamp;
+
+use crate::job::Job;
+
+/// The most scheduled times one plan enumerates. Beyond it (a job every
+/// second, down for a day), the oldest times are counted in
+/// [`FirePlan::uncounted`] rather than listed one by one.
+pub const MAX_DUE_TIMES: usize = 1000;
+
+/// What to do with one due job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FirePlan {
+    /// The due scheduled times, oldest first, each with its decision.
+    pub runs: Vec<PlannedRun>,
+    /// Due times older than those listed, past [`MAX_DUE_TIMES`]: missed, not
+    /// listed. After a backlog of over a million, a lower bound.
+    pub uncounted: u64,
+    /// The job's next fire time after `now`; none when the trigger is finished.
+    pub next_run_at: Option<Timestamp>,
+}
+
+/// One due scheduled time and its fate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    /// The scheduled time.
+    pub scheduled_for: Timestamp,
+    /// Run it, or record why not.
+    pub decision: Decision,
+}
+
+/// Whether a due time runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Execute it.
+    Run,
+    /// Record it as `missed`, with the reason.
+    Missed(String),
+    /// Record it as `skipped`, with the reason.
+    Skipped(String),
+}
+
+/// Plans a due job: the times from `job.state.next_run_at` up to `now`.
+///
+/// * Times older than `misfire_grace_time` are missed.
+/// * Of the rest, with `coalesce` only the latest runs and the others are
+///   missed ("coalesced"); without it, each runs.
+/// * A run beyond `max_instances` (counting the `running` ones) is skipped.
+///
+/// Returns an empty plan, with the next fire time unchanged, when the job is
+/// paused or not due.
+pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
+    let Some(first) = job.state.next_run_at.filter(|t| *t <= now && !job.is_paused()) else {
+        return FirePlan { runs: Vec::new(), uncounted: 0, next_run_at: job.state.next_run_at };
+    };
+    let trigger = &job.trigger;
+    let options = &job.options;
+
+    // The due times, keeping the latest MAX_DUE_TIMES.
+    let mut due = std::collections::VecDeque::with_capacity(4);
+    let mut uncounted = 0u64;
+    let mut t = Some(first);
+    while let Some(at) = t.filter(|t| *t <= now) {
+        if due.len() == MAX_DUE_TIMES {
+            due.pop_front();
+            uncounted += 1;
+            if uncounted > 1_000_000 {
+                // Jump ahead instead of walking millions of missed times.
+                due.clear();
+                t = resume_point(trigger, now);
+                continue;
+            }
+        }
+        due.push_back(at);
+        t = trigger.next_after(at);
+    }
+    let next_run_at = trigger.next_after(now);
+
+    let grace = options.misfire_grace_time;
+    let too_late = |at: Timestamp| grace.is_some_and(|g| now.duration_since(at) > g);
+    let fresh: Vec<Timestamp> = due.iter().copied().filter(|at| !too_late(*at)).collect();
+    let latest_fresh = fresh.last().copied();
+
+    let mut started = 0u32;
+    let runs = due
+        .into_iter()
+        .map(|at| {
+            let decision = if too_late(at) {
+                let late = now.duration_since(at);
+                Decision::Missed(format!(
+                    "{} late, past the misfire grace time of {}",
+                    crate::duration::format_duration(late.round(jiff::Unit::Second).unwrap_or(late)),
+                    crate::duration::format_duration(grace.unwrap_or_default()),
+                ))
+            } else if options.coalesce && Some(at) != latest_fresh {
+                Decision::Missed(format!(
+                    "coalesced into the run scheduled for {}",
+                    latest_fresh.expect("a fresh time exists")
+                ))
+            } else if running + started >= options.max_instances {
+                Decision::Skipped(format!(
+                    "max_instances ({}) runs were already in progress",
+                    options.max_instances
+                ))
+            } else {
+                started += 1;
+                Decision::Run
+            };
+            PlannedRun { scheduled_for: at, decision }
+        })
+        .collect();
+    FirePlan { runs, uncounted, next_run_at }
+}
+
+/// Where to resume walking an enormous backlog: the first fire time within
+/// the last hour (or day, month, year) before `now`.
+fn resume_point(trigger: &crate::Trigger, now: Timestamp) -> Option<Timestamp> {
+    [1i64, 24, 24 * 31, 24 * 366].into_iter().find_map(|hours| {
+        let from = now.checked_sub(jiff::SignedDuration::from_hours(hours)).ok()?;
+        trigger.next_after(from).filter(|t| *t <= now)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Job, Trigger};
+    use jiff::SignedDuration;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn hourly() -> Job {
+        let mut job = Job::new("j", "t", Trigger::cron("0 * * * *").unwrap()).unwrap();
+        job.state.next_run_at = Some(ts("2026-01-01T01:00:00Z"));
+        job
+    }
+
+    fn decisions(plan: &FirePlan) -> Vec<(String, Decision)> {
+        plan.runs.iter().map(|r| (r.scheduled_for.to_string(), r.decision.clone())).collect()
+    }
+
+    #[test]
+    fn on_time_runs_once() {
+        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 0);
+        assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Run)]);
+        assert_eq!(plan.next_run_at, Some(ts("2026-01-01T02:00:00Z")));
+    }
+
+    #[test]
+    fn not_due_or_paused_is_an_empty_plan() {
+        let plan = plan_fire(&hourly(), ts("2026-01-01T00:59:59Z"), 0);
+        assert!(plan.runs.is_empty());
+        assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:00Z")));
+        let mut paused = hourly();
+        paused.state.paused = Some("maintenance".into());
+        assert!(plan_fire(&paused, ts("2026-01-01T05:00:00Z"), 0).runs.is_empty());
+    }
+
+    #[test]
+    fn coalesce_runs_the_latest_and_records_the_rest() {
+        let plan = plan_fire(&hourly(), ts("2026-01-01T03:30:00Z"), 0);
+        let d = decisions(&plan);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[0].1, Decision::Missed("coalesced into the run scheduled for 2026-01-01T03:00:00Z".into()));
+        assert_eq!(d[2], ("2026-01-01T03:00:00Z".into(), Decision::Run));
+        assert_eq!(plan.next_run_at, Some(ts("2026-01-01T04:00:00Z")));
+    }
+
+    #[test]
+    fn without_coalesce_each_time_runs_up_to_max_instances() {
+        let job = hourly().with_coalesce(false).with_max_instances(2);
+        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), 0);
+        let d: Vec<Decision> = plan.runs.iter().map(|r| r.decision.clone()).collect();
+        assert_eq!(d[0], Decision::Run);
+        assert_eq!(d[1], Decision::Run);
+        assert_eq!(d[2], Decision::Skipped("max_instances (2) runs were already in progress".into()));
+    }
+
+    #[test]
+    fn a_running_instance_makes_the_next_run_skipped() {
+        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 1);
+        assert_eq!(plan.runs[0].decision, Decision::Skipped("max_instances (1) runs were already in progress".into()));
+    }
+
+    #[test]
+    fn times_past_the_grace_time_are_missed() {
+        let job = hourly().with_misfire_grace_time(SignedDuration::from_mins(45));
+        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), 0);
+        let d = decisions(&plan);
+        assert_eq!(d[0].1, Decision::Missed("2h 30m late, past the misfire grace time of 45m".into()));
+        assert_eq!(d[1].1, Decision::Missed("1h 30m late, past the misfire grace time of 45m".into()));
+        assert_eq!(d[2].1, Decision::Run);
+        // All past the grace time: nothing runs.
+        let plan = plan_fire(&job, ts("2026-01-01T03:50:00Z"), 0);
+        assert!(plan.runs.iter().all(|r| matches!(r.decision, Decision::Missed(_))));
+    }
+
+    #[test]
+    fn a_huge_backlog_is_capped_and_counted() {
+        let mut job = Job::new("j", "t", Trigger::every("1s").unwrap()).unwrap();
+        job.trigger.resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
+        job.state.next_run_at = Some(ts("2026-01-01T00:00:01Z"));
+        let plan = plan_fire(&job, ts("2026-01-01T01:00:00Z"), 0);
+        assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
+        assert_eq!(plan.uncounted, 3600 - MAX_DUE_TIMES as u64);
+        assert_eq!(plan.runs.last().unwrap().scheduled_for, ts("2026-01-01T01:00:00Z"));
+        assert_eq!(plan.runs.iter().filter(|r| r.decision == Decision::Run).count(), 1);
+        assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:01Z")));
+    }
+
+    #[test]
+    fn a_finished_trigger_has_no_next_run() {
+        let mut job = Job::new("once", "t", Trigger::at(ts("2026-01-01T00:00:00Z"))).unwrap();
+        job.state.next_run_at = Some(ts("2026-01-01T00:00:00Z"));
+        let plan = plan_fire(&job, ts("2026-01-01T00:00:05Z"), 0);
+        assert_eq!(plan.runs.len(), 1);
+        assert_eq!(plan.next_run_at, None);
+    }
+}

@@ -1,0 +1,359 @@
+//! Runs: one execution (or one decision not to execute) of a job for one scheduled time.
+
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::job::JobId;
+
+/// Error text kept per run, in bytes.
+pub const MAX_ERROR_LEN: usize = 4096;
+
+/// A run's id, a UUID v7 (time-ordered). Tasks can use it as an idempotency key:
+/// it is the same for every retry of one scheduled time.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunId(pub Uuid);
+
+impl RunId {
+    /// A new id.
+    pub fn new() -> RunId {
+        RunId(Uuid::now_v7())
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        RunId::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Claimed, waiting for a concurrency slot or its jitter delay.
+    Pending,
+    /// Executing.
+    Running,
+    /// The task returned `Ok`.
+    Succeeded,
+    /// The task returned an error or panicked, after any retries.
+    Failed,
+    /// The task ran past its timeout and was cancelled.
+    TimedOut,
+    /// Not run: the scheduled time was past the misfire grace time, or was
+    /// coalesced into a later run.
+    Missed,
+    /// Not run: `max_instances` runs were already going.
+    Skipped,
+    /// Its process died while it ran (found at the next start).
+    Abandoned,
+    /// Cancelled by shutdown or by removing its job.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [RunStatus; 9] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::TimedOut,
+        RunStatus::Missed,
+        RunStatus::Skipped,
+        RunStatus::Abandoned,
+        RunStatus::Cancelled,
+    ];
+
+    /// Whether the run is over.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+
+    /// The lowercase name used in JSON, SQL and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Missed => "missed",
+            RunStatus::Skipped => "skipped",
+            RunStatus::Abandoned => "abandoned",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<RunStatus> {
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            crate::Error::invalid(format!(
+                "unknown run status {s:?}: expected one of {}",
+                RunStatus::ALL.map(RunStatus::as_str).join(", ")
+            ))
+        })
+    }
+}
+
+/// Why a run exists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Its trigger fired.
+    #[default]
+    Scheduled,
+    /// Someone asked for it (`run_job_now`).
+    Manual,
+}
+
+/// One run of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The id.
+    pub id: RunId,
+    /// The job.
+    pub job_id: JobId,
+    /// The time the trigger scheduled it for (for a manual run, when it was asked for).
+    pub scheduled_for: Timestamp,
+    /// Why it exists.
+    #[serde(default)]
+    pub kind: RunKind,
+    /// Where it stands.
+    pub status: RunStatus,
+    /// When the task started (the first attempt).
+    pub started_at: Option<Timestamp>,
+    /// When it finished.
+    pub finished_at: Option<Timestamp>,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// The node that ran it.
+    pub node: Option<String>,
+    /// The error of the last attempt, or why it was missed or skipped; at most 4 KiB.
+    pub error: Option<String>,
+}
+
+impl Run {
+    /// A run that has not started yet.
+    pub fn pending(job_id: JobId, scheduled_for: Timestamp, kind: RunKind, node: &str) -> Run {
+        Run {
+            id: RunId::new(),
+            job_id,
+            scheduled_for,
+            kind,
+            status: RunStatus::Pending,
+            started_at: None,
+            finished_at: None,
+            attempt: 0,
+            node: Some(node.to_owned()),
+            error: None,
+        }
+    }
+
+    /// A run that was decided against: `missed` or `skipped`, with the reason.
+    pub fn not_run(job_id: JobId, scheduled_for: Timestamp, status: RunStatus, reason: String, node: &str, now: Timestamp) -> Run {
+        Run {
+            status,
+            finished_at: Some(now),
+            error: Some(cap_error(reason)),
+            ..Run::pending(job_id, scheduled_for, RunKind::Scheduled, node)
+        }
+    }
+
+    /// How long it ran.
+    pub fn duration(&self) -> Option<SignedDuration> {
+        Some(self.finished_at?.duration_since(self.started_at?))
+    }
+
+    /// How late it started.
+    pub fn lateness(&self) -> Option<SignedDuration> {
+        Some(self.started_at?.duration_since(self.scheduled_for))
+    }
+}
+
+/// Truncates error text to [`MAX_ERROR_LEN`] bytes on a character boundary.
+pub fn cap_error(mut text: String) -> String {
+    const MARK: &str = "… (truncated)";
+    if text.len() > MAX_ERROR_LEN {
+        let mut end = MAX_ERROR_LEN - MARK.len();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(MARK);
+    }
+    text
+}
+
+/// Which runs to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunQuery {
+    /// Only this job's runs.
+    pub job_id: Option<JobId>,
+    /// Only runs in one of these statuses (all when empty).
+    pub statuses: Vec<RunStatus>,
+    /// Only runs scheduled at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only runs scheduled before this instant.
+    pub until: Option<Timestamp>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+    /// Skip this many of the matching runs first (paging).
+    pub offset: usize,
+}
+
+impl RunQuery {
+    /// Whether `run` passes the filters (not the paging).
+    pub fn matches(&self, run: &Run) -> bool {
+        self.job_id.as_ref().is_none_or(|id| *id == run.job_id)
+            && (self.statuses.is_empty() || self.statuses.contains(&run.status))
+            && self.since.is_none_or(|s| run.scheduled_for >= s)
+            && self.until.is_none_or(|u| run.scheduled_for < u)
+    }
+
+    /// The limit, defaulted.
+    pub fn limit(&self) -> usize {
+        self.limit.unwrap_or(100)
+    }
+}
+
+/// Figures over a job's retained runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStats {
+    /// Runs that finished (any status but pending and running).
+    pub runs: u64,
+    /// Runs that succeeded.
+    pub succeeded: u64,
+    /// Runs that failed or timed out.
+    pub failed: u64,
+    /// Runs missed.
+    pub missed: u64,
+    /// Runs skipped.
+    pub skipped: u64,
+    /// succeeded / (succeeded + failed); none before any run executed.
+    pub success_rate: Option<f64>,
+    /// Mean duration of executed runs, in seconds.
+    pub avg_duration_s: Option<f64>,
+    /// 95th percentile duration of executed runs, in seconds.
+    pub p95_duration_s: Option<f64>,
+    /// Mean lateness (start minus scheduled time) of executed runs, in seconds.
+    pub avg_lateness_s: Option<f64>,
+    /// When the latest run started.
+    pub last_run_at: Option<Timestamp>,
+    /// When the latest successful run started.
+    pub last_success_at: Option<Timestamp>,
+}
+
+impl JobStats {
+    /// Computes the figures from runs, in any order.
+    pub fn from_runs<'a>(runs: impl IntoIterator<Item = &'a Run>) -> JobStats {
+        let mut s = JobStats::default();
+        let mut durations = Vec::new();
+        let mut lateness = Vec::new();
+        for run in runs {
+            if !run.status.is_finished() {
+                continue;
+            }
+            s.runs += 1;
+            match run.status {
+                RunStatus::Succeeded => {
+                    s.succeeded += 1;
+                    s.last_success_at = s.last_success_at.max(run.started_at);
+                }
+                RunStatus::Failed | RunStatus::TimedOut => s.failed += 1,
+                RunStatus::Missed => s.missed += 1,
+                RunStatus::Skipped => s.skipped += 1,
+                _ => {}
+            }
+            s.last_run_at = s.last_run_at.max(run.started_at);
+            if let Some(d) = run.duration() {
+                durations.push(d.as_secs_f64());
+            }
+            if let Some(l) = run.lateness() {
+                lateness.push(l.as_secs_f64());
+            }
+        }
+        let executed = s.succeeded + s.failed;
+        s.success_rate = (executed > 0).then(|| s.succeeded as f64 / executed as f64);
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        s.avg_duration_s = mean(&durations);
+        s.avg_lateness_s = mean(&lateness);
+        durations.sort_by(f64::total_cmp);
+        s.p95_duration_s = (!durations.is_empty()).then(|| {
+            let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
+            durations[rank.clamp(1, durations.len()) - 1]
+        });
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_is_capped_on_a_char_boundary() {
+        let long = "é".repeat(5000);
+        let capped = cap_error(long);
+        assert!(capped.len() <= MAX_ERROR_LEN);
+        assert!(capped.ends_with("(truncated)"));
+        assert_eq!(cap_error("short".into()), "short");
+    }
+
+    #[test]
+    fn statuses_parse_and_print() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        let e = "done".parse::<RunStatus>().unwrap_err();
+        assert!(e.to_string().contains("unknown run status \"done\""));
+    }
+
+    #[test]
+    fn stats_from_runs() {
+        let id = JobId::new("j").unwrap();
+        let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut runs = Vec::new();
+        for i in 0..20i64 {
+            let mut r = Run::pending(id.clone(), t0 + SignedDuration::from_hours(i), RunKind::Scheduled, "n");
+            r.started_at = Some(r.scheduled_for + SignedDuration::from_secs(1));
+            r.finished_at = Some(r.started_at.unwrap() + SignedDuration::from_secs(i + 1));
+            r.status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+            runs.push(r);
+        }
+        runs.push(Run::not_run(id, t0, RunStatus::Missed, "late".into(), "n", t0));
+        let s = JobStats::from_runs(&runs);
+        assert_eq!((s.runs, s.succeeded, s.failed, s.missed), (21, 15, 5, 1));
+        assert_eq!(s.success_rate, Some(0.75));
+        assert_eq!(s.avg_duration_s, Some(10.5));
+        assert_eq!(s.p95_duration_s, Some(19.0));
+        assert_eq!(s.avg_lateness_s, Some(1.0));
+        assert_eq!(s.last_success_at, Some(t0 + SignedDuration::from_secs(19 * 3600 + 1)));
+    }
+}

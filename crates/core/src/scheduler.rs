@@ -1,0 +1,685 @@
+//! The `Scheduler`: the loop that claims due jobs, and the public API around it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Notify, Semaphore, broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock, later};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::executor;
+use crate::job::{Job, JobId, JobOptions};
+use crate::memory::MemoryStore;
+use crate::run::{JobStats, Run, RunId, RunKind, RunQuery, RunStatus};
+use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
+use crate::task::TaskRegistry;
+use crate::trigger::{Trigger, Zone};
+
+/// The longest the loop sleeps before re-reading the clock, so that a clock
+/// jump or a suspended host is noticed within a minute.
+const MAX_SLEEP: SignedDuration = SignedDuration::from_secs(60);
+
+/// After a store error, how long the loop waits before trying again.
+const STORE_RETRY: SignedDuration = SignedDuration::from_secs(1);
+
+/// Where the scheduler is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SchedulerState {
+    /// Built, not started: jobs can be added, none run.
+    Stopped,
+    /// Claiming due jobs and running them.
+    Running,
+    /// Not starting runs; running ones go on.
+    Paused,
+    /// `shutdown` is in progress.
+    ShuttingDown,
+    /// Done; no run is left and none will start.
+    ShutDown,
+}
+
+/// How `shutdown` treats runs in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMode {
+    /// Let them finish, waiting at most this long (measured on the
+    /// scheduler's clock), then cancel the rest.
+    Wait(Duration),
+    /// Cancel them now (each gets the cancel grace period, then is aborted).
+    Cancel,
+}
+
+/// What `remove_job` does with the job's runs in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RemoveMode {
+    /// Let them finish (the default).
+    #[default]
+    LetFinish,
+    /// Cancel them.
+    Cancel,
+}
+
+/// Changes to a job's definition for `modify_job`; `None` leaves a field as is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobPatch {
+    /// A new display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New arguments.
+    pub args: Option<serde_json::Value>,
+    /// New options.
+    pub options: Option<JobOptions>,
+}
+
+/// Configures a [`Scheduler`].
+#[derive(Debug)]
+pub struct SchedulerBuilder {
+    store: Option<Arc<dyn JobStore>>,
+    tasks: TaskRegistry,
+    zone: Option<Zone>,
+    clock: Arc<dyn Clock>,
+    max_concurrency: usize,
+    node_id: Option<String>,
+    batch_size: usize,
+    cancel_grace: SignedDuration,
+}
+
+impl SchedulerBuilder {
+    /// Where jobs live; a [`MemoryStore`] when not set.
+    pub fn store(mut self, store: impl JobStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store shared with other code (a web API, a CLI in the same process).
+    pub fn shared_store(mut self, store: Arc<dyn JobStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The tasks jobs may run.
+    pub fn tasks(mut self, tasks: TaskRegistry) -> Self {
+        self.tasks = tasks;
+        self
+    }
+
+    /// The zone for triggers that name none; the system zone when not set.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for an unknown zone.
+    pub fn timezone(mut self, name: &str) -> Result<Self> {
+        self.zone = Some(Zone::get(name)?);
+        Ok(self)
+    }
+
+    /// The clock; [`SystemClock`] when not set. Tests pass a [`crate::ManualClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How many runs may execute at once across all jobs (default 1,000).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// This scheduler's name in run records (default: `hostname-pid`).
+    pub fn node_id(mut self, id: &str) -> Self {
+        self.node_id = Some(id.to_owned());
+        self
+    }
+
+    /// How many due jobs one claim takes from the store (default 1,000).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How long a cancelled run may take to stop by itself before it is
+    /// aborted (default 5 s, on the scheduler's clock).
+    pub fn cancel_grace(mut self, grace: SignedDuration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Builds the scheduler. It does nothing until [`Scheduler::start`].
+    pub fn build(self) -> Scheduler {
+        let node = self.node_id.unwrap_or_else(default_node_id);
+        Scheduler {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                tasks: self.tasks,
+                zone: self.zone.unwrap_or_else(Zone::system),
+                clock: self.clock,
+                node,
+                events: broadcast::Sender::new(1024),
+                state: watch::Sender::new(SchedulerState::Stopped),
+                slots: Arc::new(Semaphore::new(self.max_concurrency)),
+                running: Mutex::new(HashMap::new()),
+                in_flight: watch::Sender::new(0),
+                loop_task: Mutex::new(None),
+                wake: Notify::new(),
+                batch_size: self.batch_size,
+                cancel_grace: self.cancel_grace,
+            }),
+        }
+    }
+}
+
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into())
+    });
+    format!("{host}-{}", std::process::id())
+}
+
+/// A job scheduler: add jobs, start it, and it runs them on time.
+///
+/// Cheap to clone; clones share one scheduler.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) tasks: TaskRegistry,
+    pub(crate) zone: Zone,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) node: String,
+    pub(crate) events: broadcast::Sender<Event>,
+    state: watch::Sender<SchedulerState>,
+    pub(crate) slots: Arc<Semaphore>,
+    /// Runs in progress in this process, with the tokens that cancel them.
+    pub(crate) running: Mutex<HashMap<RunId, (JobId, CancellationToken)>>,
+    /// How many runs this process has in progress.
+    pub(crate) in_flight: watch::Sender<usize>,
+    loop_task: Mutex<Option<JoinHandle<()>>>,
+    wake: Notify,
+    batch_size: usize,
+    pub(crate) cancel_grace: SignedDuration,
+}
+
+impl Inner {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn store_error(&self, operation: &str, err: &Error) {
+        tracing::error!(operation, error = %err, "store error");
+        self.emit(Event::StoreError { operation: operation.to_owned(), message: err.to_string() });
+    }
+}
+
+impl Scheduler {
+    /// Starts configuring a scheduler.
+    pub fn builder() -> SchedulerBuilder {
+        SchedulerBuilder {
+            store: None,
+            tasks: TaskRegistry::new(),
+            zone: None,
+            clock: Arc::new(SystemClock),
+            max_concurrency: 1000,
+            node_id: None,
+            batch_size: 1000,
+            cancel_grace: SignedDuration::from_secs(5),
+        }
+    }
+
+    /// Starts the loop on the current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] if it was already started, [`Error::ShutDown`] after shutdown.
+    pub fn start(&self) -> Result<()> {
+        let mut started = false;
+        self.inner.state.send_if_modified(|s| {
+            started = *s == SchedulerState::Stopped;
+            if started {
+                *s = SchedulerState::Running;
+            }
+            started
+        });
+        if !started {
+            return match self.state() {
+                SchedulerState::ShuttingDown | SchedulerState::ShutDown => Err(Error::ShutDown),
+                _ => Err(Error::invalid("the scheduler is already started")),
+            };
+        }
+        let inner = Arc::clone(&self.inner);
+        *self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(run_loop(inner)));
+        tracing::info!(node = %self.inner.node, zone = %self.inner.zone, "scheduler started");
+        self.inner.emit(Event::SchedulerStarted);
+        Ok(())
+    }
+
+    /// Stops starting runs; runs in progress go on. Due times met while
+    /// paused are handled by the misfire rules on resume.
+    pub fn pause(&self) {
+        if self.inner.state.send_if_modified(|s| {
+            let change = *s == SchedulerState::Running;
+            if change {
+                *s = SchedulerState::Paused;
+            }
+            change
+        }) {
+            self.inner.emit(Event::SchedulerPaused);
+        }
+    }
+
+    /// Starts runs again after [`pause`](Scheduler::pause).
+    pub fn resume(&self) {
+        if self.inner.state.send_if_modified(|s| {
+            let change = *s == SchedulerState::Paused;
+            if change {
+                *s = SchedulerState::Running;
+            }
+            change
+        }) {
+            self.inner.emit(Event::SchedulerResumed);
+        }
+    }
+
+    /// Where the scheduler is in its life.
+    pub fn state(&self) -> SchedulerState {
+        *self.inner.state.borrow()
+    }
+
+    /// This scheduler's node id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node
+    }
+
+    /// The zone used for triggers that name none.
+    pub fn timezone(&self) -> &Zone {
+        &self.inner.zone
+    }
+
+    /// The scheduler's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.store
+    }
+
+    /// Stops claiming jobs, then waits for or cancels the runs in progress.
+    /// Returns when none is left.
+    pub async fn shutdown(&self, mode: ShutdownMode) {
+        let previous = self.inner.state.send_replace(SchedulerState::ShuttingDown);
+        if previous == SchedulerState::ShutDown {
+            self.inner.state.send_replace(SchedulerState::ShutDown);
+            return;
+        }
+        self.inner.wake.notify_one();
+        let task = self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let mut in_flight = self.inner.in_flight.subscribe();
+        match mode {
+            ShutdownMode::Wait(limit) => {
+                let deadline = later(self.inner.clock.now(), SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX));
+                tokio::select! {
+                    _ = in_flight.wait_for(|n| *n == 0) => {}
+                    _ = self.inner.clock.sleep_until(deadline) => {
+                        tracing::warn!("shutdown deadline passed; cancelling the runs still going");
+                        self.cancel_runs(|_| true);
+                    }
+                }
+            }
+            ShutdownMode::Cancel => self.cancel_runs(|_| true),
+        }
+        let _ = in_flight.wait_for(|n| *n == 0).await;
+        self.inner.state.send_replace(SchedulerState::ShutDown);
+        tracing::info!("scheduler shut down");
+        self.inner.emit(Event::SchedulerShutDown);
+    }
+
+    fn cancel_runs(&self, which: impl Fn(&JobId) -> bool) {
+        let running = self.inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        for (job_id, token) in running.values() {
+            if which(job_id) {
+                token.cancel();
+            }
+        }
+    }
+
+    /// Events as they happen. A slow subscriber that falls more than 1,024
+    /// events behind misses the oldest (and is told so by the receiver).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Adds a job; its first run is its trigger's first fire time from now.
+    /// A one-off job whose time has already passed runs once, late (subject
+    /// to its misfire grace time).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a bad trigger or option, [`Error::UnknownTask`]
+    /// if its task is not registered, [`Error::JobExists`] if the id is taken
+    /// and the policy is `Error`, or a store error.
+    pub async fn add_job(&self, mut job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        job.validate()?;
+        if !self.inner.tasks.contains(&job.task) {
+            return Err(Error::UnknownTask(job.task));
+        }
+        let now = self.inner.clock.now();
+        job.trigger.resolve(now, &self.inner.zone);
+        job.state = crate::job::JobState { next_run_at: first_fire(&job.trigger, now), ..job.state };
+        let stored = self.inner.store.add_job(job, on_conflict).await?;
+        tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
+        self.inner.emit(Event::JobAdded { job_id: stored.id.clone() });
+        Ok(stored)
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn get_job(&self, id: &str) -> Result<Job> {
+        let id = JobId::new(id)?;
+        self.inner.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))
+    }
+
+    /// Every job, ordered by id, with its next run time.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        self.inner.store.list_jobs(&JobFilter::default()).await
+    }
+
+    /// Pauses a job: it has no next run until resumed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn pause_job(&self, id: &str, reason: &str) -> Result<Job> {
+        let reason = if reason.trim().is_empty() { "paused".to_owned() } else { reason.to_owned() };
+        let job = self
+            .update(id, |job| {
+                job.state.paused = Some(reason.clone());
+                job.state.next_run_at = None;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, reason, "job paused");
+        self.inner.emit(Event::JobPaused { job_id: job.id.clone(), reason });
+        Ok(job)
+    }
+
+    /// Resumes a paused job. Its next run is computed from now: the times it
+    /// missed while paused are not run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn resume_job(&self, id: &str) -> Result<Job> {
+        let now = self.inner.clock.now();
+        let job = self
+            .update(id, |job| {
+                job.state.paused = None;
+                job.state.next_run_at = job.trigger.next_after(now);
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, next_run_at = ?job.state.next_run_at, "job resumed");
+        self.inner.emit(Event::JobResumed { job_id: job.id.clone(), next_run_at: job.state.next_run_at });
+        Ok(job)
+    }
+
+    /// Removes a job. Its history stays. Runs in progress finish or are
+    /// cancelled, as `mode` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn remove_job(&self, id: &str, mode: RemoveMode) -> Result<Job> {
+        let id = JobId::new(id)?;
+        let job = self.inner.store.remove_job(&id).await?;
+        if mode == RemoveMode::Cancel {
+            self.cancel_runs(|j| *j == id);
+        }
+        tracing::info!(job_id = %id, ?mode, "job removed");
+        self.inner.emit(Event::JobRemoved { job_id: id });
+        Ok(job)
+    }
+
+    /// Changes a job's name, arguments or options; its schedule is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::Invalid`] for bad options, or a store error.
+    pub async fn modify_job(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        let job = self
+            .update(id, |job| {
+                if let Some(name) = &patch.name {
+                    job.name = name.clone();
+                }
+                if let Some(args) = &patch.args {
+                    job.args = args.clone();
+                }
+                if let Some(options) = &patch.options {
+                    job.options = options.clone();
+                }
+                job.validate()
+            })
+            .await?;
+        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
+        Ok(job)
+    }
+
+    /// Gives a job a new trigger; its next run is the new trigger's first
+    /// fire time from now (none while paused).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::Invalid`] for a bad trigger, or a store error.
+    pub async fn reschedule_job(&self, id: &str, mut trigger: Trigger) -> Result<Job> {
+        trigger.validate()?;
+        let now = self.inner.clock.now();
+        trigger.resolve(now, &self.inner.zone);
+        let job = self
+            .update(id, |job| {
+                job.trigger = trigger.clone();
+                if !job.is_paused() {
+                    job.state.next_run_at = first_fire(&job.trigger, now);
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, trigger = %job.trigger.describe(), "job rescheduled");
+        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
+        Ok(job)
+    }
+
+    /// Runs a job once now, in addition to its schedule (which is unchanged).
+    /// Works on paused jobs too. Subject to `max_instances`: if that many runs
+    /// are going, the run is recorded as `skipped`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::ShutDown`], or a store error.
+    pub async fn run_job_now(&self, id: &str) -> Result<Run> {
+        if matches!(self.state(), SchedulerState::ShuttingDown | SchedulerState::ShutDown) {
+            return Err(Error::ShutDown);
+        }
+        let job = self.get_job(id).await?;
+        let now = self.inner.clock.now();
+        let running = self.inner.store.count_running(&job.id).await?;
+        if running >= job.options.max_instances {
+            let reason = format!("max_instances ({}) runs were already in progress", job.options.max_instances);
+            let mut run = Run::not_run(job.id.clone(), now, RunStatus::Skipped, reason.clone(), &self.inner.node, now);
+            run.kind = RunKind::Manual;
+            self.inner.store.insert_run(run.clone()).await?;
+            self.inner.emit(Event::RunSkipped { job_id: job.id, run_id: run.id, scheduled_for: now, reason });
+            return Ok(run);
+        }
+        let run = Run::pending(job.id.clone(), now, RunKind::Manual, &self.inner.node);
+        self.inner.store.insert_run(run.clone()).await?;
+        tracing::info!(job_id = %job.id, run_id = %run.id, "run requested");
+        executor::dispatch(&self.inner, &job, run.clone());
+        Ok(run)
+    }
+
+    /// The next `n` fire times of a job (from its next run, or from now when paused).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn upcoming(&self, id: &str, n: usize) -> Result<Vec<Timestamp>> {
+        let job = self.get_job(id).await?;
+        Ok(match job.state.next_run_at {
+            Some(next) => {
+                let mut times = vec![next];
+                times.extend(job.trigger.upcoming(next, n.saturating_sub(1)));
+                times.truncate(n);
+                times
+            }
+            None if job.is_paused() => job.trigger.upcoming(self.inner.clock.now(), n),
+            None => Vec::new(),
+        })
+    }
+
+    /// Run history, newest first.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        self.inner.store.history(query).await
+    }
+
+    /// Figures over a job's retained runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn stats(&self, id: &str) -> Result<JobStats> {
+        self.inner.store.job_stats(&JobId::new(id)?).await
+    }
+
+    /// Read-modify-write with the store's version check, retried when
+    /// something else (usually the scheduler loop advancing the job) wrote
+    /// in between.
+    async fn update(&self, id: &str, change: impl Fn(&mut Job) -> Result<()>) -> Result<Job> {
+        let id = JobId::new(id)?;
+        let mut attempts = 0;
+        loop {
+            let mut job = self.inner.store.get_job(&id).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
+            change(&mut job)?;
+            match self.inner.store.update_job(job).await {
+                Err(Error::VersionConflict { .. }) if attempts < 20 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// A new job's first fire time: its trigger's first time at or after now,
+/// or, for a one-off whose time has passed, that time (it runs once, late).
+fn first_fire(trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
+    if let Trigger::Date(d) = trigger {
+        return Some(d.at);
+    }
+    trigger.next_after(now.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(now))
+}
+
+/// The scheduler loop. See DESIGN.md, "Engine".
+async fn run_loop(inner: Arc<Inner>) {
+    let mut state = inner.state.subscribe();
+    loop {
+        let current = *state.borrow_and_update();
+        match current {
+            SchedulerState::ShuttingDown | SchedulerState::ShutDown => return,
+            SchedulerState::Paused | SchedulerState::Stopped => {
+                let _ = state.changed().await;
+                continue;
+            }
+            SchedulerState::Running => {}
+        }
+        // Subscribe before reading the store, so a change made after the
+        // read still wakes the sleep below.
+        let mut changes = inner.store.changes();
+        changes.borrow_and_update();
+
+        let now = inner.clock.now();
+        let claimed = match inner.store.acquire_due(now, inner.batch_size, &inner.node).await {
+            Ok(claims) => {
+                let n = claims.len();
+                for claim in claims {
+                    handle_claim(&inner, claim);
+                }
+                n
+            }
+            Err(e) => {
+                inner.store_error("claiming due jobs", &e);
+                inner.clock.sleep_until(later(now, STORE_RETRY)).await;
+                continue;
+            }
+        };
+        if claimed == inner.batch_size {
+            // There may be more due right now.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let next = match inner.store.next_due_at().await {
+            Ok(next) => next,
+            Err(e) => {
+                inner.store_error("reading the next due time", &e);
+                Some(later(now, STORE_RETRY))
+            }
+        };
+        let cap = later(now, MAX_SLEEP);
+        let wake_at = next.map_or(cap, |n| n.min(cap));
+        if wake_at <= now {
+            continue;
+        }
+        tokio::select! {
+            _ = inner.clock.sleep_until(wake_at) => {}
+            _ = changes.changed() => {}
+            _ = state.changed() => {}
+            _ = inner.wake.notified() => {}
+        }
+    }
+}
+
+fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
+    let Claim { job, runs, uncounted } = claim;
+    if uncounted > 0 {
+        tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
+    }
+    for run in runs {
+        match run.status {
+            RunStatus::Pending => executor::dispatch(inner, &job, run),
+            RunStatus::Missed => {
+                let reason = run.error.clone().unwrap_or_default();
+                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run missed");
+                inner.emit(Event::RunMissed { job_id: job.id.clone(), run_id: run.id, scheduled_for: run.scheduled_for, reason });
+            }
+            RunStatus::Skipped => {
+                let reason = run.error.clone().unwrap_or_default();
+                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run skipped");
+                inner.emit(Event::RunSkipped { job_id: job.id.clone(), run_id: run.id, scheduled_for: run.scheduled_for, reason });
+            }
+            other => tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state"),
+        }
+    }
+    if job.state.next_run_at.is_none() && !job.is_paused() {
+        tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
+        inner.emit(Event::JobFinished { job_id: job.id });
+    }
+}

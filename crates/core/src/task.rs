@@ -1,0 +1,172 @@
+//! Tasks: the named handlers jobs run.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::JobId;
+use crate::run::RunId;
+
+/// The error a task returns: anything that converts into a boxed error
+/// (`anyhow::Error`, `std::io::Error`, a `String`...).
+pub type TaskError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a task returns.
+pub type TaskResult = Result<(), TaskError>;
+
+type BoxedTask = Pin<Box<dyn Future<Output = TaskResult> + Send + 'static>>;
+
+/// What a task is told about the run it is doing.
+#[derive(Clone, Debug)]
+pub struct JobContext {
+    /// The job.
+    pub job_id: JobId,
+    /// The run: the same for every retry of one scheduled time, so it can
+    /// serve as an idempotency key.
+    pub run_id: RunId,
+    /// The time the run was scheduled for.
+    pub scheduled_for: Timestamp,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The job's arguments.
+    pub args: Arc<serde_json::Value>,
+    /// Cancelled when the run times out, its job is removed with
+    /// cancellation, or the scheduler shuts down cancelling runs. A task that
+    /// ignores it is aborted at its next `.await` after a grace period.
+    pub cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// The arguments as a typed value.
+    ///
+    /// ```
+    /// # use chime_core::JobContext;
+    /// #[derive(serde::Deserialize)]
+    /// struct Report { to: String }
+    ///
+    /// async fn send_report(ctx: JobContext) -> Result<(), chime_core::TaskError> {
+    ///     let report: Report = ctx.args()?;
+    ///     println!("mailing {}", report.to);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A message naming the job when the arguments do not have that shape.
+    pub fn args<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
+        T::deserialize(&*self.args)
+            .map_err(|e| format!("job {}: arguments do not fit the task: {e}", self.job_id).into())
+    }
+
+    /// Whether the run has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// A registered handler.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    Async(Arc<dyn Fn(JobContext) -> BoxedTask + Send + Sync>),
+    Blocking(Arc<dyn Fn(JobContext) -> TaskResult + Send + Sync>),
+}
+
+/// The named tasks jobs can run.
+///
+/// ```
+/// use chime_core::{JobContext, TaskRegistry};
+///
+/// let mut tasks = TaskRegistry::new();
+/// tasks.register("send_report", |ctx: JobContext| async move {
+///     println!("report for run {}", ctx.run_id);
+///     Ok::<_, std::io::Error>(())
+/// });
+/// tasks.register_blocking("cleanup_tmp", |_ctx| {
+///     // Runs on tokio's blocking pool: file system work is fine here.
+///     Ok::<_, std::io::Error>(())
+/// });
+/// assert!(tasks.contains("send_report"));
+/// ```
+#[derive(Clone, Default)]
+pub struct TaskRegistry {
+    tasks: HashMap<String, Handler>,
+}
+
+impl TaskRegistry {
+    /// An empty registry.
+    pub fn new() -> TaskRegistry {
+        TaskRegistry::default()
+    }
+
+    /// Registers an async handler under `name`, replacing any previous one.
+    pub fn register<F, Fut, E>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        let handler = Arc::new(move |ctx: JobContext| -> BoxedTask {
+            let fut = handler(ctx);
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        });
+        self.tasks.insert(name.to_owned(), Handler::Async(handler));
+        self
+    }
+
+    /// Registers a blocking handler, run on tokio's blocking pool. A blocking
+    /// handler cannot be aborted: on timeout its run is recorded as
+    /// `timed_out` and its cancellation token fires, but the thread runs on
+    /// until the handler returns.
+    pub fn register_blocking<F, E>(&mut self, name: &str, handler: F) -> &mut Self
+    where
+        F: Fn(JobContext) -> Result<(), E> + Send + Sync + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        let handler = Arc::new(move |ctx: JobContext| handler(ctx).map_err(Into::into));
+        self.tasks.insert(name.to_owned(), Handler::Blocking(handler));
+        self
+    }
+
+    /// Whether a task is registered under `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tasks.contains_key(name)
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Handler> {
+        self.tasks.get(name).cloned()
+    }
+}
+
+impl fmt::Debug for TaskRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRegistry").field("tasks", &self.names()).finish()
+    }
+}
+
+impl Handler {
+    /// Starts the handler on its own tokio task, so that it can be aborted
+    /// and a panic in it is caught rather than taking down the scheduler.
+    pub(crate) fn spawn(&self, ctx: JobContext) -> tokio::task::JoinHandle<TaskResult> {
+        match self {
+            Handler::Async(f) => tokio::spawn(f(ctx)),
+            Handler::Blocking(f) => {
+                let f = Arc::clone(f);
+                tokio::task::spawn_blocking(move || f(ctx))
+            }
+        }
+    }
+}
