@@ -112,12 +112,15 @@ impl fmt::Display for RunStatus {
 impl FromStr for RunStatus {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<RunStatus> {
-        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            crate::Error::invalid(format!(
-                "unknown run status {s:?}: expected one of {}",
-                RunStatus::ALL.map(RunStatus::as_str).join(", ")
-            ))
-        })
+        RunStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid(format!(
+                    "unknown run status {s:?}: expected one of {}",
+                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
+                ))
+            })
     }
 }
 
@@ -176,7 +179,14 @@ impl Run {
     }
 
     /// A run that was decided against: `missed` or `skipped`, with the reason.
-    pub fn not_run(job_id: JobId, scheduled_for: Timestamp, status: RunStatus, reason: String, node: &str, now: Timestamp) -> Run {
+    pub fn not_run(
+        job_id: JobId,
+        scheduled_for: Timestamp,
+        status: RunStatus,
+        reason: String,
+        node: &str,
+        now: Timestamp,
+    ) -> Run {
         Run {
             status,
             finished_at: Some(now),
@@ -329,7 +339,10 @@ mod tests {
     fn statuses_parse_and_print() {
         for s in RunStatus::ALL {
             assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         let e = "done".parse::<RunStatus>().unwrap_err();
         assert!(e.to_string().contains("unknown run status \"done\""));
@@ -341,19 +354,38 @@ mod tests {
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut runs = Vec::new();
         for i in 0..20i64 {
-            let mut r = Run::pending(id.clone(), t0 + SignedDuration::from_hours(i), RunKind::Scheduled, "n");
+            let mut r = Run::pending(
+                id.clone(),
+                t0 + SignedDuration::from_hours(i),
+                RunKind::Scheduled,
+                "n",
+            );
             r.started_at = Some(r.scheduled_for + SignedDuration::from_secs(1));
             r.finished_at = Some(r.started_at.unwrap() + SignedDuration::from_secs(i + 1));
-            r.status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+            r.status = if i % 4 == 0 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            };
             runs.push(r);
         }
-        runs.push(Run::not_run(id, t0, RunStatus::Missed, "late".into(), "n", t0));
+        runs.push(Run::not_run(
+            id,
+            t0,
+            RunStatus::Missed,
+            "late".into(),
+            "n",
+            t0,
+        ));
         let s = JobStats::from_runs(&runs);
         assert_eq!((s.runs, s.succeeded, s.failed, s.missed), (21, 15, 5, 1));
         assert_eq!(s.success_rate, Some(0.75));
         assert_eq!(s.avg_duration_s, Some(10.5));
         assert_eq!(s.p95_duration_s, Some(19.0));
         assert_eq!(s.avg_lateness_s, Some(1.0));
-        assert_eq!(s.last_success_at, Some(t0 + SignedDuration::from_secs(19 * 3600 + 1)));
+        assert_eq!(
+            s.last_success_at,
+            Some(t0 + SignedDuration::from_secs(19 * 3600 + 1))
+        );
     }
 }

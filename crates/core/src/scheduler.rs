@@ -172,9 +172,14 @@ impl SchedulerBuilder {
 }
 
 fn default_node_id() -> String {
-    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into())
-    });
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "node".into())
+        });
     format!("{host}-{}", std::process::id())
 }
 
@@ -214,7 +219,10 @@ impl Inner {
 
     pub(crate) fn store_error(&self, operation: &str, err: &Error) {
         tracing::error!(operation, error = %err, "store error");
-        self.emit(Event::StoreError { operation: operation.to_owned(), message: err.to_string() });
+        self.emit(Event::StoreError {
+            operation: operation.to_owned(),
+            message: err.to_string(),
+        });
     }
 }
 
@@ -254,7 +262,11 @@ impl Scheduler {
             };
         }
         let inner = Arc::clone(&self.inner);
-        *self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(run_loop(inner)));
+        *self
+            .inner
+            .loop_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(run_loop(inner)));
         tracing::info!(node = %self.inner.node, zone = %self.inner.zone, "scheduler started");
         self.inner.emit(Event::SchedulerStarted);
         Ok(())
@@ -321,14 +333,22 @@ impl Scheduler {
             return;
         }
         self.inner.wake.notify_one();
-        let task = self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = self
+            .inner
+            .loop_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(task) = task {
             let _ = task.await;
         }
         let mut in_flight = self.inner.in_flight.subscribe();
         match mode {
             ShutdownMode::Wait(limit) => {
-                let deadline = later(self.inner.clock.now(), SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX));
+                let deadline = later(
+                    self.inner.clock.now(),
+                    SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX),
+                );
                 tokio::select! {
                     _ = in_flight.wait_for(|n| *n == 0) => {}
                     _ = self.inner.clock.sleep_until(deadline) => {
@@ -376,10 +396,15 @@ impl Scheduler {
         }
         let now = self.inner.clock.now();
         job.trigger.resolve(now, &self.inner.zone);
-        job.state = crate::job::JobState { next_run_at: first_fire(&job.trigger, now), ..job.state };
+        job.state = crate::job::JobState {
+            next_run_at: first_fire(&job.trigger, now),
+            ..job.state
+        };
         let stored = self.inner.store.add_job(job, on_conflict).await?;
         tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
-        self.inner.emit(Event::JobAdded { job_id: stored.id.clone() });
+        self.inner.emit(Event::JobAdded {
+            job_id: stored.id.clone(),
+        });
         Ok(stored)
     }
 
@@ -390,7 +415,11 @@ impl Scheduler {
     /// [`Error::JobNotFound`], or a store error.
     pub async fn get_job(&self, id: &str) -> Result<Job> {
         let id = JobId::new(id)?;
-        self.inner.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))
+        self.inner
+            .store
+            .get_job(&id)
+            .await?
+            .ok_or(Error::JobNotFound(id))
     }
 
     /// Every job, ordered by id, with its next run time.
@@ -408,7 +437,11 @@ impl Scheduler {
     ///
     /// [`Error::JobNotFound`], or a store error.
     pub async fn pause_job(&self, id: &str, reason: &str) -> Result<Job> {
-        let reason = if reason.trim().is_empty() { "paused".to_owned() } else { reason.to_owned() };
+        let reason = if reason.trim().is_empty() {
+            "paused".to_owned()
+        } else {
+            reason.to_owned()
+        };
         let job = self
             .update(id, |job| {
                 job.state.paused = Some(reason.clone());
@@ -417,7 +450,10 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, reason, "job paused");
-        self.inner.emit(Event::JobPaused { job_id: job.id.clone(), reason });
+        self.inner.emit(Event::JobPaused {
+            job_id: job.id.clone(),
+            reason,
+        });
         Ok(job)
     }
 
@@ -437,7 +473,10 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, next_run_at = ?job.state.next_run_at, "job resumed");
-        self.inner.emit(Event::JobResumed { job_id: job.id.clone(), next_run_at: job.state.next_run_at });
+        self.inner.emit(Event::JobResumed {
+            job_id: job.id.clone(),
+            next_run_at: job.state.next_run_at,
+        });
         Ok(job)
     }
 
@@ -478,7 +517,9 @@ impl Scheduler {
                 job.validate()
             })
             .await?;
-        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
+        self.inner.emit(Event::JobUpdated {
+            job_id: job.id.clone(),
+        });
         Ok(job)
     }
 
@@ -502,7 +543,9 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, trigger = %job.trigger.describe(), "job rescheduled");
-        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
+        self.inner.emit(Event::JobUpdated {
+            job_id: job.id.clone(),
+        });
         Ok(job)
     }
 
@@ -514,18 +557,36 @@ impl Scheduler {
     ///
     /// [`Error::JobNotFound`], [`Error::ShutDown`], or a store error.
     pub async fn run_job_now(&self, id: &str) -> Result<Run> {
-        if matches!(self.state(), SchedulerState::ShuttingDown | SchedulerState::ShutDown) {
+        if matches!(
+            self.state(),
+            SchedulerState::ShuttingDown | SchedulerState::ShutDown
+        ) {
             return Err(Error::ShutDown);
         }
         let job = self.get_job(id).await?;
         let now = self.inner.clock.now();
         let running = self.inner.store.count_running(&job.id).await?;
         if running >= job.options.max_instances {
-            let reason = format!("max_instances ({}) runs were already in progress", job.options.max_instances);
-            let mut run = Run::not_run(job.id.clone(), now, RunStatus::Skipped, reason.clone(), &self.inner.node, now);
+            let reason = format!(
+                "max_instances ({}) runs were already in progress",
+                job.options.max_instances
+            );
+            let mut run = Run::not_run(
+                job.id.clone(),
+                now,
+                RunStatus::Skipped,
+                reason.clone(),
+                &self.inner.node,
+                now,
+            );
             run.kind = RunKind::Manual;
             self.inner.store.insert_run(run.clone()).await?;
-            self.inner.emit(Event::RunSkipped { job_id: job.id, run_id: run.id, scheduled_for: now, reason });
+            self.inner.emit(Event::RunSkipped {
+                job_id: job.id,
+                run_id: run.id,
+                scheduled_for: now,
+                reason,
+            });
             return Ok(run);
         }
         let run = Run::pending(job.id.clone(), now, RunKind::Manual, &self.inner.node);
@@ -579,7 +640,12 @@ impl Scheduler {
         let id = JobId::new(id)?;
         let mut attempts = 0;
         loop {
-            let mut job = self.inner.store.get_job(&id).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
+            let mut job = self
+                .inner
+                .store
+                .get_job(&id)
+                .await?
+                .ok_or_else(|| Error::JobNotFound(id.clone()))?;
             change(&mut job)?;
             match self.inner.store.update_job(job).await {
                 Err(Error::VersionConflict { .. }) if attempts < 20 => attempts += 1,
@@ -595,7 +661,10 @@ fn first_fire(trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
     if let Trigger::Date(d) = trigger {
         return Some(d.at);
     }
-    trigger.next_after(now.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(now))
+    trigger.next_after(
+        now.checked_sub(SignedDuration::from_nanos(1))
+            .unwrap_or(now),
+    )
 }
 
 /// The scheduler loop. See DESIGN.md, "Engine".
@@ -617,7 +686,11 @@ async fn run_loop(inner: Arc<Inner>) {
         changes.borrow_and_update();
 
         let now = inner.clock.now();
-        let claimed = match inner.store.acquire_due(now, inner.batch_size, &inner.node).await {
+        let claimed = match inner
+            .store
+            .acquire_due(now, inner.batch_size, &inner.node)
+            .await
+        {
             Ok(claims) => {
                 let n = claims.len();
                 for claim in claims {
@@ -658,7 +731,11 @@ async fn run_loop(inner: Arc<Inner>) {
 }
 
 fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
-    let Claim { job, runs, uncounted } = claim;
+    let Claim {
+        job,
+        runs,
+        uncounted,
+    } = claim;
     if uncounted > 0 {
         tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
     }
@@ -668,14 +745,26 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
             RunStatus::Missed => {
                 let reason = run.error.clone().unwrap_or_default();
                 tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run missed");
-                inner.emit(Event::RunMissed { job_id: job.id.clone(), run_id: run.id, scheduled_for: run.scheduled_for, reason });
+                inner.emit(Event::RunMissed {
+                    job_id: job.id.clone(),
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                    reason,
+                });
             }
             RunStatus::Skipped => {
                 let reason = run.error.clone().unwrap_or_default();
                 tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run skipped");
-                inner.emit(Event::RunSkipped { job_id: job.id.clone(), run_id: run.id, scheduled_for: run.scheduled_for, reason });
+                inner.emit(Event::RunSkipped {
+                    job_id: job.id.clone(),
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                    reason,
+                });
             }
-            other => tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state"),
+            other => {
+                tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
+            }
         }
     }
     if job.state.next_run_at.is_none() && !job.is_paused() {

@@ -130,7 +130,8 @@ impl TaskRegistry {
         E: Into<TaskError> + 'static,
     {
         let handler = Arc::new(move |ctx: JobContext| handler(ctx).map_err(Into::into));
-        self.tasks.insert(name.to_owned(), Handler::Blocking(handler));
+        self.tasks
+            .insert(name.to_owned(), Handler::Blocking(handler));
         self
     }
 
@@ -153,7 +154,9 @@ impl TaskRegistry {
 
 impl fmt::Debug for TaskRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskRegistry").field("tasks", &self.names()).finish()
+        f.debug_struct("TaskRegistry")
+            .field("tasks", &self.names())
+            .finish()
     }
 }
 
