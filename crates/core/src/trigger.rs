@@ -85,7 +85,8 @@ pub struct IntervalTrigger {
     /// The period: `"90s"`, `"1h 30m"`, `"PT4H"`, `"1d"` (24 hours).
     #[serde(with = "crate::duration::text")]
     pub every: SignedDuration,
-    /// The first fire time; the scheduler sets it to "now + every" when missing.
+    /// The first fire time; the scheduler sets it to "now + every" (to the
+    /// second, or the millisecond for sub-second periods) when missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<Timestamp>,
     /// No fire time after this instant.
@@ -401,7 +402,11 @@ impl Trigger {
             }
             Trigger::Interval(i) => {
                 if i.start.is_none() {
-                    i.start = now.checked_add(i.every).ok();
+                    // Whole seconds (or milliseconds, for sub-second periods)
+                    // read better than nanoseconds and store exactly.
+                    let unit = if i.every < SignedDuration::from_secs(1) { jiff::Unit::Millisecond } else { jiff::Unit::Second };
+                    let anchor = now.checked_add(i.every).ok();
+                    i.start = anchor.map(|a| a.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(a));
                 }
             }
             Trigger::Calendar(c) => {

@@ -1,0 +1,199 @@
+//! `chime-bench WORKLOAD N`: one scheduler workload, one JSON line on stdout.
+//!
+//! The same workloads exist for APScheduler (`apscheduler_bench.py`) and
+//! tokio-cron-scheduler (`tcs/`), so `./compare.sh` can print them side by
+//! side. See `README.md` for what each measures.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chime_core::{ConflictPolicy, Job, JobContext, Scheduler, ShutdownMode, TaskRegistry, Trigger};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (workload, n) = match args.as_slice() {
+        [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
+        _ => usage("expected WORKLOAD N"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match workload {
+            "w1" => w1_add(n).await,
+            "w2" => w2_burst(n).await,
+            "w3" => w3_steady(n).await,
+            "w4" => w4_idle(n).await,
+            "w5" => w5_next_fire(n),
+            other => usage(&format!("unknown workload {other:?}")),
+        }
+    });
+    println!("{}", json!({"scheduler": "chime", "workload": workload, "n": n, "result": result}));
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5 N");
+    std::process::exit(2);
+}
+
+fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) -> TaskRegistry {
+    let mut tasks = TaskRegistry::new();
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    tasks.register("record", move |ctx: JobContext| {
+        let (lateness, executed) = (lateness.clone(), Arc::clone(&executed));
+        async move {
+            let late = Timestamp::now().duration_since(ctx.scheduled_for).as_secs_f64() * 1000.0;
+            executed.fetch_add(1, Ordering::Relaxed);
+            if let Some(l) = lateness {
+                l.lock().unwrap().push(late);
+            }
+            Ok::<_, std::io::Error>(())
+        }
+    });
+    tasks
+}
+
+/// w1: add N interval jobs (every hour).
+async fn w1_add(n: usize) -> serde_json::Value {
+    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
+    let trigger = Trigger::every("1h").unwrap();
+    let rss_before = rss_bytes();
+    let start = Instant::now();
+    for i in 0..n {
+        let job = Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap();
+        scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
+    }
+    let add_s = start.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    json!({
+        "add_s": add_s,
+        "add_per_s": n as f64 / add_s,
+        "rss_bytes_per_job": (rss_after.saturating_sub(rss_before)) as f64 / n as f64,
+    })
+}
+
+/// w2: N one-shot jobs all due at one instant 2 s ahead.
+async fn w2_burst(n: usize) -> serde_json::Value {
+    let lateness = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let executed = Arc::new(AtomicU64::new(0));
+    let scheduler = Scheduler::builder()
+        .tasks(registry(Some(Arc::clone(&lateness)), Arc::clone(&executed)))
+        .max_concurrency(10_000)
+        .build();
+    let due = Timestamp::now() + SignedDuration::from_secs(2);
+    for i in 0..n {
+        let job = Job::new(&format!("job-{i}"), "record", Trigger::at(due)).unwrap();
+        scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
+    }
+    let mut events = scheduler.subscribe();
+    scheduler.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while executed.load(Ordering::Relaxed) < n as u64 && Instant::now() < deadline {
+        let _ = tokio::time::timeout(Duration::from_millis(100), events.recv()).await;
+    }
+    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
+    let mut late = lateness.lock().unwrap().clone();
+    let drain_s = late.iter().copied().fold(0.0, f64::max) / 1000.0;
+    let missed = n as u64 - executed.load(Ordering::Relaxed);
+    json!({
+        "drain_s": drain_s,
+        "jobs_per_s": late.len() as f64 / drain_s.max(1e-9),
+        "lateness_p50_ms": percentile(&mut late, 0.50),
+        "lateness_p99_ms": percentile(&mut late, 0.99),
+        "lateness_max_ms": percentile(&mut late, 1.0),
+        "executed": executed.load(Ordering::Relaxed),
+        "missed": missed,
+    })
+}
+
+/// w3: N interval jobs every second for 10 s.
+async fn w3_steady(n: usize) -> serde_json::Value {
+    let lateness = Arc::new(Mutex::new(Vec::with_capacity(n * 10)));
+    let executed = Arc::new(AtomicU64::new(0));
+    let scheduler = Scheduler::builder()
+        .tasks(registry(Some(Arc::clone(&lateness)), Arc::clone(&executed)))
+        .max_concurrency(10_000)
+        .build();
+    // Every job starts on the same whole second, 2 s ahead, so all N fire together each second.
+    let start = Timestamp::from_second(Timestamp::now().as_second() + 2).unwrap();
+    let end = start + SignedDuration::from_millis(9_500);
+    for i in 0..n {
+        let trigger = Trigger::every("1s").unwrap().with_start(start).with_end(end);
+        scheduler.add_job(Job::new(&format!("job-{i}"), "record", trigger).unwrap(), ConflictPolicy::Error).await.unwrap();
+    }
+    scheduler.start().unwrap();
+    let cpu_before = process_cpu_s();
+    let expected = n as u64 * 10;
+    let until = Instant::now() + Duration::from_secs(15);
+    while executed.load(Ordering::Relaxed) < expected && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = process_cpu_s() - cpu_before;
+    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
+    let mut late = lateness.lock().unwrap().clone();
+    json!({
+        "executed": executed.load(Ordering::Relaxed),
+        "expected": expected,
+        "lateness_p50_ms": percentile(&mut late, 0.50),
+        "lateness_p99_ms": percentile(&mut late, 0.99),
+        "lateness_max_ms": percentile(&mut late, 1.0),
+        "process_cpu_s": cpu,
+    })
+}
+
+/// w4: N jobs due in an hour; CPU used over 10 idle seconds.
+async fn w4_idle(n: usize) -> serde_json::Value {
+    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).build();
+    let trigger = Trigger::at(Timestamp::now() + SignedDuration::from_hours(1));
+    for i in 0..n {
+        scheduler.add_job(Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    }
+    scheduler.start().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = process_cpu_s();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_cpu_s = process_cpu_s() - before;
+    scheduler.shutdown(ShutdownMode::Cancel).await;
+    json!({ "idle_cpu_s": idle_cpu_s })
+}
+
+/// w5: N successive fire times of `*/7 9-17 * * 1-5` in America/New_York, through
+/// the trigger API the engine uses (one `next_after` call per fire time).
+fn w5_next_fire(n: usize) -> serde_json::Value {
+    let trigger = Trigger::cron("*/7 9-17 * * 1-5").unwrap().with_timezone("America/New_York").unwrap();
+    let mut at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        at = trigger.next_after(at).expect("fires forever");
+    }
+    let s = start.elapsed().as_secs_f64();
+    json!({ "next_fire_s": s, "next_fire_per_s": n as f64 / s, "last": at.to_string() })
+}
+
+fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64) * p).ceil() as usize;
+    Some(values[rank.clamp(1, values.len()) - 1])
+}
+
+/// Resident set size from /proc/self/statm.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// CPU time of every live thread of this process, from each thread's schedstat
+/// (nanoseconds, so far finer than the 10 ms ticks of /proc/self/stat).
+fn process_cpu_s() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum::<u64>() as f64
+        / 1e9
+}
