@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::later;
@@ -12,7 +11,7 @@ use crate::event::Event;
 use crate::job::Job;
 use crate::run::{Run, RunStatus, cap_error};
 use crate::scheduler::Inner;
-use crate::task::{JobContext, TaskResult};
+use crate::task::{JobContext, Started, TaskResult};
 
 /// How one attempt ended.
 enum Attempt {
@@ -24,7 +23,7 @@ enum Attempt {
 
 /// Spawns the execution of `run` for `job`. The run is registered as in
 /// flight before this returns, so shutdown waits for it.
-pub(crate) fn dispatch(inner: &Arc<Inner>, job: &Job, run: Run) {
+pub(crate) fn dispatch(inner: &Arc<Inner>, job: Arc<Job>, run: Run) {
     let token = CancellationToken::new();
     {
         let mut running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
@@ -32,7 +31,6 @@ pub(crate) fn dispatch(inner: &Arc<Inner>, job: &Job, run: Run) {
         inner.in_flight.send_replace(running.len());
     }
     let inner = Arc::clone(inner);
-    let job = job.clone();
     tokio::spawn(async move {
         let run_id = run.id;
         execute(&inner, job, run, token).await;
@@ -42,7 +40,7 @@ pub(crate) fn dispatch(inner: &Arc<Inner>, job: &Job, run: Run) {
     });
 }
 
-async fn execute(inner: &Arc<Inner>, job: Job, mut run: Run, token: CancellationToken) {
+async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: CancellationToken) {
     let clock = &inner.clock;
 
     if let Some(jitter) = job.options.jitter {
@@ -175,7 +173,7 @@ async fn attempt(
     run_token: &CancellationToken,
 ) -> Attempt {
     let attempt_token = ctx.cancel.clone();
-    let mut handle = handler.spawn(ctx);
+    let mut handle = handler.start(ctx);
     let clock = &inner.clock;
     let timed_out = async {
         match timeout {
@@ -201,29 +199,21 @@ async fn attempt(
     }
 }
 
-fn outcome(result: Result<TaskResult, tokio::task::JoinError>) -> Attempt {
+fn outcome(result: Result<TaskResult, String>) -> Attempt {
     match result {
         Ok(Ok(())) => Attempt::Succeeded,
         Ok(Err(e)) => Attempt::Failed(e.to_string()),
-        Err(join) if join.is_panic() => {
-            let payload = join.into_panic();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string payload".to_owned());
-            Attempt::Failed(format!("the task panicked: {message}"))
-        }
-        Err(_) => Attempt::Cancelled,
+        Err(panic) => Attempt::Failed(format!("the task panicked: {panic}")),
     }
 }
 
-/// Gives a cancelled task the grace period to return, then aborts it.
-async fn stop(inner: &Inner, mut handle: JoinHandle<TaskResult>) {
+/// Gives a cancelled task the grace period to return, then aborts it by
+/// dropping it (a blocking task cannot be stopped; it is left to finish).
+async fn stop(inner: &Inner, mut handle: Started) {
     let grace_end: Timestamp = later(inner.clock.now(), inner.cancel_grace);
     tokio::select! {
         _ = &mut handle => {}
-        _ = inner.clock.sleep_until(grace_end) => handle.abort(),
+        _ = inner.clock.sleep_until(grace_end) => {}
     }
 }
 

@@ -168,7 +168,7 @@ pub struct JobOptions {
     pub timeout: Option<SignedDuration>,
     /// Retry failed runs. Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<Box<RetryPolicy>>,
 }
 
 impl Default for JobOptions {
@@ -238,8 +238,9 @@ pub struct Job {
     /// A display name; the id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// The name of the registered task that runs.
-    pub task: String,
+    /// The name of the registered task that runs. Shared: a million jobs of
+    /// one task hold one copy of its name.
+    pub task: Arc<str>,
     /// Arguments passed to the task as JSON.
     #[serde(default)]
     pub args: serde_json::Value,
@@ -278,7 +279,7 @@ impl Job {
         Ok(Job {
             id: JobId::new(id)?,
             name: None,
-            task: task.to_owned(),
+            task: Arc::from(task),
             args: serde_json::Value::Null,
             trigger,
             options: JobOptions::default(),
@@ -341,7 +342,7 @@ impl Job {
 
     /// Sets the retry policy.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Job {
-        self.options.retry = Some(retry);
+        self.options.retry = Some(Box::new(retry));
         self
     }
 
@@ -412,7 +413,7 @@ mod tests {
         o.timeout = Some(SignedDuration::ZERO);
         assert!(o.validate().unwrap_err().to_string().contains("timeout"));
         o.timeout = None;
-        o.retry = Some(RetryPolicy::new(0, SignedDuration::from_secs(1)));
+        o.retry = Some(Box::new(RetryPolicy::new(0, SignedDuration::from_secs(1))));
         assert!(
             o.validate()
                 .unwrap_err()

@@ -18,6 +18,9 @@
 //! [`Inner::put`] and [`Inner::take`] to keep it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+/// A `HashMap` with foldhash: job ids are hashed on every claim and update.
+type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -43,9 +46,11 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    jobs: HashMap<JobId, Job>,
+    /// Boxed so that growing the map moves 24-byte entries, and a million
+    /// jobs do not pay for the map's spare capacity at full job size.
+    jobs: FoldMap<JobId, Box<Job>>,
     due: BTreeSet<(Timestamp, JobId)>,
-    runs: HashMap<JobId, JobRuns>,
+    runs: FoldMap<JobId, JobRuns>,
 }
 
 #[derive(Debug, Default)]
@@ -97,7 +102,7 @@ impl Inner {
         if let (Some(at), false) = (job.state.next_run_at, job.is_paused()) {
             self.due.insert((at, job.id.clone()));
         }
-        self.jobs.insert(job.id.clone(), job);
+        self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
     fn take(&mut self, id: &JobId) -> Option<Job> {
@@ -105,7 +110,7 @@ impl Inner {
         if let Some(at) = job.state.next_run_at {
             self.due.remove(&(at, id.clone()));
         }
-        Some(job)
+        Some(*job)
     }
 
     fn record(&mut self, run: Run, history_limit: usize) {
@@ -143,7 +148,7 @@ impl JobStore for MemoryStore {
             if let Some(existing) = inner.jobs.get(&job.id) {
                 match on_conflict {
                     ConflictPolicy::Error => return Err(Error::JobExists(job.id)),
-                    ConflictPolicy::KeepExisting => return Ok(existing.clone()),
+                    ConflictPolicy::KeepExisting => return Ok((**existing).clone()),
                     ConflictPolicy::Replace => job.state.version = existing.state.version + 1,
                 }
             } else {
@@ -156,7 +161,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        Ok(self.lock().jobs.get(id).cloned())
+        Ok(self.lock().jobs.get(id).map(|j| (**j).clone()))
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -164,6 +169,7 @@ impl JobStore for MemoryStore {
         let mut jobs: Vec<&Job> = inner
             .jobs
             .values()
+            .map(|j| &**j)
             .filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p))
             .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
@@ -205,6 +211,8 @@ impl JobStore for MemoryStore {
     }
 
     async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
+        let node: std::sync::Arc<str> = std::sync::Arc::from(node);
+        let node = &node;
         let mut inner = self.lock();
         let mut claims = Vec::new();
         while claims.len() < limit {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -18,9 +19,18 @@ pub const MAX_ERROR_LEN: usize = 4096;
 pub struct RunId(pub Uuid);
 
 impl RunId {
-    /// A new id.
+    /// A new id: the current time in milliseconds, then random bits. The
+    /// random bits come from a fast thread-local generator rather than the
+    /// OS, because a burst of runs would otherwise make one `getrandom` call
+    /// per run.
     pub fn new() -> RunId {
-        RunId(Uuid::now_v7())
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let random = fastrand::u128(..).to_le_bytes();
+        let mut bytes = [0u8; 10];
+        bytes.copy_from_slice(&random[..10]);
+        RunId(uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid())
     }
 }
 
@@ -156,14 +166,14 @@ pub struct Run {
     /// The attempt number, from 1.
     pub attempt: u32,
     /// The node that ran it.
-    pub node: Option<String>,
+    pub node: Option<Arc<str>>,
     /// The error of the last attempt, or why it was missed or skipped; at most 4 KiB.
     pub error: Option<String>,
 }
 
 impl Run {
     /// A run that has not started yet.
-    pub fn pending(job_id: JobId, scheduled_for: Timestamp, kind: RunKind, node: &str) -> Run {
+    pub fn pending(job_id: JobId, scheduled_for: Timestamp, kind: RunKind, node: &Arc<str>) -> Run {
         Run {
             id: RunId::new(),
             job_id,
@@ -173,7 +183,7 @@ impl Run {
             started_at: None,
             finished_at: None,
             attempt: 0,
-            node: Some(node.to_owned()),
+            node: Some(Arc::clone(node)),
             error: None,
         }
     }
@@ -184,7 +194,7 @@ impl Run {
         scheduled_for: Timestamp,
         status: RunStatus,
         reason: String,
-        node: &str,
+        node: &Arc<str>,
         now: Timestamp,
     ) -> Run {
         Run {
@@ -352,13 +362,14 @@ mod tests {
     fn stats_from_runs() {
         let id = JobId::new("j").unwrap();
         let t0: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let node: Arc<str> = Arc::from("n");
         let mut runs = Vec::new();
         for i in 0..20i64 {
             let mut r = Run::pending(
                 id.clone(),
                 t0 + SignedDuration::from_hours(i),
                 RunKind::Scheduled,
-                "n",
+                &node,
             );
             r.started_at = Some(r.scheduled_for + SignedDuration::from_secs(1));
             r.finished_at = Some(r.started_at.unwrap() + SignedDuration::from_secs(i + 1));
@@ -374,7 +385,7 @@ mod tests {
             t0,
             RunStatus::Missed,
             "late".into(),
-            "n",
+            &node,
             t0,
         ));
         let s = JobStats::from_runs(&runs);

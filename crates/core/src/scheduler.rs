@@ -134,7 +134,9 @@ impl SchedulerBuilder {
         self
     }
 
-    /// How many due jobs one claim takes from the store (default 1,000).
+    /// How many due jobs one claim takes from the store (default 64). Small
+    /// batches hold the store's lock briefly, so runs that are finishing are
+    /// not kept waiting; a burst is claimed in many quick batches.
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -149,7 +151,7 @@ impl SchedulerBuilder {
 
     /// Builds the scheduler. It does nothing until [`Scheduler::start`].
     pub fn build(self) -> Scheduler {
-        let node = self.node_id.unwrap_or_else(default_node_id);
+        let node: Arc<str> = Arc::from(self.node_id.unwrap_or_else(default_node_id));
         Scheduler {
             inner: Arc::new(Inner {
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
@@ -160,7 +162,7 @@ impl SchedulerBuilder {
                 events: broadcast::Sender::new(1024),
                 state: watch::Sender::new(SchedulerState::Stopped),
                 slots: Arc::new(Semaphore::new(self.max_concurrency)),
-                running: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::default()),
                 in_flight: watch::Sender::new(0),
                 loop_task: Mutex::new(None),
                 wake: Notify::new(),
@@ -197,12 +199,13 @@ pub(crate) struct Inner {
     pub(crate) tasks: TaskRegistry,
     pub(crate) zone: Zone,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) node: String,
+    pub(crate) node: Arc<str>,
     pub(crate) events: broadcast::Sender<Event>,
     state: watch::Sender<SchedulerState>,
     pub(crate) slots: Arc<Semaphore>,
     /// Runs in progress in this process, with the tokens that cancel them.
-    pub(crate) running: Mutex<HashMap<RunId, (JobId, CancellationToken)>>,
+    pub(crate) running:
+        Mutex<HashMap<RunId, (JobId, CancellationToken), foldhash::fast::RandomState>>,
     /// How many runs this process has in progress.
     pub(crate) in_flight: watch::Sender<usize>,
     loop_task: Mutex<Option<JoinHandle<()>>>,
@@ -236,7 +239,7 @@ impl Scheduler {
             clock: Arc::new(SystemClock),
             max_concurrency: 1000,
             node_id: None,
-            batch_size: 1000,
+            batch_size: 64,
             cancel_grace: SignedDuration::from_secs(5),
         }
     }
@@ -391,8 +394,9 @@ impl Scheduler {
     /// and the policy is `Error`, or a store error.
     pub async fn add_job(&self, mut job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         job.validate()?;
-        if !self.inner.tasks.contains(&job.task) {
-            return Err(Error::UnknownTask(job.task));
+        match self.inner.tasks.interned(&job.task) {
+            Some(name) => job.task = name,
+            None => return Err(Error::UnknownTask(job.task.to_string())),
         }
         let now = self.inner.clock.now();
         job.trigger.resolve(now, &self.inner.zone);
@@ -592,7 +596,7 @@ impl Scheduler {
         let run = Run::pending(job.id.clone(), now, RunKind::Manual, &self.inner.node);
         self.inner.store.insert_run(run.clone()).await?;
         tracing::info!(job_id = %job.id, run_id = %run.id, "run requested");
-        executor::dispatch(&self.inner, &job, run.clone());
+        executor::dispatch(&self.inner, Arc::new(job), run.clone());
         Ok(run)
     }
 
@@ -736,12 +740,13 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
         runs,
         uncounted,
     } = claim;
+    let job = Arc::new(job);
     if uncounted > 0 {
         tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
     }
     for run in runs {
         match run.status {
-            RunStatus::Pending => executor::dispatch(inner, &job, run),
+            RunStatus::Pending => executor::dispatch(inner, Arc::clone(&job), run),
             RunStatus::Missed => {
                 let reason = run.error.clone().unwrap_or_default();
                 tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run missed");
@@ -769,6 +774,8 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
     }
     if job.state.next_run_at.is_none() && !job.is_paused() {
         tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
-        inner.emit(Event::JobFinished { job_id: job.id });
+        inner.emit(Event::JobFinished {
+            job_id: job.id.clone(),
+        });
     }
 }

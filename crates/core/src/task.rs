@@ -96,7 +96,7 @@ pub(crate) enum Handler {
 /// ```
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
-    tasks: HashMap<String, Handler>,
+    tasks: HashMap<Arc<str>, Handler>,
 }
 
 impl TaskRegistry {
@@ -116,7 +116,7 @@ impl TaskRegistry {
             let fut = handler(ctx);
             Box::pin(async move { fut.await.map_err(Into::into) })
         });
-        self.tasks.insert(name.to_owned(), Handler::Async(handler));
+        self.tasks.insert(Arc::from(name), Handler::Async(handler));
         self
     }
 
@@ -131,7 +131,7 @@ impl TaskRegistry {
     {
         let handler = Arc::new(move |ctx: JobContext| handler(ctx).map_err(Into::into));
         self.tasks
-            .insert(name.to_owned(), Handler::Blocking(handler));
+            .insert(Arc::from(name), Handler::Blocking(handler));
         self
     }
 
@@ -142,13 +142,18 @@ impl TaskRegistry {
 
     /// The registered names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tasks.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.tasks.keys().map(|k| &**k).collect();
         names.sort_unstable();
         names
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Handler> {
         self.tasks.get(name).cloned()
+    }
+
+    /// The registry's own copy of a task name, so jobs can share it.
+    pub(crate) fn interned(&self, name: &str) -> Option<Arc<str>> {
+        self.tasks.get_key_value(name).map(|(k, _)| Arc::clone(k))
     }
 }
 
@@ -161,15 +166,62 @@ impl fmt::Debug for TaskRegistry {
 }
 
 impl Handler {
-    /// Starts the handler on its own tokio task, so that it can be aborted
-    /// and a panic in it is caught rather than taking down the scheduler.
-    pub(crate) fn spawn(&self, ctx: JobContext) -> tokio::task::JoinHandle<TaskResult> {
+    /// Starts the handler. An async handler runs inside the caller's task
+    /// (one task per run, not two): dropping the returned future aborts it,
+    /// and a panic in it is caught. A blocking handler runs on tokio's
+    /// blocking pool.
+    pub(crate) fn start(&self, ctx: JobContext) -> Started {
         match self {
-            Handler::Async(f) => tokio::spawn(f(ctx)),
+            Handler::Async(f) => Started::Inline(f(ctx)),
             Handler::Blocking(f) => {
                 let f = Arc::clone(f);
-                tokio::task::spawn_blocking(move || f(ctx))
+                Started::Blocking(tokio::task::spawn_blocking(move || f(ctx)))
             }
         }
     }
+}
+
+/// A started handler; resolves to its result, or to the message of its panic.
+pub(crate) enum Started {
+    Inline(BoxedTask),
+    Blocking(tokio::task::JoinHandle<TaskResult>),
+}
+
+impl Future for Started {
+    type Output = Result<TaskResult, String>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        match self.get_mut() {
+            Started::Inline(fut) => {
+                // The future is never polled again after a panic: it is dropped.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    fut.as_mut().poll(cx)
+                })) {
+                    Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(payload) => Poll::Ready(Err(panic_message(payload))),
+                }
+            }
+            Started::Blocking(handle) => match Pin::new(handle).poll(cx) {
+                Poll::Ready(Ok(result)) => Poll::Ready(Ok(result)),
+                Poll::Ready(Err(e)) if e.is_panic() => {
+                    Poll::Ready(Err(panic_message(e.into_panic())))
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(Err("the blocking task was aborted".to_owned())),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string payload".to_owned())
 }

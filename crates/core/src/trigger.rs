@@ -404,9 +404,20 @@ impl Trigger {
                 if i.start.is_none() {
                     // Whole seconds (or milliseconds, for sub-second periods)
                     // read better than nanoseconds and store exactly.
-                    let unit = if i.every < SignedDuration::from_secs(1) { jiff::Unit::Millisecond } else { jiff::Unit::Second };
+                    let unit = if i.every < SignedDuration::from_secs(1) {
+                        jiff::Unit::Millisecond
+                    } else {
+                        jiff::Unit::Second
+                    };
                     let anchor = now.checked_add(i.every).ok();
-                    i.start = anchor.map(|a| a.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(a));
+                    i.start = anchor.map(|a| {
+                        a.round(
+                            jiff::TimestampRound::new()
+                                .smallest(unit)
+                                .mode(jiff::RoundMode::Trunc),
+                        )
+                        .unwrap_or(a)
+                    });
                 }
             }
             Trigger::Calendar(c) => {
