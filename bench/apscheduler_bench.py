@@ -58,7 +58,8 @@ async def w1(n):
 async def w2(n):
     s = scheduler()
     s.start()
-    due = datetime.now(timezone.utc) + timedelta(seconds=2)
+    # W2_LEAD_S: see chime-bench's w2.
+    due = datetime.now(timezone.utc) + timedelta(seconds=float(os.environ.get("W2_LEAD_S", "2")))
     lateness = []
 
     async def record():

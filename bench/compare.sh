@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS="${RUNS:-3}"
+# Every scheduler finishes adding its w2 burst before the burst falls due.
+export W2_LEAD_S="${W2_LEAD_S:-10}"
 WORKLOADS=("${@:-w1 w2 w3 w4 w5}")
 read -r -a WORKLOADS <<< "${WORKLOADS[*]}"
 declare -A SIZE=([w1]=100000 [w2]=100000 [w3]=10000 [w4]=100000 [w5]=100000)

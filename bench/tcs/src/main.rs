@@ -39,7 +39,9 @@ async fn w1(n: usize, channel: usize) -> serde_json::Value {
 
 async fn w2(n: usize, channel: usize) -> serde_json::Value {
     let sched = JobScheduler::new_with_channel_size(channel).await.unwrap();
-    let due = Instant::now() + Duration::from_secs(2);
+    // W2_LEAD_S: see chime-bench's w2.
+    let lead: f64 = std::env::var("W2_LEAD_S").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let due = Instant::now() + Duration::from_secs_f64(lead);
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let executed = Arc::new(AtomicU64::new(0));
     for _ in 0..n {
@@ -47,7 +49,10 @@ async fn w2(n: usize, channel: usize) -> serde_json::Value {
         let job = Job::new_one_shot_at_instant_async(due, move |_id, _lock| {
             let (l, e) = (Arc::clone(&l), Arc::clone(&e));
             Box::pin(async move {
-                l.lock().unwrap().push(Instant::now().saturating_duration_since(due).as_secs_f64() * 1000.0);
+                let now = Instant::now();
+                // Signed: a run that starts before its due instant counts as negative lateness.
+                let late = if now >= due { now.duration_since(due).as_secs_f64() } else { -due.duration_since(now).as_secs_f64() };
+                l.lock().unwrap().push(late * 1000.0);
                 e.fetch_add(1, Ordering::Relaxed);
             })
         })
@@ -66,12 +71,14 @@ async fn w2(n: usize, channel: usize) -> serde_json::Value {
         if now as usize == n { break; }
     }
     let mut late = lateness.lock().unwrap().clone();
-    let drain_s = late.iter().copied().fold(0.0, f64::max) / 1000.0;
+    let drain_s = late.iter().copied().fold(f64::MIN, f64::max) / 1000.0;
+    let earliest_ms = late.iter().copied().fold(f64::MAX, f64::min);
     let executed = executed.load(Ordering::Relaxed);
     json!({
         "drain_s": drain_s, "jobs_per_s": late.len() as f64 / drain_s.max(1e-9),
         "lateness_p50_ms": percentile(&mut late, 0.5), "lateness_p99_ms": percentile(&mut late, 0.99),
         "lateness_max_ms": percentile(&mut late, 1.0), "executed": executed, "missed": n as u64 - executed,
+        "earliest_ms": earliest_ms,
     })
 }
 

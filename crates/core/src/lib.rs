@@ -103,3 +103,10 @@ pub use crate::trigger::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger,
     Trigger, Zone,
 };
+
+/// Runs the Rust examples in the workspace README as doctests, so they stay true.
+#[cfg(doctest)]
+mod readme_examples {
+    #[doc = include_str!("../../../README.md")]
+    struct WorkspaceReadme;
+}

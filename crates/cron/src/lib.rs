@@ -368,12 +368,9 @@ impl Iterator for FireTimes<'_> {
 
 impl std::iter::FusedIterator for FireTimes<'_> {}
 
-/// Runs the Rust examples in the READMEs as doctests, so they stay true.
+/// Runs the Rust examples in the README as doctests, so they stay true.
 #[cfg(doctest)]
 mod readme_examples {
     #[doc = include_str!("../README.md")]
     struct CrateReadme;
-
-    #[doc = include_str!("../../../README.md")]
-    struct WorkspaceReadme;
 }
