@@ -107,6 +107,15 @@ pub enum Event {
         /// The run.
         run_id: RunId,
     },
+    /// Sent at start-up for a run that a dead process left unfinished.
+    RunAbandoned {
+        /// The job.
+        job_id: JobId,
+        /// The run.
+        run_id: RunId,
+        /// Its scheduled time.
+        scheduled_for: Timestamp,
+    },
     /// Sent when a scheduled time is not run because it was too late or coalesced.
     RunMissed {
         /// The job.
@@ -153,6 +162,7 @@ impl Event {
             | Event::RunFailed { job_id, .. }
             | Event::RunTimedOut { job_id, .. }
             | Event::RunCancelled { job_id, .. }
+            | Event::RunAbandoned { job_id, .. }
             | Event::RunMissed { job_id, .. }
             | Event::RunSkipped { job_id, .. } => Some(job_id),
             Event::SchedulerStarted

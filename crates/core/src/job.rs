@@ -267,6 +267,10 @@ pub struct JobState {
     pub last_status: Option<RunStatus>,
     /// Incremented on every change, for optimistic concurrency.
     pub version: u64,
+    /// For jobs defined in code: a hash of the definition at the last
+    /// `Scheduler::sync`, to tell a code change from a runtime edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_hash: Option<String>,
 }
 
 impl Job {
@@ -349,6 +353,26 @@ impl Job {
     /// Whether the job is paused.
     pub fn is_paused(&self) -> bool {
         self.state.paused.is_some()
+    }
+
+    /// A stable hash of the definition (name, task, arguments, trigger as
+    /// written, options), used by `Scheduler::sync`.
+    pub fn definition_hash(&self) -> String {
+        let definition = serde_json::json!({
+            "name": self.name,
+            "task": &*self.task,
+            "args": self.args,
+            "trigger": self.trigger,
+            "options": self.options,
+        });
+        // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+        let hash = definition
+            .to_string()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        format!("{hash:016x}")
     }
 
     /// Checks the trigger and the options.

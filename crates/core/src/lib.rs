@@ -95,9 +95,10 @@ pub use crate::run::{
     JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error,
 };
 pub use crate::scheduler::{
-    JobPatch, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, ShutdownMode,
+    JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState,
+    ShutdownMode, SyncReport, node_is_alive,
 };
-pub use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
+pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger,

@@ -173,6 +173,62 @@ impl SchedulerBuilder {
     }
 }
 
+/// What `Scheduler::sync` did. `Display` reads "added 2, updated 1, kept 5, orphaned 1".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Jobs new in code, now stored.
+    pub added: Vec<JobId>,
+    /// Jobs whose code definition changed since the last sync, now updated.
+    pub updated: Vec<JobId>,
+    /// Jobs whose code definition is unchanged; runtime edits kept.
+    pub kept: Vec<JobId>,
+    /// Stored jobs from code that code no longer defines, now paused.
+    pub orphaned: Vec<JobId>,
+}
+
+impl std::fmt::Display for SyncReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "added {}, updated {}, kept {}, orphaned {}",
+            self.added.len(),
+            self.updated.len(),
+            self.kept.len(),
+            self.orphaned.len()
+        )
+    }
+}
+
+/// The reason given to jobs paused because code no longer defines them.
+pub const REMOVED_FROM_CODE: &str = "removed from code";
+
+/// Whether the process named by a node id (`host-pid`, the default) still
+/// runs. A node on another host, or with an id of another form, is assumed
+/// alive: only the store's own lease (PostgreSQL) can tell.
+pub fn node_is_alive(node: &str) -> bool {
+    let Some((host, pid)) = node.rsplit_once('-') else {
+        return true;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return true;
+    };
+    if host != this_host() {
+        return true;
+    }
+    pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn this_host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "node".into())
+        })
+}
+
 fn default_node_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -637,6 +693,102 @@ impl Scheduler {
         self.inner.store.job_stats(&JobId::new(id)?).await
     }
 
+    /// Brings the store in line with the jobs a service defines in code, at
+    /// start-up. See DESIGN.md, "Jobs defined in code":
+    ///
+    /// * a job new in code is added;
+    /// * a job whose code definition changed since the last sync is updated,
+    ///   keeping its runtime state (history, last run, pause);
+    /// * a job whose code definition is unchanged keeps its runtime edits
+    ///   (paused or rescheduled from the CLI or API);
+    /// * a stored job that came from code but is no longer in it is paused
+    ///   with the reason "removed from code" and reported, never deleted.
+    ///
+    /// With `SCHEDULER_FORCE_UPDATE=true` in the environment, code wins over
+    /// every runtime edit: definitions are rewritten and pauses lifted.
+    ///
+    /// # Errors
+    ///
+    /// The first invalid job or store error; jobs before it are already synced.
+    pub async fn sync(&self, jobs: Vec<Job>) -> Result<SyncReport> {
+        let force = std::env::var("SCHEDULER_FORCE_UPDATE")
+            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        self.sync_with(jobs, force).await
+    }
+
+    /// [`sync`](Scheduler::sync) with the force flag given rather than read from the environment.
+    ///
+    /// # Errors
+    ///
+    /// As for `sync`.
+    pub async fn sync_with(&self, jobs: Vec<Job>, force: bool) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let mut in_code = std::collections::HashSet::new();
+        let now = self.inner.clock.now();
+        for mut job in jobs {
+            job.validate()?;
+            let hash = job.definition_hash();
+            in_code.insert(job.id.clone());
+            let Some(stored) = self.inner.store.get_job(&job.id).await? else {
+                job.state.code_hash = Some(hash);
+                let id = job.id.clone();
+                self.add_job(job, ConflictPolicy::Error).await?;
+                report.added.push(id);
+                continue;
+            };
+            let unchanged = stored.state.code_hash.as_deref() == Some(hash.as_str());
+            let revived = stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE);
+            if unchanged && !force && !revived {
+                report.kept.push(job.id);
+                continue;
+            }
+            match self.inner.tasks.interned(&job.task) {
+                Some(name) => job.task = name,
+                None => return Err(Error::UnknownTask(job.task.to_string())),
+            }
+            job.trigger.resolve(now, &self.inner.zone);
+            let id = job.id.clone();
+            self.update(id.as_str(), |stored| {
+                let definition_changed = stored.state.code_hash.as_deref() != Some(hash.as_str());
+                if definition_changed || force {
+                    stored.name = job.name.clone();
+                    stored.task = Arc::clone(&job.task);
+                    stored.args = job.args.clone();
+                    stored.trigger = job.trigger.clone();
+                    stored.options = job.options.clone();
+                }
+                if force || stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE) {
+                    stored.state.paused = None;
+                }
+                if stored.is_paused() {
+                    stored.state.next_run_at = None;
+                } else if definition_changed || force || stored.state.next_run_at.is_none() {
+                    stored.state.next_run_at = first_fire(&stored.trigger, now);
+                }
+                stored.state.code_hash = Some(hash.clone());
+                Ok(())
+            })
+            .await?;
+            self.inner.emit(Event::JobUpdated { job_id: id.clone() });
+            report.updated.push(id);
+        }
+        for stored in self.inner.store.list_jobs(&JobFilter::default()).await? {
+            if stored.state.code_hash.is_none() || in_code.contains(&stored.id) {
+                continue;
+            }
+            if stored.state.paused.as_deref() != Some(REMOVED_FROM_CODE) {
+                self.pause_job(stored.id.as_str(), REMOVED_FROM_CODE)
+                    .await?;
+            }
+            report.orphaned.push(stored.id);
+        }
+        tracing::info!(%report, force, "jobs synced from code");
+        for id in &report.orphaned {
+            tracing::warn!(job_id = %id, "stored job is no longer defined in code; paused, not deleted");
+        }
+        Ok(report)
+    }
+
     /// Read-modify-write with the store's version check, retried when
     /// something else (usually the scheduler loop advancing the job) wrote
     /// in between.
@@ -673,6 +825,31 @@ fn first_fire(trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
 
 /// The scheduler loop. See DESIGN.md, "Engine".
 async fn run_loop(inner: Arc<Inner>) {
+    match inner
+        .store
+        .reap_abandoned(&node_is_alive, inner.clock.now())
+        .await
+    {
+        Ok(runs) => {
+            for run in runs {
+                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "run abandoned by a process that died");
+                inner.emit(Event::RunAbandoned {
+                    job_id: run.job_id,
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                });
+            }
+        }
+        Err(e) => inner.store_error("reaping abandoned runs", &e),
+    }
+    match inner.store.broken_jobs().await {
+        Ok(broken) => {
+            for b in broken {
+                tracing::error!(job_id = %b.id, problem = %b.problem, "stored job does not decode; kept, not scheduled");
+            }
+        }
+        Err(e) => inner.store_error("listing broken jobs", &e),
+    }
     let mut state = inner.state.subscribe();
     loop {
         let current = *state.borrow_and_update();

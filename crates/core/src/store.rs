@@ -102,6 +102,34 @@ pub trait JobStore: Send + Sync + 'static {
     /// A signal that changes whenever a job is added, updated or removed by
     /// anyone, including another process sharing the store.
     fn changes(&self) -> watch::Receiver<u64>;
+
+    /// Stored jobs that no longer decode (a trigger or arguments written by
+    /// another version, a hand-edited row). They are kept, never deleted, and
+    /// never claimed; each is reported with its problem.
+    async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
+        Ok(Vec::new())
+    }
+
+    /// Marks runs left `pending` or `running` by a process that died as
+    /// `abandoned`, and returns them. `is_alive` says whether a run's node
+    /// still exists. Stores that live and die with their process have none.
+    async fn reap_abandoned(
+        &self,
+        is_alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync),
+        now: Timestamp,
+    ) -> Result<Vec<Run>> {
+        let _ = (is_alive, now);
+        Ok(Vec::new())
+    }
+}
+
+/// A stored job that does not decode; see [`JobStore::broken_jobs`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenJob {
+    /// The stored id (possibly itself invalid).
+    pub id: String,
+    /// What does not decode, and why.
+    pub problem: String,
 }
 
 impl std::fmt::Debug for dyn JobStore {

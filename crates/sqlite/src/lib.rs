@@ -1,0 +1,831 @@
+//! A chime `JobStore` on SQLite: jobs and run history in one file that
+//! survives restarts and crashes, shared by the processes of one host (the
+//! server and the `chime` CLI).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use chime_core::Scheduler;
+//! use chime_sqlite::SqliteStore;
+//!
+//! let store = SqliteStore::open("chime.db").await?;
+//! let scheduler = Scheduler::builder().store(store).build();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Overview
+//!
+//! * One file in WAL mode with a 5 s busy timeout; `sqlite::memory:` for a
+//!   private in-memory database (tests).
+//! * Migrations (`migrations/*.sql`) are embedded and run at open. A database
+//!   written by a newer chime is refused with an error that says so, rather
+//!   than migrated or misread.
+//! * Instants are integer microseconds since the Unix epoch; triggers,
+//!   arguments and options are JSON text in chime-core's serde shapes.
+//! * Claims run in one `BEGIN IMMEDIATE` transaction per batch: the due jobs
+//!   are read, [`chime_core::plan_fire`] decides each, and the new next fire
+//!   times and the run rows are written together. A run is unique on
+//!   (job, scheduled time), so no scheduled time fires twice.
+//! * A change made by another process is noticed within 200 ms
+//!   (`PRAGMA data_version`, polled on a dedicated connection).
+//! * A row whose trigger, arguments or options no longer decode is marked
+//!   broken, kept, reported by `broken_jobs`, and never claimed.
+//!
+//! Errors name the file and the operation: "chime.db: opening the database:
+//! file is not a database". Busy and locked databases are transient errors.
+//!
+//! # Crate features
+//!
+//! None. SQLite itself is bundled (compiled from source by `libsqlite3-sys`).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chime_core::{
+    BrokenJob, Claim, ConflictPolicy, Decision, Error, Job, JobFilter, JobId, JobOptions, JobState,
+    JobStats, JobStore, Result, Run, RunId, RunKind, RunQuery, RunStatus, Trigger, plan_fire,
+};
+use jiff::Timestamp;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
+use tokio::sync::watch;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often another process's changes are looked for.
+const CHANGE_POLL: Duration = Duration::from_millis(200);
+
+/// Jobs and run history in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The file (or `sqlite::memory:`), for error messages.
+    location: String,
+    changes: Arc<watch::Sender<u64>>,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(p) = &self.poller {
+            p.abort();
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `location`: a path such as
+    /// `chime.db`, a URL such as `sqlite://chime.db`, or `sqlite::memory:`.
+    /// Runs the embedded migrations.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the file when it cannot be opened or created, is not a
+    /// SQLite database, is read-only and needs migrating, or was written by a
+    /// newer chime.
+    pub async fn open(location: &str) -> Result<SqliteStore> {
+        let memory = location.contains(":memory:");
+        let shown = location
+            .strip_prefix("sqlite://")
+            .or_else(|| location.strip_prefix("sqlite:"))
+            .unwrap_or(location)
+            .to_owned();
+        let fail = |op: &str, e: sqlx::Error| store_error(&shown, op, &e);
+        let options = if location.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(location)
+                .map_err(|e| fail("reading the database URL", e))?
+        } else {
+            SqliteConnectOptions::new().filename(location)
+        };
+        let options = options
+            .create_if_missing(true)
+            .busy_timeout(Duration::from_secs(5))
+            .synchronous(SqliteSynchronous::Normal)
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            });
+        let pool = SqlitePoolOptions::new()
+            // An in-memory database exists per connection: keep exactly one.
+            .max_connections(if memory { 1 } else { 4 })
+            .min_connections(if memory { 1 } else { 0 })
+            .idle_timeout(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| fail("opening the database", e))?;
+
+        check_schema_version(&pool, &shown).await?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => fail("migrating the database", e),
+            other => Error::Store {
+                message: format!("{shown}: migrating the database: {other}"),
+                transient: false,
+            },
+        })?;
+
+        let changes = Arc::new(watch::Sender::new(0u64));
+        let poller = if memory {
+            None
+        } else {
+            let mut conn = SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|e| fail("opening the change watcher", e))?;
+            let changes = Arc::clone(&changes);
+            Some(tokio::spawn(async move {
+                let mut last: Option<i64> = None;
+                loop {
+                    if let Ok(row) = sqlx::query("PRAGMA data_version")
+                        .fetch_one(&mut conn)
+                        .await
+                    {
+                        let version: i64 = row.get(0);
+                        if last.is_some_and(|l| l != version) {
+                            changes.send_modify(|n| *n += 1);
+                        }
+                        last = Some(version);
+                    }
+                    tokio::time::sleep(CHANGE_POLL).await;
+                }
+            }))
+        };
+        tracing::info!(database = %shown, "sqlite store open");
+        Ok(SqliteStore {
+            pool,
+            location: shown,
+            changes,
+            poller,
+        })
+    }
+
+    /// The file this store uses.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn err(&self, op: &str, e: sqlx::Error) -> Error {
+        store_error(&self.location, op, &e)
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading a job", e))
+    }
+
+    fn decode(&self, row: JobRow) -> Result<Job> {
+        let id = row.id.clone();
+        row.decode().map_err(|problem| Error::Store {
+            message: format!("{}: job {id:?} does not decode: {problem}", self.location),
+            transient: false,
+        })
+    }
+}
+
+/// Refuses a database that a newer chime has migrated past this build.
+async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
+    let has_table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| store_error(display, "reading the schema version", &e))?;
+    if has_table.is_none() {
+        return Ok(());
+    }
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(|e| store_error(display, "reading the schema version", &e))?;
+    let known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    match found {
+        Some(found) if found > known => Err(Error::Store {
+            message: format!(
+                "{display}: the database was written by a newer chime (schema version {found}; this chime knows up to {known}): upgrade chime, or use another file"
+            ),
+            transient: false,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        .map(|c| c & 0xff);
+    let (what, transient) = match code {
+        Some(5) => (
+            "the database is busy (locked by another process)".to_owned(),
+            true,
+        ),
+        Some(6) => ("a table is locked".to_owned(), true),
+        Some(8) => ("the database is read-only".to_owned(), false),
+        Some(10) => (format!("disk I/O error: {e}"), false),
+        Some(11) => ("the database file is corrupt".to_owned(), false),
+        Some(13) => ("the disk is full".to_owned(), false),
+        Some(14) => ("the database file cannot be opened".to_owned(), false),
+        Some(26) => ("the file is not a SQLite database".to_owned(), false),
+        _ => (
+            e.to_string(),
+            matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)),
+        ),
+    };
+    Error::Store {
+        message: format!("{location}: {op}: {what}"),
+        transient,
+    }
+}
+
+fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+fn instant(us: i64) -> std::result::Result<Timestamp, String> {
+    Timestamp::from_microsecond(us).map_err(|e| format!("instant {us} is out of range: {e}"))
+}
+
+fn opt_instant(us: Option<i64>) -> std::result::Result<Option<Timestamp>, String> {
+    us.map(instant).transpose()
+}
+
+/// A `chime_job` row as stored.
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    name: Option<String>,
+    task: String,
+    args: String,
+    trigger: String,
+    options: String,
+    next_run_at: Option<i64>,
+    paused: Option<String>,
+    last_run_at: Option<i64>,
+    last_status: Option<String>,
+    version: i64,
+    code_hash: Option<String>,
+    broken: Option<String>,
+}
+
+impl JobRow {
+    fn decode(self) -> std::result::Result<Job, String> {
+        if let Some(why) = self.broken {
+            return Err(why);
+        }
+        let id = JobId::new(&self.id).map_err(|e| e.to_string())?;
+        let trigger: Trigger = serde_json::from_str(&self.trigger)
+            .map_err(|e| format!("its trigger does not parse: {e}"))?;
+        let args: serde_json::Value = serde_json::from_str(&self.args)
+            .map_err(|e| format!("its arguments do not parse: {e}"))?;
+        let options: JobOptions = serde_json::from_str(&self.options)
+            .map_err(|e| format!("its options do not parse: {e}"))?;
+        let last_status = self
+            .last_status
+            .map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string()))
+            .transpose()?;
+        Ok(Job {
+            id,
+            name: self.name,
+            task: Arc::from(self.task),
+            args,
+            trigger,
+            options,
+            state: JobState {
+                next_run_at: opt_instant(self.next_run_at)?,
+                paused: self.paused,
+                last_run_at: opt_instant(self.last_run_at)?,
+                last_status,
+                version: self.version as u64,
+                code_hash: self.code_hash,
+            },
+        })
+    }
+}
+
+/// The JSON columns of a job.
+fn encode(job: &Job) -> Result<(String, String, String)> {
+    let json = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|e| {
+            Error::Invalid(format!(
+                "job {:?}: its {what} cannot be stored: {e}",
+                job.id.as_str()
+            ))
+        })
+    };
+    Ok((
+        json("arguments", serde_json::to_string(&job.args))?,
+        json("trigger", serde_json::to_string(&job.trigger))?,
+        json("options", serde_json::to_string(&job.options))?,
+    ))
+}
+
+/// A `chime_run` row as stored.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: String,
+    job_id: String,
+    scheduled_for: i64,
+    kind: String,
+    status: String,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    attempt: i64,
+    node: Option<String>,
+    error: Option<String>,
+}
+
+impl RunRow {
+    fn decode(self) -> std::result::Result<Run, String> {
+        Ok(Run {
+            id: RunId(
+                self.id
+                    .parse()
+                    .map_err(|e| format!("run id {:?}: {e}", self.id))?,
+            ),
+            job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
+            scheduled_for: instant(self.scheduled_for)?,
+            kind: if self.kind == "manual" {
+                RunKind::Manual
+            } else {
+                RunKind::Scheduled
+            },
+            status: self.status.parse().map_err(|e: Error| e.to_string())?,
+            started_at: opt_instant(self.started_at)?,
+            finished_at: opt_instant(self.finished_at)?,
+            attempt: self.attempt as u32,
+            node: self.node.map(Arc::from),
+            error: self.error,
+        })
+    }
+}
+
+fn kind_str(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Scheduled => "scheduled",
+        RunKind::Manual => "manual",
+    }
+}
+
+const INSERT_RUN: &str = "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, scheduled_for) DO NOTHING";
+
+async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
+    e: E,
+    run: &Run,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(INSERT_RUN)
+        .bind(run.id.to_string())
+        .bind(run.job_id.as_str())
+        .bind(micros(run.scheduled_for))
+        .bind(kind_str(run.kind))
+        .bind(run.status.as_str())
+        .bind(run.started_at.map(micros))
+        .bind(run.finished_at.map(micros))
+        .bind(i64::from(run.attempt))
+        .bind(run.node.as_deref())
+        .bind(run.error.as_deref())
+        .execute(e)
+        .await?
+        .rows_affected())
+}
+
+const IN_FLIGHT: &str = "('pending', 'running')";
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        let (args, trigger, options) = encode(&job)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err("adding a job", e))?;
+        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = ?")
+            .bind(job.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err("adding a job", e))?;
+        let version = match (existing, on_conflict) {
+            (None, _) => 1,
+            (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
+            (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
+            (Some(row), ConflictPolicy::Replace) => row.version + 1,
+        };
+        sqlx::query(
+            "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
+             trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
+             last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
+             code_hash = excluded.code_hash, broken = NULL",
+        )
+        .bind(job.id.as_str())
+        .bind(job.name.as_deref())
+        .bind(&*job.task)
+        .bind(args)
+        .bind(trigger)
+        .bind(options)
+        .bind(job.state.next_run_at.map(micros))
+        .bind(job.state.paused.as_deref())
+        .bind(job.state.last_run_at.map(micros))
+        .bind(job.state.last_status.map(RunStatus::as_str))
+        .bind(version)
+        .bind(job.state.code_hash.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err("adding a job", e))?;
+        tx.commit().await.map_err(|e| self.err("adding a job", e))?;
+        self.changed();
+        let mut job = job;
+        job.state.version = version as u64;
+        Ok(job)
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
+        self.read_job(id)
+            .await?
+            .map(|row| self.decode(row))
+            .transpose()
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let paused = match filter.paused {
+            None => "",
+            Some(true) => "AND paused IS NOT NULL",
+            Some(false) => "AND paused IS NULL",
+        };
+        let sql = format!(
+            "SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?"
+        );
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(filter.limit.map_or(-1, |l| l as i64))
+            .bind(filter.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing jobs", e))?;
+        // A row that does not decode is reported by `broken_jobs`, not here.
+        Ok(rows.into_iter().filter_map(|r| r.decode().ok()).collect())
+    }
+
+    async fn update_job(&self, job: Job) -> Result<Job> {
+        let (args, trigger, options) = encode(&job)?;
+        let done = sqlx::query(
+            "UPDATE chime_job SET name = ?, task = ?, args = ?, trigger = ?, options = ?, next_run_at = ?, paused = ?, \
+             code_hash = ?, version = version + 1, broken = NULL WHERE id = ? AND version = ?",
+        )
+        .bind(job.name.as_deref())
+        .bind(&*job.task)
+        .bind(args)
+        .bind(trigger)
+        .bind(options)
+        .bind(job.state.next_run_at.map(micros))
+        .bind(job.state.paused.as_deref())
+        .bind(job.state.code_hash.as_deref())
+        .bind(job.id.as_str())
+        .bind(job.state.version as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("updating a job", e))?;
+        if done.rows_affected() == 0 {
+            return match self.read_job(&job.id).await? {
+                None => Err(Error::JobNotFound(job.id)),
+                Some(row) => Err(Error::VersionConflict {
+                    id: job.id,
+                    expected: job.state.version,
+                    found: row.version as u64,
+                }),
+            };
+        }
+        self.changed();
+        let mut job = job;
+        job.state.version += 1;
+        Ok(job)
+    }
+
+    async fn remove_job(&self, id: &JobId) -> Result<Job> {
+        let row = self
+            .read_job(id)
+            .await?
+            .ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let job = self.decode(row)?;
+        sqlx::query("DELETE FROM chime_job WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err("removing a job", e))?;
+        self.changed();
+        Ok(job)
+    }
+
+    async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
+        let fail = |e| self.err("claiming due jobs", e);
+        let node: Arc<str> = Arc::from(node);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+             AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut claims = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            let mut job = match row.decode() {
+                Ok(job) => job,
+                Err(problem) => {
+                    tracing::error!(job_id = %id, %problem, database = %self.location, "stored job does not decode; marked broken, kept");
+                    sqlx::query("UPDATE chime_job SET broken = ? WHERE id = ?")
+                        .bind(&problem)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                    continue;
+                }
+            };
+            let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
+            )))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(fail)?;
+            let plan = plan_fire(&job, now, running as u32);
+            let mut runs = Vec::with_capacity(plan.runs.len());
+            for p in plan.runs {
+                let run = match p.decision {
+                    Decision::Run => {
+                        Run::pending(job.id.clone(), p.scheduled_for, RunKind::Scheduled, &node)
+                    }
+                    Decision::Missed(why) => Run::not_run(
+                        job.id.clone(),
+                        p.scheduled_for,
+                        RunStatus::Missed,
+                        why,
+                        &node,
+                        now,
+                    ),
+                    Decision::Skipped(why) => Run::not_run(
+                        job.id.clone(),
+                        p.scheduled_for,
+                        RunStatus::Skipped,
+                        why,
+                        &node,
+                        now,
+                    ),
+                };
+                // A run for this time already exists only if another claim
+                // made it: then this one must not run it again.
+                if insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
+                    runs.push(run);
+                }
+            }
+            sqlx::query("UPDATE chime_job SET next_run_at = ?, version = version + 1 WHERE id = ?")
+                .bind(plan.next_run_at.map(micros))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            job.state.next_run_at = plan.next_run_at;
+            job.state.version += 1;
+            claims.push(Claim {
+                job,
+                runs,
+                uncounted: plan.uncounted,
+            });
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(claims)
+    }
+
+    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_run_at) FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the next due time", e))?;
+        next.map(|us| {
+            instant(us).map_err(|e| Error::Store {
+                message: format!("{}: {e}", self.location),
+                transient: false,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_run(&self, run: Run) -> Result<()> {
+        if insert_run(&self.pool, &run)
+            .await
+            .map_err(|e| self.err("recording a run", e))?
+            == 0
+        {
+            return Err(Error::RunExists {
+                job_id: run.job_id,
+                scheduled_for: run.scheduled_for,
+            });
+        }
+        Ok(())
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<()> {
+        let fail = |e| self.err("recording a run", e);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(fail)?;
+        let updated = sqlx::query(
+            "UPDATE chime_run SET status = ?, started_at = ?, finished_at = ?, attempt = ?, node = ?, error = ? WHERE id = ?",
+        )
+        .bind(run.status.as_str())
+        .bind(run.started_at.map(micros))
+        .bind(run.finished_at.map(micros))
+        .bind(i64::from(run.attempt))
+        .bind(run.node.as_deref())
+        .bind(run.error.as_deref())
+        .bind(run.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if updated.rows_affected() == 0 {
+            insert_run(&mut *tx, run).await.map_err(fail)?;
+        }
+        if run.status.is_finished() {
+            sqlx::query("UPDATE chime_job SET last_run_at = COALESCE(?, last_run_at), last_status = ? WHERE id = ?")
+                .bind(run.started_at.map(micros))
+                .bind(run.status.as_str())
+                .bind(run.job_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+
+    async fn count_running(&self, id: &JobId) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
+        )))
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("counting running runs", e))?;
+        Ok(n as u32)
+    }
+
+    async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut sql = String::from("SELECT * FROM chime_run WHERE 1 = 1");
+        if query.job_id.is_some() {
+            sql.push_str(" AND job_id = ?");
+        }
+        if !query.statuses.is_empty() {
+            sql.push_str(&format!(
+                " AND status IN ({})",
+                vec!["?"; query.statuses.len()].join(", ")
+            ));
+        }
+        if query.since.is_some() {
+            sql.push_str(" AND scheduled_for >= ?");
+        }
+        if query.until.is_some() {
+            sql.push_str(" AND scheduled_for < ?");
+        }
+        sql.push_str(" ORDER BY scheduled_for DESC, id DESC LIMIT ? OFFSET ?");
+        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+        if let Some(id) = &query.job_id {
+            q = q.bind(id.as_str());
+        }
+        for s in &query.statuses {
+            q = q.bind(s.as_str());
+        }
+        if let Some(t) = query.since {
+            q = q.bind(micros(t));
+        }
+        if let Some(t) = query.until {
+            q = q.bind(micros(t));
+        }
+        let rows = q
+            .bind(query.limit() as i64)
+            .bind(query.offset as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading run history", e))?;
+        rows.into_iter()
+            .map(|r| {
+                let id = r.id.clone();
+                r.decode().map_err(|problem| Error::Store {
+                    message: format!("{}: run {id} does not decode: {problem}", self.location),
+                    transient: false,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_stats(&self, id: &JobId) -> Result<JobStats> {
+        let runs = self
+            .history(&RunQuery {
+                job_id: Some(id.clone()),
+                limit: Some(i64::MAX as usize),
+                ..RunQuery::default()
+            })
+            .await?;
+        if runs.is_empty() && self.read_job(id).await?.is_none() {
+            return Err(Error::JobNotFound(id.clone()));
+        }
+        Ok(JobStats::from_runs(&runs))
+    }
+
+    async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM chime_run WHERE status NOT IN {IN_FLIGHT} AND (scheduled_for < ? OR id IN ( \
+                 SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_for DESC) AS n \
+                                 FROM chime_run WHERE status NOT IN {IN_FLIGHT}) WHERE n > ?))"
+        )))
+        .bind(older_than.map_or(i64::MIN, micros))
+        .bind(keep_per_job as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("pruning run history", e))?;
+        Ok(done.rows_affected())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
+        let rows: Vec<JobRow> = sqlx::query_as("SELECT * FROM chime_job ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing jobs", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.id.clone();
+                r.decode().err().map(|problem| BrokenJob { id, problem })
+            })
+            .collect())
+    }
+
+    async fn reap_abandoned(
+        &self,
+        is_alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync),
+        now: Timestamp,
+    ) -> Result<Vec<Run>> {
+        let rows: Vec<RunRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT * FROM chime_run WHERE status IN {IN_FLIGHT}"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err("looking for abandoned runs", e))?;
+        let mut reaped = Vec::new();
+        for row in rows {
+            let Ok(mut run) = row.decode() else { continue };
+            let node = run.node.as_deref().unwrap_or("").to_owned();
+            if is_alive(&node) {
+                continue;
+            }
+            run.status = RunStatus::Abandoned;
+            run.finished_at = Some(now);
+            run.error = Some(format!(
+                "its process ({node}) stopped while the run was {}",
+                if run.started_at.is_some() {
+                    "running"
+                } else {
+                    "waiting to start"
+                }
+            ));
+            self.update_run(&run).await?;
+            reaped.push(run);
+        }
+        Ok(reaped)
+    }
+}
