@@ -15,21 +15,13 @@ use serde_json::json;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (workload, n) = match args.as_slice() {
-        [w, n] => (
-            w.as_str(),
-            n.parse::<usize>()
-                .unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}"))),
-        ),
+        [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
         _ => usage("expected WORKLOAD N"),
     };
     let runtime = if std::env::var("CHIME_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()
     }
     .expect("a tokio runtime");
     let result = runtime.block_on(async {
@@ -42,10 +34,7 @@ fn main() {
             other => usage(&format!("unknown workload {other:?}")),
         }
     });
-    println!(
-        "{}",
-        json!({"scheduler": "chime", "workload": workload, "n": n, "result": result})
-    );
+    println!("{}", json!({"scheduler": "chime", "workload": workload, "n": n, "result": result}));
 }
 
 fn usage(problem: &str) -> ! {
@@ -55,16 +44,11 @@ fn usage(problem: &str) -> ! {
 
 fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) -> TaskRegistry {
     let mut tasks = TaskRegistry::new();
-    tasks.register("noop", |_ctx: JobContext| async {
-        Ok::<_, std::io::Error>(())
-    });
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
     tasks.register("record", move |ctx: JobContext| {
         let (lateness, executed) = (lateness.clone(), Arc::clone(&executed));
         async move {
-            let late = Timestamp::now()
-                .duration_since(ctx.scheduled_for)
-                .as_secs_f64()
-                * 1000.0;
+            let late = Timestamp::now().duration_since(ctx.scheduled_for).as_secs_f64() * 1000.0;
             executed.fetch_add(1, Ordering::Relaxed);
             if let Some(l) = lateness {
                 l.lock().unwrap().push(late);
@@ -77,11 +61,7 @@ fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) ->
 
 /// w1: add N interval jobs (every hour).
 async fn w1_add(n: usize) -> serde_json::Value {
-    let scheduler = Scheduler::builder()
-        .tasks(registry(None, Arc::default()))
-        .timezone("UTC")
-        .unwrap()
-        .build();
+    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
     let trigger = Trigger::every("1h").unwrap();
     let rss_before = rss_bytes();
     let start = Instant::now();
@@ -102,10 +82,7 @@ async fn w1_add(n: usize) -> serde_json::Value {
 /// comparison uses 10 so that every scheduler has finished adding its jobs
 /// before they fall due, and lateness measures the drain alone.
 fn w2_lead() -> SignedDuration {
-    let secs: f64 = std::env::var("W2_LEAD_S")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+    let secs: f64 = std::env::var("W2_LEAD_S").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
     SignedDuration::from_secs_f64(secs)
 }
 
@@ -127,9 +104,7 @@ async fn w2_burst(n: usize) -> serde_json::Value {
     while executed.load(Ordering::Relaxed) < n as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    scheduler
-        .shutdown(ShutdownMode::Wait(Duration::from_secs(10)))
-        .await;
+    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
     let mut late = lateness.lock().unwrap().clone();
     let drain_s = late.iter().copied().fold(0.0, f64::max) / 1000.0;
     let missed = n as u64 - executed.load(Ordering::Relaxed);
@@ -156,15 +131,9 @@ async fn w3_steady(n: usize) -> serde_json::Value {
     let start = Timestamp::from_second(Timestamp::now().as_second() + 2).unwrap();
     let end = start + SignedDuration::from_millis(9_500);
     for i in 0..n {
-        let trigger = Trigger::every("1s")
-            .unwrap()
-            .with_start(start)
-            .with_end(end);
+        let trigger = Trigger::every("1s").unwrap().with_start(start).with_end(end);
         scheduler
-            .add_job(
-                Job::new(&format!("job-{i}"), "record", trigger).unwrap(),
-                ConflictPolicy::Error,
-            )
+            .add_job(Job::new(&format!("job-{i}"), "record", trigger).unwrap(), ConflictPolicy::Error)
             .await
             .unwrap();
     }
@@ -176,9 +145,7 @@ async fn w3_steady(n: usize) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = process_cpu_s() - cpu_before;
-    scheduler
-        .shutdown(ShutdownMode::Wait(Duration::from_secs(10)))
-        .await;
+    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
     let mut late = lateness.lock().unwrap().clone();
     json!({
         "executed": executed.load(Ordering::Relaxed),
@@ -192,16 +159,11 @@ async fn w3_steady(n: usize) -> serde_json::Value {
 
 /// w4: N jobs due in an hour; CPU used over 10 idle seconds.
 async fn w4_idle(n: usize) -> serde_json::Value {
-    let scheduler = Scheduler::builder()
-        .tasks(registry(None, Arc::default()))
-        .build();
+    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).build();
     let trigger = Trigger::at(Timestamp::now() + SignedDuration::from_hours(1));
     for i in 0..n {
         scheduler
-            .add_job(
-                Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap(),
-                ConflictPolicy::Error,
-            )
+            .add_job(Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap(), ConflictPolicy::Error)
             .await
             .unwrap();
     }
@@ -217,10 +179,7 @@ async fn w4_idle(n: usize) -> serde_json::Value {
 /// w5: N successive fire times of `*/7 9-17 * * 1-5` in America/New_York, through
 /// the trigger API the engine uses (one `next_after` call per fire time).
 fn w5_next_fire(n: usize) -> serde_json::Value {
-    let trigger = Trigger::cron("*/7 9-17 * * 1-5")
-        .unwrap()
-        .with_timezone("America/New_York")
-        .unwrap();
+    let trigger = Trigger::cron("*/7 9-17 * * 1-5").unwrap().with_timezone("America/New_York").unwrap();
     let mut at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
     let start = Instant::now();
     for _ in 0..n {
@@ -242,11 +201,7 @@ fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
 /// Resident set size from /proc/self/statm.
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
 }
 

@@ -29,23 +29,13 @@ fn next(args: NextArgs) -> Result<String, CliError> {
             ))
         })?,
     };
-    let times: Vec<Timestamp> = schedule
-        .iter_after(after, &tz)
-        .take(args.count as usize)
-        .collect();
+    let times: Vec<Timestamp> = schedule.iter_after(after, &tz).take(args.count as usize).collect();
     if args.json {
         let strings: Vec<String> = times.iter().map(|t| rfc3339(*t, &tz)).collect();
         return Ok(serde_json::to_string(&strings).expect("strings serialize") + "\n");
     }
     let mut out = String::new();
-    writeln!(
-        out,
-        "{} ({}) in {}",
-        schedule,
-        schedule.describe(),
-        zone_name(&tz)
-    )
-    .unwrap();
+    writeln!(out, "{} ({}) in {}", schedule, schedule.describe(), zone_name(&tz)).unwrap();
     out.push_str(&fire_time_lines(&times, &tz, after));
     if times.len() < args.count as usize {
         writeln!(out, "  (no further fire times before the year 10000)").unwrap();
@@ -100,23 +90,17 @@ fn parse_zone(name: Option<&str>) -> Result<TimeZone, CliError> {
 }
 
 fn zone_name(tz: &TimeZone) -> String {
-    tz.iana_name()
-        .map_or_else(|| "the system zone".to_owned(), str::to_owned)
+    tz.iana_name().map_or_else(|| "the system zone".to_owned(), str::to_owned)
 }
 
 fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
-    t.to_zoned_datetime(tz.clone())
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
+    t.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 fn fire_time_lines(times: &[Timestamp], tz: &TimeZone, from: Timestamp) -> String {
     let mut out = String::new();
     for t in times {
-        let local = t
-            .to_zoned_datetime(tz.clone())
-            .strftime("%a %Y-%m-%d %H:%M:%S %Z (%:z)")
-            .to_string();
+        let local = t.to_zoned_datetime(tz.clone()).strftime("%a %Y-%m-%d %H:%M:%S %Z (%:z)").to_string();
         writeln!(out, "  {local}  in {}", relative(t.duration_since(from))).unwrap();
     }
     out
@@ -125,12 +109,7 @@ fn fire_time_lines(times: &[Timestamp], tz: &TimeZone, from: Timestamp) -> Strin
 /// "3h 12m", "2d 4h", "45s": the two most significant units.
 fn relative(d: SignedDuration) -> String {
     let secs = d.as_secs().max(0);
-    let parts = [
-        (secs / 86_400, "d"),
-        (secs / 3600 % 24, "h"),
-        (secs / 60 % 60, "m"),
-        (secs % 60, "s"),
-    ];
+    let parts = [(secs / 86_400, "d"), (secs / 3600 % 24, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
     let first = parts.iter().position(|(n, _)| *n != 0).unwrap_or(3);
     parts[first..]
         .iter()
@@ -149,14 +128,8 @@ mod tests {
     #[test]
     fn relative_durations() {
         assert_eq!(relative(SignedDuration::from_secs(45)), "45s");
-        assert_eq!(
-            relative(SignedDuration::from_secs(3 * 3600 + 12 * 60 + 5)),
-            "3h 12m"
-        );
-        assert_eq!(
-            relative(SignedDuration::from_secs(2 * 86_400 + 4 * 3600)),
-            "2d 4h"
-        );
+        assert_eq!(relative(SignedDuration::from_secs(3 * 3600 + 12 * 60 + 5)), "3h 12m");
+        assert_eq!(relative(SignedDuration::from_secs(2 * 86_400 + 4 * 3600)), "2d 4h");
         assert_eq!(relative(SignedDuration::from_secs(86_400 + 59)), "1d");
         assert_eq!(relative(SignedDuration::from_secs(0)), "0s");
         assert_eq!(relative(SignedDuration::from_millis(400)), "0s");

@@ -44,14 +44,7 @@ fn next_json_is_one_array_with_offsets() {
 #[test]
 fn next_defaults_to_the_system_zone_and_five_times() {
     // TZ=America/New_York is set for every test run; the fold fires the first 01:30 only.
-    let out = chime(&[
-        "cron",
-        "next",
-        "30 1 * * *",
-        "--after",
-        "2026-10-31T12:00:00-04:00",
-        "--json",
-    ]);
+    let out = chime(&["cron", "next", "30 1 * * *", "--after", "2026-10-31T12:00:00-04:00", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let times: Vec<String> = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(times.len(), 5);
@@ -75,16 +68,10 @@ fn next_human_output_shows_local_time_offset_and_distance() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0],
-        "*/20 * * * * (Every 20 minutes) in America/New_York"
-    );
+    assert_eq!(lines[0], "*/20 * * * * (Every 20 minutes) in America/New_York");
     assert_eq!(lines[1], "  Sun 2026-11-01 01:00:00 EDT (-04:00)  in 10m");
     assert_eq!(lines[3], "  Sun 2026-11-01 01:40:00 EDT (-04:00)  in 50m");
-    assert_eq!(
-        lines[4],
-        "  Sun 2026-11-01 01:00:00 EST (-05:00)  in 1h 10m"
-    );
+    assert_eq!(lines[4], "  Sun 2026-11-01 01:00:00 EST (-05:00)  in 1h 10m");
 }
 
 #[test]
@@ -96,26 +83,13 @@ fn next_with_count_zero_prints_an_empty_array() {
 
 #[test]
 fn explain_describes_and_lists_five_times() {
-    let out = chime(&[
-        "cron",
-        "explain",
-        "30 9 * * MON-FRI",
-        "--tz",
-        "Europe/London",
-    ]);
+    let out = chime(&["cron", "explain", "30 9 * * MON-FRI", "--tz", "Europe/London"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(
-        text.starts_with("At 09:30, Monday through Friday\n"),
-        "{text}"
-    );
+    assert!(text.starts_with("At 09:30, Monday through Friday\n"), "{text}");
     assert!(text.contains("time zone   Europe/London"), "{text}");
     assert!(text.contains("fixed-time"), "{text}");
-    assert_eq!(
-        text.lines().filter(|l| l.contains(" 09:30:00 ")).count(),
-        5,
-        "{text}"
-    );
+    assert_eq!(text.lines().filter(|l| l.contains(" 09:30:00 ")).count(), 5, "{text}");
 
     let out = chime(&["cron", "explain", "@hourly", "--tz", "UTC", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -148,27 +122,14 @@ fn an_unknown_zone_or_instant_exits_2() {
 
     let out = chime(&["cron", "next", "@daily", "--after", "yesterday"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).starts_with("error: invalid --after \"yesterday\""),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).starts_with("error: invalid --after \"yesterday\""), "{}", stderr(&out));
 }
 
 #[test]
 fn unknown_subcommands_and_flags_get_clap_usage_errors() {
-    for args in [
-        &["cron", "nope"][..],
-        &["cron", "next", "@daily", "--bogus"],
-        &["cron", "next"],
-        &["frobnicate"],
-    ] {
+    for args in [&["cron", "nope"][..], &["cron", "next", "@daily", "--bogus"], &["cron", "next"], &["frobnicate"]] {
         let out = chime(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            stderr(&out).contains("Usage:"),
-            "{args:?}: {}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains("Usage:"), "{args:?}: {}", stderr(&out));
     }
 }

@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use chime_core::{
-    ConflictPolicy, Event, Job, JobContext, Scheduler, ShutdownMode, TaskRegistry, Trigger,
-};
+use chime_core::{ConflictPolicy, Event, Job, JobContext, Scheduler, ShutdownMode, TaskRegistry, Trigger};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,10 +31,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     let scheduler = Scheduler::builder().tasks(tasks).build();
-    let report = Job::new("daily-report", "send_report", Trigger::cron("0 9 * * *")?)?
-        .with_name("Daily report");
-    let cleanup =
-        Job::new("cleanup", "cleanup_tmp", Trigger::every("4h")?)?.with_name("Temp-file cleanup");
+    let report = Job::new("daily-report", "send_report", Trigger::cron("0 9 * * *")?)?.with_name("Daily report");
+    let cleanup = Job::new("cleanup", "cleanup_tmp", Trigger::every("4h")?)?.with_name("Temp-file cleanup");
     let heartbeat = Job::new("heartbeat", "heartbeat", Trigger::every("2s")?)?;
     for job in [report, cleanup, heartbeat] {
         scheduler.add_job(job, ConflictPolicy::Replace).await?;
@@ -46,21 +42,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("zone: {}", scheduler.timezone());
     for job in scheduler.jobs().await? {
-        let next = job
-            .state
-            .next_run_at
-            .map_or("never".to_owned(), |t| t.to_string());
-        println!(
-            "  {:<14} {:<40} next {next}",
-            job.id,
-            job.trigger.describe()
-        );
+        let next = job.state.next_run_at.map_or("never".to_owned(), |t| t.to_string());
+        println!("  {:<14} {:<40} next {next}", job.id, job.trigger.describe());
     }
 
-    let seconds: u64 = std::env::var("CHIME_EXAMPLE_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let seconds: u64 = std::env::var("CHIME_EXAMPLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let deadline = tokio::time::sleep(Duration::from_secs(seconds));
     tokio::pin!(deadline);
     loop {
@@ -73,9 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    scheduler
-        .shutdown(ShutdownMode::Wait(Duration::from_secs(10)))
-        .await;
+    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
     println!("shut down");
     Ok(())
 }

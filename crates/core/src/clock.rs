@@ -81,19 +81,13 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> ManualClock {
-        ManualClock {
-            now: Arc::new(watch::Sender::new(start)),
-        }
+        ManualClock { now: Arc::new(watch::Sender::new(start)) }
     }
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         let by = SignedDuration::try_from(by).expect("advance by less than 292 years");
-        self.now.send_modify(|now| {
-            *now = now
-                .checked_add(by)
-                .expect("clock stays within jiff's range")
-        });
+        self.now.send_modify(|now| *now = now.checked_add(by).expect("clock stays within jiff's range"));
     }
 
     /// Sets the clock to `to`, which may be earlier than now (a clock jump).
@@ -104,9 +98,7 @@ impl ManualClock {
 
 impl fmt::Debug for ManualClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock")
-            .field("now", &*self.now.borrow())
-            .finish()
+        f.debug_struct("ManualClock").field("now", &*self.now.borrow()).finish()
     }
 }
 

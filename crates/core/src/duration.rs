@@ -62,23 +62,16 @@ pub(crate) mod opt_text {
     use jiff::SignedDuration;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(crate) fn serialize<S: Serializer>(
-        d: &Option<SignedDuration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Option<SignedDuration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_some(&super::format_duration(*d)),
             None => s.serialize_none(),
         }
     }
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<SignedDuration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SignedDuration>, D::Error> {
         match Option::<String>::deserialize(d)? {
-            Some(text) => super::parse_duration(&text)
-                .map(Some)
-                .map_err(serde::de::Error::custom),
+            Some(text) => super::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
             None => Ok(None),
         }
     }
@@ -90,30 +83,12 @@ mod tests {
 
     #[test]
     fn durations_parse_in_every_documented_form() {
-        assert_eq!(
-            parse_duration("90s").unwrap(),
-            SignedDuration::from_secs(90)
-        );
-        assert_eq!(
-            parse_duration("1h 30m").unwrap(),
-            SignedDuration::from_mins(90)
-        );
-        assert_eq!(
-            parse_duration("PT4H").unwrap(),
-            SignedDuration::from_hours(4)
-        );
-        assert_eq!(
-            parse_duration("1d").unwrap(),
-            SignedDuration::from_hours(24)
-        );
-        assert_eq!(
-            parse_duration(" 2 weeks ").unwrap(),
-            SignedDuration::from_hours(336)
-        );
-        assert_eq!(
-            parse_duration("100ms").unwrap(),
-            SignedDuration::from_millis(100)
-        );
+        assert_eq!(parse_duration("90s").unwrap(), SignedDuration::from_secs(90));
+        assert_eq!(parse_duration("1h 30m").unwrap(), SignedDuration::from_mins(90));
+        assert_eq!(parse_duration("PT4H").unwrap(), SignedDuration::from_hours(4));
+        assert_eq!(parse_duration("1d").unwrap(), SignedDuration::from_hours(24));
+        assert_eq!(parse_duration(" 2 weeks ").unwrap(), SignedDuration::from_hours(336));
+        assert_eq!(parse_duration("100ms").unwrap(), SignedDuration::from_millis(100));
         for bad in ["", "abc", "0s", "-5s", "1 month", "P1Y", "5"] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.is_invalid(), "{bad}");

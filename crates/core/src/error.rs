@@ -59,10 +59,7 @@ impl Error {
     /// True when the operation conflicts with existing state: the id exists,
     /// or the job changed since it was read.
     pub fn is_conflict(&self) -> bool {
-        matches!(
-            self,
-            Error::JobExists(_) | Error::RunExists { .. } | Error::VersionConflict { .. }
-        )
+        matches!(self, Error::JobExists(_) | Error::RunExists { .. } | Error::VersionConflict { .. })
     }
 
     /// True when the input was invalid (a bad id, trigger, duration or option).
@@ -72,13 +69,7 @@ impl Error {
 
     /// True when retrying may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Store {
-                transient: true,
-                ..
-            }
-        )
+        matches!(self, Error::Store { transient: true, .. })
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {

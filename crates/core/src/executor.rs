@@ -45,8 +45,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
 
     if let Some(jitter) = job.options.jitter {
         let nanos = jitter.as_nanos().max(0) as u128;
-        let delay =
-            SignedDuration::from_nanos((fastrand::u128(0..=nanos)).min(i64::MAX as u128) as i64);
+        let delay = SignedDuration::from_nanos((fastrand::u128(0..=nanos)).min(i64::MAX as u128) as i64);
         tokio::select! {
             _ = clock.sleep_until(later(clock.now(), delay)) => {}
             _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Some("cancelled before it started".into())).await,
@@ -58,10 +57,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
     };
 
     let Some(handler) = inner.tasks.get(&job.task) else {
-        let why = format!(
-            "no task named {:?} is registered with this scheduler",
-            job.task
-        );
+        let why = format!("no task named {:?} is registered with this scheduler", job.task);
         tracing::error!(job_id = %job.id, run_id = %run.id, "{why}");
         run.started_at = Some(clock.now());
         return finish(inner, run, RunStatus::Failed, Some(why)).await;
@@ -93,26 +89,18 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
             cancel: token.child_token(),
         };
         let outcome = attempt(inner, &handler, ctx, job.options.timeout, &token).await;
-        let will_retry = |_: &Attempt| {
-            retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled()
-        };
+        let will_retry =
+            |_: &Attempt| retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
         let (status, error) = match outcome {
             Attempt::Succeeded => {
                 let duration = clock.now().duration_since(attempt_started);
                 tracing::info!(job_id = %job.id, run_id = %run.id, ?duration, "run succeeded");
-                inner.emit(Event::RunSucceeded {
-                    job_id: job.id.clone(),
-                    run_id: run.id,
-                    duration,
-                });
+                inner.emit(Event::RunSucceeded { job_id: job.id.clone(), run_id: run.id, duration });
                 (RunStatus::Succeeded, None)
             }
             Attempt::Cancelled => {
                 tracing::warn!(job_id = %job.id, run_id = %run.id, "run cancelled");
-                inner.emit(Event::RunCancelled {
-                    job_id: job.id.clone(),
-                    run_id: run.id,
-                });
+                inner.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
                 (RunStatus::Cancelled, Some("cancelled".to_owned()))
             }
             ref failure @ (Attempt::Failed(_) | Attempt::TimedOut) => {
@@ -131,10 +119,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
                     }
                     _ => {
                         let timeout = job.options.timeout.unwrap_or_default();
-                        let e = format!(
-                            "timed out after {}",
-                            crate::duration::format_duration(timeout)
-                        );
+                        let e = format!("timed out after {}", crate::duration::format_duration(timeout));
                         tracing::warn!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, will_retry = again, "run timed out");
                         inner.emit(Event::RunTimedOut {
                             job_id: job.id.clone(),

@@ -96,11 +96,7 @@ pub struct RetryPolicy {
     #[serde(default = "default_multiplier")]
     pub multiplier: f64,
     /// ...but never longer than this.
-    #[serde(
-        default,
-        with = "crate::duration::opt_text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
     pub max_backoff: Option<SignedDuration>,
 }
 
@@ -111,12 +107,7 @@ fn default_multiplier() -> f64 {
 impl RetryPolicy {
     /// `max_attempts` attempts in all, waiting `backoff`, then twice that, and so on.
     pub fn new(max_attempts: u32, backoff: SignedDuration) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts,
-            backoff,
-            multiplier: 2.0,
-            max_backoff: None,
-        }
+        RetryPolicy { max_attempts, backoff, multiplier: 2.0, max_backoff: None }
     }
 
     /// Caps the wait between attempts.
@@ -127,10 +118,7 @@ impl RetryPolicy {
 
     /// The wait after attempt `attempt` (1-based) fails.
     pub fn delay_after(&self, attempt: u32) -> SignedDuration {
-        let factor = self
-            .multiplier
-            .max(1.0)
-            .powi(attempt.saturating_sub(1).min(64) as i32);
+        let factor = self.multiplier.max(1.0).powi(attempt.saturating_sub(1).min(64) as i32);
         let secs = (self.backoff.as_secs_f64() * factor).min(1e12);
         let delay = SignedDuration::from_secs_f64(secs);
         self.max_backoff.map_or(delay, |cap| delay.min(cap))
@@ -149,22 +137,13 @@ pub struct JobOptions {
     pub coalesce: bool,
     /// A scheduled time later than this when the scheduler gets to it is
     /// recorded as `missed` and not run. Default none: a late run still runs.
-    #[serde(
-        with = "crate::duration::opt_text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
     pub misfire_grace_time: Option<SignedDuration>,
     /// Start each run after a random delay up to this long. Default none.
-    #[serde(
-        with = "crate::duration::opt_text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
     pub jitter: Option<SignedDuration>,
     /// Cancel a run that takes longer, then abort it. Default none.
-    #[serde(
-        with = "crate::duration::opt_text",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<SignedDuration>,
     /// Retry failed runs. Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -194,11 +173,9 @@ impl JobOptions {
         if self.max_instances == 0 {
             return Err(Error::invalid("max_instances must be at least 1"));
         }
-        for (name, d) in [
-            ("misfire_grace_time", self.misfire_grace_time),
-            ("jitter", self.jitter),
-            ("timeout", self.timeout),
-        ] {
+        for (name, d) in
+            [("misfire_grace_time", self.misfire_grace_time), ("jitter", self.jitter), ("timeout", self.timeout)]
+        {
             if d.is_some_and(|d| !d.is_positive()) {
                 return Err(Error::invalid(format!("{name} must be greater than zero")));
             }
@@ -369,9 +346,7 @@ impl Job {
         let hash = definition
             .to_string()
             .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         format!("{hash:016x}")
     }
 
@@ -415,35 +390,21 @@ mod tests {
 
     #[test]
     fn retry_backoff_grows_and_is_capped() {
-        let r = RetryPolicy::new(5, SignedDuration::from_secs(1))
-            .with_max_backoff(SignedDuration::from_secs(5));
+        let r = RetryPolicy::new(5, SignedDuration::from_secs(1)).with_max_backoff(SignedDuration::from_secs(5));
         let delays: Vec<i64> = (1..=5).map(|a| r.delay_after(a).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 5, 5]);
     }
 
     #[test]
     fn options_are_validated() {
-        let mut o = JobOptions {
-            max_instances: 0,
-            ..JobOptions::default()
-        };
-        assert!(
-            o.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("max_instances")
-        );
+        let mut o = JobOptions { max_instances: 0, ..JobOptions::default() };
+        assert!(o.validate().unwrap_err().to_string().contains("max_instances"));
         o.max_instances = 1;
         o.timeout = Some(SignedDuration::ZERO);
         assert!(o.validate().unwrap_err().to_string().contains("timeout"));
         o.timeout = None;
         o.retry = Some(Box::new(RetryPolicy::new(0, SignedDuration::from_secs(1))));
-        assert!(
-            o.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("max_attempts")
-        );
+        assert!(o.validate().unwrap_err().to_string().contains("max_attempts"));
     }
 
     #[test]

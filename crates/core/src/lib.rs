@@ -91,18 +91,15 @@ pub use crate::event::Event;
 pub use crate::job::{Job, JobId, JobOptions, JobState, MAX_JOB_ID_LEN, RetryPolicy};
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
-pub use crate::run::{
-    JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error,
-};
+pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error};
 pub use crate::scheduler::{
-    JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState,
-    ShutdownMode, SyncReport, node_is_alive,
+    JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, ShutdownMode, SyncReport,
+    node_is_alive,
 };
 pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{
-    CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger,
-    Trigger, Zone,
+    CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger, Trigger, Zone,
 };
 
 /// Runs the Rust examples in the workspace README as doctests, so they stay true.

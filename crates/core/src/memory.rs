@@ -74,19 +74,13 @@ impl MemoryStore {
 
     /// An empty store keeping the last `limit` finished runs per job.
     pub fn with_history_limit(limit: usize) -> MemoryStore {
-        MemoryStore {
-            inner: Mutex::new(Inner::default()),
-            changes: watch::Sender::new(0),
-            history_limit: limit,
-        }
+        MemoryStore { inner: Mutex::new(Inner::default()), changes: watch::Sender::new(0), history_limit: limit }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps half-updated
         // in a way that matters more than stopping the scheduler would.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn changed(&self) {
@@ -166,19 +160,10 @@ impl JobStore for MemoryStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let inner = self.lock();
-        let mut jobs: Vec<&Job> = inner
-            .jobs
-            .values()
-            .map(|j| &**j)
-            .filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p))
-            .collect();
+        let mut jobs: Vec<&Job> =
+            inner.jobs.values().map(|j| &**j).filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p)).collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(jobs
-            .into_iter()
-            .skip(filter.offset)
-            .take(filter.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect())
+        Ok(jobs.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)).cloned().collect())
     }
 
     async fn update_job(&self, mut job: Job) -> Result<Job> {
@@ -202,10 +187,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn remove_job(&self, id: &JobId) -> Result<Job> {
-        let job = self
-            .lock()
-            .take(id)
-            .ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let job = self.lock().take(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
         self.changed();
         Ok(job)
     }
@@ -229,25 +211,13 @@ impl JobStore for MemoryStore {
                 .runs
                 .into_iter()
                 .map(|p| match p.decision {
-                    Decision::Run => {
-                        Run::pending(id.clone(), p.scheduled_for, RunKind::Scheduled, node)
+                    Decision::Run => Run::pending(id.clone(), p.scheduled_for, RunKind::Scheduled, node),
+                    Decision::Missed(why) => {
+                        Run::not_run(id.clone(), p.scheduled_for, RunStatus::Missed, why, node, now)
                     }
-                    Decision::Missed(why) => Run::not_run(
-                        id.clone(),
-                        p.scheduled_for,
-                        RunStatus::Missed,
-                        why,
-                        node,
-                        now,
-                    ),
-                    Decision::Skipped(why) => Run::not_run(
-                        id.clone(),
-                        p.scheduled_for,
-                        RunStatus::Skipped,
-                        why,
-                        node,
-                        now,
-                    ),
+                    Decision::Skipped(why) => {
+                        Run::not_run(id.clone(), p.scheduled_for, RunStatus::Skipped, why, node, now)
+                    }
                 })
                 .collect();
             for run in &runs {
@@ -256,11 +226,7 @@ impl JobStore for MemoryStore {
             job.state.next_run_at = plan.next_run_at;
             job.state.version += 1;
             inner.put(job.clone());
-            claims.push(Claim {
-                job,
-                runs,
-                uncounted: plan.uncounted,
-            });
+            claims.push(Claim { job, runs, uncounted: plan.uncounted });
         }
         Ok(claims)
     }
@@ -271,16 +237,10 @@ impl JobStore for MemoryStore {
 
     async fn insert_run(&self, run: Run) -> Result<()> {
         let mut inner = self.lock();
-        let exists = inner.runs.get(&run.job_id).is_some_and(|r| {
-            r.runs
-                .iter()
-                .any(|r2| r2.scheduled_for == run.scheduled_for)
-        });
+        let exists =
+            inner.runs.get(&run.job_id).is_some_and(|r| r.runs.iter().any(|r2| r2.scheduled_for == run.scheduled_for));
         if exists {
-            return Err(Error::RunExists {
-                job_id: run.job_id,
-                scheduled_for: run.scheduled_for,
-            });
+            return Err(Error::RunExists { job_id: run.job_id, scheduled_for: run.scheduled_for });
         }
         inner.record(run, self.history_limit);
         Ok(())
@@ -318,21 +278,12 @@ impl JobStore for MemoryStore {
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
         let inner = self.lock();
         let mut runs: Vec<&Run> = match &query.job_id {
-            Some(id) => inner
-                .runs
-                .get(id)
-                .map(|r| r.runs.iter().collect())
-                .unwrap_or_default(),
+            Some(id) => inner.runs.get(id).map(|r| r.runs.iter().collect()).unwrap_or_default(),
             None => inner.runs.values().flat_map(|r| r.runs.iter()).collect(),
         };
         runs.retain(|r| query.matches(r));
         runs.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
-        Ok(runs
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit())
-            .cloned()
-            .collect())
+        Ok(runs.into_iter().skip(query.offset).take(query.limit()).cloned().collect())
     }
 
     async fn job_stats(&self, id: &JobId) -> Result<JobStats> {
@@ -340,9 +291,7 @@ impl JobStore for MemoryStore {
         if !inner.jobs.contains_key(id) && !inner.runs.contains_key(id) {
             return Err(Error::JobNotFound(id.clone()));
         }
-        Ok(JobStats::from_runs(
-            inner.runs.get(id).into_iter().flat_map(|r| r.runs.iter()),
-        ))
+        Ok(JobStats::from_runs(inner.runs.get(id).into_iter().flat_map(|r| r.runs.iter())))
     }
 
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
@@ -351,9 +300,7 @@ impl JobStore for MemoryStore {
         for entry in inner.runs.values_mut() {
             let before = entry.runs.len();
             if let Some(cutoff) = older_than {
-                entry
-                    .runs
-                    .retain(|r| !r.status.is_finished() || r.scheduled_for >= cutoff);
+                entry.runs.retain(|r| !r.status.is_finished() || r.scheduled_for >= cutoff);
             }
             trim(entry, keep_per_job);
             deleted += (before - entry.runs.len()) as u64;

@@ -57,16 +57,8 @@ pub enum Decision {
 /// Returns an empty plan, with the next fire time unchanged, when the job is
 /// paused or not due.
 pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
-    let Some(first) = job
-        .state
-        .next_run_at
-        .filter(|t| *t <= now && !job.is_paused())
-    else {
-        return FirePlan {
-            runs: Vec::new(),
-            uncounted: 0,
-            next_run_at: job.state.next_run_at,
-        };
+    let Some(first) = job.state.next_run_at.filter(|t| *t <= now && !job.is_paused()) else {
+        return FirePlan { runs: Vec::new(), uncounted: 0, next_run_at: job.state.next_run_at };
     };
     let trigger = &job.trigger;
     let options = &job.options;
@@ -104,9 +96,7 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
                 let late = now.duration_since(at);
                 Decision::Missed(format!(
                     "{} late, past the misfire grace time of {}",
-                    crate::duration::format_duration(
-                        late.round(jiff::Unit::Second).unwrap_or(late)
-                    ),
+                    crate::duration::format_duration(late.round(jiff::Unit::Second).unwrap_or(late)),
                     crate::duration::format_duration(grace.unwrap_or_default()),
                 ))
             } else if options.coalesce && Some(at) != latest_fresh {
@@ -115,34 +105,22 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
                     latest_fresh.expect("a fresh time exists")
                 ))
             } else if running + started >= options.max_instances {
-                Decision::Skipped(format!(
-                    "max_instances ({}) runs were already in progress",
-                    options.max_instances
-                ))
+                Decision::Skipped(format!("max_instances ({}) runs were already in progress", options.max_instances))
             } else {
                 started += 1;
                 Decision::Run
             };
-            PlannedRun {
-                scheduled_for: at,
-                decision,
-            }
+            PlannedRun { scheduled_for: at, decision }
         })
         .collect();
-    FirePlan {
-        runs,
-        uncounted,
-        next_run_at,
-    }
+    FirePlan { runs, uncounted, next_run_at }
 }
 
 /// Where to resume walking an enormous backlog: the first fire time within
 /// the last hour (or day, month, year) before `now`.
 fn resume_point(trigger: &crate::Trigger, now: Timestamp) -> Option<Timestamp> {
     [1i64, 24, 24 * 31, 24 * 366].into_iter().find_map(|hours| {
-        let from = now
-            .checked_sub(jiff::SignedDuration::from_hours(hours))
-            .ok()?;
+        let from = now.checked_sub(jiff::SignedDuration::from_hours(hours)).ok()?;
         trigger.next_after(from).filter(|t| *t <= now)
     })
 }
@@ -164,19 +142,13 @@ mod tests {
     }
 
     fn decisions(plan: &FirePlan) -> Vec<(String, Decision)> {
-        plan.runs
-            .iter()
-            .map(|r| (r.scheduled_for.to_string(), r.decision.clone()))
-            .collect()
+        plan.runs.iter().map(|r| (r.scheduled_for.to_string(), r.decision.clone())).collect()
     }
 
     #[test]
     fn on_time_runs_once() {
         let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 0);
-        assert_eq!(
-            decisions(&plan),
-            [("2026-01-01T01:00:00Z".into(), Decision::Run)]
-        );
+        assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Run)]);
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T02:00:00Z")));
     }
 
@@ -187,11 +159,7 @@ mod tests {
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:00Z")));
         let mut paused = hourly();
         paused.state.paused = Some("maintenance".into());
-        assert!(
-            plan_fire(&paused, ts("2026-01-01T05:00:00Z"), 0)
-                .runs
-                .is_empty()
-        );
+        assert!(plan_fire(&paused, ts("2026-01-01T05:00:00Z"), 0).runs.is_empty());
     }
 
     #[test]
@@ -199,10 +167,7 @@ mod tests {
         let plan = plan_fire(&hourly(), ts("2026-01-01T03:30:00Z"), 0);
         let d = decisions(&plan);
         assert_eq!(d.len(), 3);
-        assert_eq!(
-            d[0].1,
-            Decision::Missed("coalesced into the run scheduled for 2026-01-01T03:00:00Z".into())
-        );
+        assert_eq!(d[0].1, Decision::Missed("coalesced into the run scheduled for 2026-01-01T03:00:00Z".into()));
         assert_eq!(d[2], ("2026-01-01T03:00:00Z".into(), Decision::Run));
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T04:00:00Z")));
     }
@@ -214,19 +179,13 @@ mod tests {
         let d: Vec<Decision> = plan.runs.iter().map(|r| r.decision.clone()).collect();
         assert_eq!(d[0], Decision::Run);
         assert_eq!(d[1], Decision::Run);
-        assert_eq!(
-            d[2],
-            Decision::Skipped("max_instances (2) runs were already in progress".into())
-        );
+        assert_eq!(d[2], Decision::Skipped("max_instances (2) runs were already in progress".into()));
     }
 
     #[test]
     fn a_running_instance_makes_the_next_run_skipped() {
         let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 1);
-        assert_eq!(
-            plan.runs[0].decision,
-            Decision::Skipped("max_instances (1) runs were already in progress".into())
-        );
+        assert_eq!(plan.runs[0].decision, Decision::Skipped("max_instances (1) runs were already in progress".into()));
     }
 
     #[test]
@@ -234,44 +193,24 @@ mod tests {
         let job = hourly().with_misfire_grace_time(SignedDuration::from_mins(45));
         let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), 0);
         let d = decisions(&plan);
-        assert_eq!(
-            d[0].1,
-            Decision::Missed("2h 30m late, past the misfire grace time of 45m".into())
-        );
-        assert_eq!(
-            d[1].1,
-            Decision::Missed("1h 30m late, past the misfire grace time of 45m".into())
-        );
+        assert_eq!(d[0].1, Decision::Missed("2h 30m late, past the misfire grace time of 45m".into()));
+        assert_eq!(d[1].1, Decision::Missed("1h 30m late, past the misfire grace time of 45m".into()));
         assert_eq!(d[2].1, Decision::Run);
         // All past the grace time: nothing runs.
         let plan = plan_fire(&job, ts("2026-01-01T03:50:00Z"), 0);
-        assert!(
-            plan.runs
-                .iter()
-                .all(|r| matches!(r.decision, Decision::Missed(_)))
-        );
+        assert!(plan.runs.iter().all(|r| matches!(r.decision, Decision::Missed(_))));
     }
 
     #[test]
     fn a_huge_backlog_is_capped_and_counted() {
         let mut job = Job::new("j", "t", Trigger::every("1s").unwrap()).unwrap();
-        job.trigger
-            .resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
+        job.trigger.resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
         job.state.next_run_at = Some(ts("2026-01-01T00:00:01Z"));
         let plan = plan_fire(&job, ts("2026-01-01T01:00:00Z"), 0);
         assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
         assert_eq!(plan.uncounted, 3600 - MAX_DUE_TIMES as u64);
-        assert_eq!(
-            plan.runs.last().unwrap().scheduled_for,
-            ts("2026-01-01T01:00:00Z")
-        );
-        assert_eq!(
-            plan.runs
-                .iter()
-                .filter(|r| r.decision == Decision::Run)
-                .count(),
-            1
-        );
+        assert_eq!(plan.runs.last().unwrap().scheduled_for, ts("2026-01-01T01:00:00Z"));
+        assert_eq!(plan.runs.iter().filter(|r| r.decision == Decision::Run).count(), 1);
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:01Z")));
     }
 

@@ -24,9 +24,8 @@ impl RunId {
     /// OS, because a burst of runs would otherwise make one `getrandom` call
     /// per run.
     pub fn new() -> RunId {
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let millis =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let random = fastrand::u128(..).to_le_bytes();
         let mut bytes = [0u8; 10];
         bytes.copy_from_slice(&random[..10]);
@@ -122,15 +121,12 @@ impl fmt::Display for RunStatus {
 impl FromStr for RunStatus {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<RunStatus> {
-        RunStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                crate::Error::invalid(format!(
-                    "unknown run status {s:?}: expected one of {}",
-                    RunStatus::ALL.map(RunStatus::as_str).join(", ")
-                ))
-            })
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
+            crate::Error::invalid(format!(
+                "unknown run status {s:?}: expected one of {}",
+                RunStatus::ALL.map(RunStatus::as_str).join(", ")
+            ))
+        })
     }
 }
 
@@ -349,10 +345,7 @@ mod tests {
     fn statuses_parse_and_print() {
         for s in RunStatus::ALL {
             assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
-            assert_eq!(
-                serde_json::to_string(&s).unwrap(),
-                format!("\"{}\"", s.as_str())
-            );
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         let e = "done".parse::<RunStatus>().unwrap_err();
         assert!(e.to_string().contains("unknown run status \"done\""));
@@ -365,38 +358,19 @@ mod tests {
         let node: Arc<str> = Arc::from("n");
         let mut runs = Vec::new();
         for i in 0..20i64 {
-            let mut r = Run::pending(
-                id.clone(),
-                t0 + SignedDuration::from_hours(i),
-                RunKind::Scheduled,
-                &node,
-            );
+            let mut r = Run::pending(id.clone(), t0 + SignedDuration::from_hours(i), RunKind::Scheduled, &node);
             r.started_at = Some(r.scheduled_for + SignedDuration::from_secs(1));
             r.finished_at = Some(r.started_at.unwrap() + SignedDuration::from_secs(i + 1));
-            r.status = if i % 4 == 0 {
-                RunStatus::Failed
-            } else {
-                RunStatus::Succeeded
-            };
+            r.status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
             runs.push(r);
         }
-        runs.push(Run::not_run(
-            id,
-            t0,
-            RunStatus::Missed,
-            "late".into(),
-            &node,
-            t0,
-        ));
+        runs.push(Run::not_run(id, t0, RunStatus::Missed, "late".into(), &node, t0));
         let s = JobStats::from_runs(&runs);
         assert_eq!((s.runs, s.succeeded, s.failed, s.missed), (21, 15, 5, 1));
         assert_eq!(s.success_rate, Some(0.75));
         assert_eq!(s.avg_duration_s, Some(10.5));
         assert_eq!(s.p95_duration_s, Some(19.0));
         assert_eq!(s.avg_lateness_s, Some(1.0));
-        assert_eq!(
-            s.last_success_at,
-            Some(t0 + SignedDuration::from_secs(19 * 3600 + 1))
-        );
+        assert_eq!(s.last_success_at, Some(t0 + SignedDuration::from_secs(19 * 3600 + 1)));
     }
 }

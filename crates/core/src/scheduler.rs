@@ -85,7 +85,18 @@ pub struct SchedulerBuilder {
     node_id: Option<String>,
     batch_size: usize,
     cancel_grace: SignedDuration,
+    retention: Retention,
 }
+
+/// How much run history the scheduler keeps; see `SchedulerBuilder::history_retention`.
+#[derive(Clone, Copy, Debug)]
+struct Retention {
+    keep_per_job: usize,
+    max_age: Option<SignedDuration>,
+}
+
+/// How often the loop prunes run history.
+const PRUNE_EVERY: SignedDuration = SignedDuration::from_mins(10);
 
 impl SchedulerBuilder {
     /// Where jobs live; a [`MemoryStore`] when not set.
@@ -149,6 +160,14 @@ impl SchedulerBuilder {
         self
     }
 
+    /// Keeps the last `keep_per_job` finished runs of each job (default 100)
+    /// and, when `max_age` is set, none scheduled longer ago than that. The
+    /// loop prunes every 10 minutes; runs in progress are never pruned.
+    pub fn history_retention(mut self, keep_per_job: usize, max_age: Option<SignedDuration>) -> Self {
+        self.retention = Retention { keep_per_job, max_age };
+        self
+    }
+
     /// Builds the scheduler. It does nothing until [`Scheduler::start`].
     pub fn build(self) -> Scheduler {
         let node: Arc<str> = Arc::from(self.node_id.unwrap_or_else(default_node_id));
@@ -168,6 +187,7 @@ impl SchedulerBuilder {
                 wake: Notify::new(),
                 batch_size: self.batch_size,
                 cancel_grace: self.cancel_grace,
+                retention: self.retention,
             }),
         }
     }
@@ -199,6 +219,11 @@ impl std::fmt::Display for SyncReport {
     }
 }
 
+/// Whether `SCHEDULER_FORCE_UPDATE` asks code to win: `true` (any case) or `1`.
+fn force_update_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("true") || v.trim() == "1")
+}
+
 /// The reason given to jobs paused because code no longer defines them.
 pub const REMOVED_FROM_CODE: &str = "removed from code";
 
@@ -219,25 +244,15 @@ pub fn node_is_alive(node: &str) -> bool {
 }
 
 fn this_host() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "node".into())
-        })
+    std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into())
+    })
 }
 
 fn default_node_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "node".into())
-        });
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "node".into())
+    });
     format!("{host}-{}", std::process::id())
 }
 
@@ -260,14 +275,14 @@ pub(crate) struct Inner {
     state: watch::Sender<SchedulerState>,
     pub(crate) slots: Arc<Semaphore>,
     /// Runs in progress in this process, with the tokens that cancel them.
-    pub(crate) running:
-        Mutex<HashMap<RunId, (JobId, CancellationToken), foldhash::fast::RandomState>>,
+    pub(crate) running: Mutex<HashMap<RunId, (JobId, CancellationToken), foldhash::fast::RandomState>>,
     /// How many runs this process has in progress.
     pub(crate) in_flight: watch::Sender<usize>,
     loop_task: Mutex<Option<JoinHandle<()>>>,
     wake: Notify,
     batch_size: usize,
     pub(crate) cancel_grace: SignedDuration,
+    retention: Retention,
 }
 
 impl Inner {
@@ -278,10 +293,7 @@ impl Inner {
 
     pub(crate) fn store_error(&self, operation: &str, err: &Error) {
         tracing::error!(operation, error = %err, "store error");
-        self.emit(Event::StoreError {
-            operation: operation.to_owned(),
-            message: err.to_string(),
-        });
+        self.emit(Event::StoreError { operation: operation.to_owned(), message: err.to_string() });
     }
 }
 
@@ -297,6 +309,7 @@ impl Scheduler {
             node_id: None,
             batch_size: 64,
             cancel_grace: SignedDuration::from_secs(5),
+            retention: Retention { keep_per_job: crate::memory::DEFAULT_HISTORY_LIMIT, max_age: None },
         }
     }
 
@@ -321,11 +334,7 @@ impl Scheduler {
             };
         }
         let inner = Arc::clone(&self.inner);
-        *self
-            .inner
-            .loop_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(run_loop(inner)));
+        *self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::spawn(run_loop(inner)));
         tracing::info!(node = %self.inner.node, zone = %self.inner.zone, "scheduler started");
         self.inner.emit(Event::SchedulerStarted);
         Ok(())
@@ -392,22 +401,15 @@ impl Scheduler {
             return;
         }
         self.inner.wake.notify_one();
-        let task = self
-            .inner
-            .loop_task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let task = self.inner.loop_task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(task) = task {
             let _ = task.await;
         }
         let mut in_flight = self.inner.in_flight.subscribe();
         match mode {
             ShutdownMode::Wait(limit) => {
-                let deadline = later(
-                    self.inner.clock.now(),
-                    SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX),
-                );
+                let deadline =
+                    later(self.inner.clock.now(), SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX));
                 tokio::select! {
                     _ = in_flight.wait_for(|n| *n == 0) => {}
                     _ = self.inner.clock.sleep_until(deadline) => {
@@ -456,15 +458,10 @@ impl Scheduler {
         }
         let now = self.inner.clock.now();
         job.trigger.resolve(now, &self.inner.zone);
-        job.state = crate::job::JobState {
-            next_run_at: first_fire(&job.trigger, now),
-            ..job.state
-        };
+        job.state = crate::job::JobState { next_run_at: first_fire(&job.trigger, now), ..job.state };
         let stored = self.inner.store.add_job(job, on_conflict).await?;
         tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
-        self.inner.emit(Event::JobAdded {
-            job_id: stored.id.clone(),
-        });
+        self.inner.emit(Event::JobAdded { job_id: stored.id.clone() });
         Ok(stored)
     }
 
@@ -475,11 +472,7 @@ impl Scheduler {
     /// [`Error::JobNotFound`], or a store error.
     pub async fn get_job(&self, id: &str) -> Result<Job> {
         let id = JobId::new(id)?;
-        self.inner
-            .store
-            .get_job(&id)
-            .await?
-            .ok_or(Error::JobNotFound(id))
+        self.inner.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))
     }
 
     /// Every job, ordered by id, with its next run time.
@@ -497,11 +490,7 @@ impl Scheduler {
     ///
     /// [`Error::JobNotFound`], or a store error.
     pub async fn pause_job(&self, id: &str, reason: &str) -> Result<Job> {
-        let reason = if reason.trim().is_empty() {
-            "paused".to_owned()
-        } else {
-            reason.to_owned()
-        };
+        let reason = if reason.trim().is_empty() { "paused".to_owned() } else { reason.to_owned() };
         let job = self
             .update(id, |job| {
                 job.state.paused = Some(reason.clone());
@@ -510,10 +499,7 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, reason, "job paused");
-        self.inner.emit(Event::JobPaused {
-            job_id: job.id.clone(),
-            reason,
-        });
+        self.inner.emit(Event::JobPaused { job_id: job.id.clone(), reason });
         Ok(job)
     }
 
@@ -533,10 +519,7 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, next_run_at = ?job.state.next_run_at, "job resumed");
-        self.inner.emit(Event::JobResumed {
-            job_id: job.id.clone(),
-            next_run_at: job.state.next_run_at,
-        });
+        self.inner.emit(Event::JobResumed { job_id: job.id.clone(), next_run_at: job.state.next_run_at });
         Ok(job)
     }
 
@@ -577,9 +560,7 @@ impl Scheduler {
                 job.validate()
             })
             .await?;
-        self.inner.emit(Event::JobUpdated {
-            job_id: job.id.clone(),
-        });
+        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
         Ok(job)
     }
 
@@ -603,9 +584,7 @@ impl Scheduler {
             })
             .await?;
         tracing::info!(job_id = %job.id, trigger = %job.trigger.describe(), "job rescheduled");
-        self.inner.emit(Event::JobUpdated {
-            job_id: job.id.clone(),
-        });
+        self.inner.emit(Event::JobUpdated { job_id: job.id.clone() });
         Ok(job)
     }
 
@@ -617,36 +596,18 @@ impl Scheduler {
     ///
     /// [`Error::JobNotFound`], [`Error::ShutDown`], or a store error.
     pub async fn run_job_now(&self, id: &str) -> Result<Run> {
-        if matches!(
-            self.state(),
-            SchedulerState::ShuttingDown | SchedulerState::ShutDown
-        ) {
+        if matches!(self.state(), SchedulerState::ShuttingDown | SchedulerState::ShutDown) {
             return Err(Error::ShutDown);
         }
         let job = self.get_job(id).await?;
         let now = self.inner.clock.now();
         let running = self.inner.store.count_running(&job.id).await?;
         if running >= job.options.max_instances {
-            let reason = format!(
-                "max_instances ({}) runs were already in progress",
-                job.options.max_instances
-            );
-            let mut run = Run::not_run(
-                job.id.clone(),
-                now,
-                RunStatus::Skipped,
-                reason.clone(),
-                &self.inner.node,
-                now,
-            );
+            let reason = format!("max_instances ({}) runs were already in progress", job.options.max_instances);
+            let mut run = Run::not_run(job.id.clone(), now, RunStatus::Skipped, reason.clone(), &self.inner.node, now);
             run.kind = RunKind::Manual;
             self.inner.store.insert_run(run.clone()).await?;
-            self.inner.emit(Event::RunSkipped {
-                job_id: job.id,
-                run_id: run.id,
-                scheduled_for: now,
-                reason,
-            });
+            self.inner.emit(Event::RunSkipped { job_id: job.id, run_id: run.id, scheduled_for: now, reason });
             return Ok(run);
         }
         let run = Run::pending(job.id.clone(), now, RunKind::Manual, &self.inner.node);
@@ -711,8 +672,7 @@ impl Scheduler {
     ///
     /// The first invalid job or store error; jobs before it are already synced.
     pub async fn sync(&self, jobs: Vec<Job>) -> Result<SyncReport> {
-        let force = std::env::var("SCHEDULER_FORCE_UPDATE")
-            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        let force = force_update_requested(std::env::var("SCHEDULER_FORCE_UPDATE").ok().as_deref());
         self.sync_with(jobs, force).await
     }
 
@@ -777,8 +737,7 @@ impl Scheduler {
                 continue;
             }
             if stored.state.paused.as_deref() != Some(REMOVED_FROM_CODE) {
-                self.pause_job(stored.id.as_str(), REMOVED_FROM_CODE)
-                    .await?;
+                self.pause_job(stored.id.as_str(), REMOVED_FROM_CODE).await?;
             }
             report.orphaned.push(stored.id);
         }
@@ -796,12 +755,7 @@ impl Scheduler {
         let id = JobId::new(id)?;
         let mut attempts = 0;
         loop {
-            let mut job = self
-                .inner
-                .store
-                .get_job(&id)
-                .await?
-                .ok_or_else(|| Error::JobNotFound(id.clone()))?;
+            let mut job = self.inner.store.get_job(&id).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
             change(&mut job)?;
             match self.inner.store.update_job(job).await {
                 Err(Error::VersionConflict { .. }) if attempts < 20 => attempts += 1,
@@ -817,19 +771,12 @@ fn first_fire(trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
     if let Trigger::Date(d) = trigger {
         return Some(d.at);
     }
-    trigger.next_after(
-        now.checked_sub(SignedDuration::from_nanos(1))
-            .unwrap_or(now),
-    )
+    trigger.next_after(now.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(now))
 }
 
 /// The scheduler loop. See DESIGN.md, "Engine".
 async fn run_loop(inner: Arc<Inner>) {
-    match inner
-        .store
-        .reap_abandoned(&node_is_alive, inner.clock.now())
-        .await
-    {
+    match inner.store.reap_abandoned(&node_is_alive, inner.clock.now()).await {
         Ok(runs) => {
             for run in runs {
                 tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "run abandoned by a process that died");
@@ -851,6 +798,7 @@ async fn run_loop(inner: Arc<Inner>) {
         Err(e) => inner.store_error("listing broken jobs", &e),
     }
     let mut state = inner.state.subscribe();
+    let mut next_prune = inner.clock.now();
     loop {
         let current = *state.borrow_and_update();
         match current {
@@ -867,11 +815,16 @@ async fn run_loop(inner: Arc<Inner>) {
         changes.borrow_and_update();
 
         let now = inner.clock.now();
-        let claimed = match inner
-            .store
-            .acquire_due(now, inner.batch_size, &inner.node)
-            .await
-        {
+        if now >= next_prune {
+            next_prune = later(now, PRUNE_EVERY);
+            let cutoff = inner.retention.max_age.and_then(|age| now.checked_sub(age).ok());
+            match inner.store.prune(inner.retention.keep_per_job, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "pruned run history"),
+                Err(e) => inner.store_error("pruning run history", &e),
+            }
+        }
+        let claimed = match inner.store.acquire_due(now, inner.batch_size, &inner.node).await {
             Ok(claims) => {
                 let n = claims.len();
                 for claim in claims {
@@ -912,11 +865,7 @@ async fn run_loop(inner: Arc<Inner>) {
 }
 
 fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
-    let Claim {
-        job,
-        runs,
-        uncounted,
-    } = claim;
+    let Claim { job, runs, uncounted } = claim;
     let job = Arc::new(job);
     if uncounted > 0 {
         tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
@@ -951,8 +900,31 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
     }
     if job.state.next_run_at.is_none() && !job.is_paused() {
         tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
-        inner.emit(Event::JobFinished {
-            job_id: job.id.clone(),
-        });
+        inner.emit(Event::JobFinished { job_id: job.id.clone() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_force_update_values() {
+        for yes in ["true", "TRUE", "True", "1", " true "] {
+            assert!(force_update_requested(Some(yes)), "{yes:?}");
+        }
+        for no in [None, Some(""), Some("false"), Some("0"), Some("yes")] {
+            assert!(!force_update_requested(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn node_liveness() {
+        let me = default_node_id();
+        assert!(node_is_alive(&me));
+        let dead = format!("{}-{}", this_host(), u32::MAX - 7);
+        assert!(!node_is_alive(&dead));
+        assert!(node_is_alive("another-host-123"), "other hosts cannot be checked from here");
+        assert!(node_is_alive("custom-node-name"));
     }
 }

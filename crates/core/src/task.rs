@@ -130,8 +130,7 @@ impl TaskRegistry {
         E: Into<TaskError> + 'static,
     {
         let handler = Arc::new(move |ctx: JobContext| handler(ctx).map_err(Into::into));
-        self.tasks
-            .insert(Arc::from(name), Handler::Blocking(handler));
+        self.tasks.insert(Arc::from(name), Handler::Blocking(handler));
         self
     }
 
@@ -159,9 +158,7 @@ impl TaskRegistry {
 
 impl fmt::Debug for TaskRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskRegistry")
-            .field("tasks", &self.names())
-            .finish()
+        f.debug_struct("TaskRegistry").field("tasks", &self.names()).finish()
     }
 }
 
@@ -190,17 +187,12 @@ pub(crate) enum Started {
 impl Future for Started {
     type Output = Result<TaskResult, String>;
 
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         use std::task::Poll;
         match self.get_mut() {
             Started::Inline(fut) => {
                 // The future is never polled again after a panic: it is dropped.
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    fut.as_mut().poll(cx)
-                })) {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
                     Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
                     Ok(Poll::Pending) => Poll::Pending,
                     Err(payload) => Poll::Ready(Err(panic_message(payload))),
@@ -208,9 +200,7 @@ impl Future for Started {
             }
             Started::Blocking(handle) => match Pin::new(handle).poll(cx) {
                 Poll::Ready(Ok(result)) => Poll::Ready(Ok(result)),
-                Poll::Ready(Err(e)) if e.is_panic() => {
-                    Poll::Ready(Err(panic_message(e.into_panic())))
-                }
+                Poll::Ready(Err(e)) if e.is_panic() => Poll::Ready(Err(panic_message(e.into_panic()))),
                 Poll::Ready(Err(_)) => Poll::Ready(Err("the blocking task was aborted".to_owned())),
                 Poll::Pending => Poll::Pending,
             },

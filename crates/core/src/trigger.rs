@@ -166,34 +166,23 @@ impl Zone {
     /// [`Error::Invalid`] naming the zone when jiff does not know it.
     pub fn get(name: &str) -> Result<Zone> {
         let tz = TimeZone::get(name).map_err(|_| {
-            Error::invalid(format!(
-                "unknown time zone {name:?}: expected an IANA name such as Europe/London"
-            ))
+            Error::invalid(format!("unknown time zone {name:?}: expected an IANA name such as Europe/London"))
         })?;
-        Ok(Zone {
-            name: name.to_owned(),
-            tz,
-        })
+        Ok(Zone { name: name.to_owned(), tz })
     }
 
     /// The system's zone (`TZ`, else `/etc/localtime`), or UTC when it has no IANA name.
     pub fn system() -> Zone {
         let tz = TimeZone::system();
         match tz.iana_name() {
-            Some(name) => Zone {
-                name: name.to_owned(),
-                tz,
-            },
+            Some(name) => Zone { name: name.to_owned(), tz },
             None => Zone::utc(),
         }
     }
 
     /// UTC.
     pub fn utc() -> Zone {
-        Zone {
-            name: "UTC".to_owned(),
-            tz: TimeZone::UTC,
-        }
+        Zone { name: "UTC".to_owned(), tz: TimeZone::UTC }
     }
 
     /// The IANA name.
@@ -248,14 +237,9 @@ impl Trigger {
     ///
     /// [`Error::Invalid`] with the cron parser's message.
     pub fn cron(expr: &str) -> Result<Trigger> {
-        let expr = CronSchedule::parse(expr)
-            .map_err(|e| Error::invalid(format!("invalid cron expression {expr:?}: {e}")))?;
-        Ok(Trigger::Cron(Box::new(CronTrigger {
-            expr,
-            timezone: None,
-            start: None,
-            end: None,
-        })))
+        let expr =
+            CronSchedule::parse(expr).map_err(|e| Error::invalid(format!("invalid cron expression {expr:?}: {e}")))?;
+        Ok(Trigger::Cron(Box::new(CronTrigger { expr, timezone: None, start: None, end: None })))
     }
 
     /// An interval trigger from a duration text such as `"4h"`; the first run
@@ -265,11 +249,7 @@ impl Trigger {
     ///
     /// [`Error::Invalid`] when the duration does not parse or is not positive.
     pub fn every(duration: &str) -> Result<Trigger> {
-        Ok(Trigger::Interval(IntervalTrigger {
-            every: parse_duration(duration)?,
-            start: None,
-            end: None,
-        }))
+        Ok(Trigger::Interval(IntervalTrigger { every: parse_duration(duration)?, start: None, end: None }))
     }
 
     /// A calendar trigger: every `every` `unit`s at `at` (`"09:00"`).
@@ -278,19 +258,11 @@ impl Trigger {
     ///
     /// [`Error::Invalid`] when `every` is 0 or `at` is not a time of day.
     pub fn calendar(every: u32, unit: CalendarUnit, at: &str) -> Result<Trigger> {
-        let at: Time = at.parse().map_err(|_| {
-            Error::invalid(format!(
-                "invalid time of day {at:?}: expected HH:MM or HH:MM:SS"
-            ))
-        })?;
-        let t = Trigger::Calendar(Box::new(CalendarTrigger {
-            every,
-            unit,
-            at,
-            timezone: None,
-            start: None,
-            end: None,
-        }));
+        let at: Time = at
+            .parse()
+            .map_err(|_| Error::invalid(format!("invalid time of day {at:?}: expected HH:MM or HH:MM:SS")))?;
+        let t =
+            Trigger::Calendar(Box::new(CalendarTrigger { every, unit, at, timezone: None, start: None, end: None }));
         t.validate()?;
         Ok(t)
     }
@@ -367,9 +339,7 @@ impl Trigger {
     /// [`Error::Invalid`] saying which rule is broken.
     pub fn validate(&self) -> Result<()> {
         let check_range = |start: Option<Timestamp>, end: Option<Timestamp>| match (start, end) {
-            (Some(s), Some(e)) if e < s => Err(Error::invalid(format!(
-                "trigger end {e} is before its start {s}"
-            ))),
+            (Some(s), Some(e)) if e < s => Err(Error::invalid(format!("trigger end {e} is before its start {s}"))),
             _ => Ok(()),
         };
         match self {
@@ -378,15 +348,13 @@ impl Trigger {
                 Err(Error::invalid("an interval must be greater than zero"))
             }
             Trigger::Interval(i) => check_range(i.start, i.end),
-            Trigger::Calendar(c) if c.every == 0 => Err(Error::invalid(
-                "a calendar trigger's `every` must be at least 1",
-            )),
+            Trigger::Calendar(c) if c.every == 0 => {
+                Err(Error::invalid("a calendar trigger's `every` must be at least 1"))
+            }
             Trigger::Calendar(_) | Trigger::Date(_) => Ok(()),
             Trigger::Any(c) | Trigger::All(c) => {
                 if c.triggers.is_empty() {
-                    return Err(Error::invalid(
-                        "an any/all trigger needs at least one trigger",
-                    ));
+                    return Err(Error::invalid("an any/all trigger needs at least one trigger"));
                 }
                 c.triggers.iter().try_for_each(Trigger::validate)
             }
@@ -411,12 +379,7 @@ impl Trigger {
                     };
                     let anchor = now.checked_add(i.every).ok();
                     i.start = anchor.map(|a| {
-                        a.round(
-                            jiff::TimestampRound::new()
-                                .smallest(unit)
-                                .mode(jiff::RoundMode::Trunc),
-                        )
-                        .unwrap_or(a)
+                        a.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(a)
                     });
                 }
             }
@@ -461,10 +424,7 @@ impl Trigger {
     /// A human description: "At 09:00, Monday through Friday (Europe/London)",
     /// "every 4h", "every month on day 31 at 09:00 (UTC)".
     pub fn describe(&self) -> String {
-        let zone = |z: &Option<Zone>| {
-            z.as_ref()
-                .map_or_else(|| "default zone".to_owned(), |z| z.name.clone())
-        };
+        let zone = |z: &Option<Zone>| z.as_ref().map_or_else(|| "default zone".to_owned(), |z| z.name.clone());
         match self {
             Trigger::Cron(c) => format!("{} ({})", c.expr.describe(), zone(&c.timezone)),
             Trigger::Interval(i) => format!("every {}", format_duration(i.every)),
@@ -486,32 +446,14 @@ impl Trigger {
                     (CalendarUnit::Years, Some(d)) => format!(" on {}", d.strftime("%B %-d")),
                     _ => String::new(),
                 };
-                format!(
-                    "every {unit}{on} at {} ({})",
-                    c.at.strftime("%H:%M"),
-                    zone(&c.timezone)
-                )
+                format!("every {unit}{on} at {} ({})", c.at.strftime("%H:%M"), zone(&c.timezone))
             }
             Trigger::Date(d) => format!("once at {}", d.at),
             Trigger::Any(c) => {
-                format!(
-                    "any of: {}",
-                    c.triggers
-                        .iter()
-                        .map(Trigger::describe)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
+                format!("any of: {}", c.triggers.iter().map(Trigger::describe).collect::<Vec<_>>().join("; "))
             }
             Trigger::All(c) => {
-                format!(
-                    "all of: {}",
-                    c.triggers
-                        .iter()
-                        .map(Trigger::describe)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
+                format!("all of: {}", c.triggers.iter().map(Trigger::describe).collect::<Vec<_>>().join("; "))
             }
         }
     }
@@ -519,10 +461,7 @@ impl Trigger {
 
 impl CronTrigger {
     fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let tz = &self
-            .timezone
-            .as_ref()
-            .map_or(TimeZone::UTC, |z| z.tz.clone());
+        let tz = &self.timezone.as_ref().map_or(TimeZone::UTC, |z| z.tz.clone());
         // Fire times are whole seconds, so one second before `start` lets
         // `start` itself fire.
         let from = match self.start {
@@ -561,19 +500,13 @@ impl CalendarTrigger {
             CalendarUnit::Years => Span::new().try_years(n).ok()?,
         };
         let date = start.checked_add(span).ok()?;
-        let tz = &self
-            .timezone
-            .as_ref()
-            .map_or(TimeZone::UTC, |z| z.tz.clone());
+        let tz = &self.timezone.as_ref().map_or(TimeZone::UTC, |z| z.tz.clone());
         fixed_time_instant(tz, date.to_datetime(self.at))
     }
 
     fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let start = self.start?;
-        let tz = &self
-            .timezone
-            .as_ref()
-            .map_or(TimeZone::UTC, |z| z.tz.clone());
+        let tz = &self.timezone.as_ref().map_or(TimeZone::UTC, |z| z.tz.clone());
         let today = tz.to_datetime(after).date();
         // An estimate of the period index at `after`, one low so the walk
         // below only ever moves forward a step or two.
@@ -582,8 +515,7 @@ impl CalendarTrigger {
             CalendarUnit::Days => i64::from(start.until(today).ok()?.get_days()) / every,
             CalendarUnit::Weeks => i64::from(start.until(today).ok()?.get_days()) / (7 * every),
             CalendarUnit::Months => {
-                let months = (i64::from(today.year()) - i64::from(start.year())) * 12
-                    + i64::from(today.month())
+                let months = (i64::from(today.year()) - i64::from(start.year())) * 12 + i64::from(today.month())
                     - i64::from(start.month());
                 months / every
             }
@@ -650,22 +582,10 @@ mod tests {
             start: Some(ts("2026-01-01T00:00:00Z")),
             end: Some(ts("2026-01-01T12:00:00Z")),
         });
-        assert_eq!(
-            t.next_after(ts("2025-12-31T00:00:00Z")),
-            Some(ts("2026-01-01T00:00:00Z"))
-        );
-        assert_eq!(
-            t.next_after(ts("2026-01-01T00:00:00Z")),
-            Some(ts("2026-01-01T04:00:00Z"))
-        );
-        assert_eq!(
-            t.next_after(ts("2026-01-01T05:59:59Z")),
-            Some(ts("2026-01-01T08:00:00Z"))
-        );
-        assert_eq!(
-            t.next_after(ts("2026-01-01T08:00:00Z")),
-            Some(ts("2026-01-01T12:00:00Z"))
-        );
+        assert_eq!(t.next_after(ts("2025-12-31T00:00:00Z")), Some(ts("2026-01-01T00:00:00Z")));
+        assert_eq!(t.next_after(ts("2026-01-01T00:00:00Z")), Some(ts("2026-01-01T04:00:00Z")));
+        assert_eq!(t.next_after(ts("2026-01-01T05:59:59Z")), Some(ts("2026-01-01T08:00:00Z")));
+        assert_eq!(t.next_after(ts("2026-01-01T08:00:00Z")), Some(ts("2026-01-01T12:00:00Z")));
         assert_eq!(t.next_after(ts("2026-01-01T12:00:00Z")), None);
         assert_eq!(t.describe(), "every 4h");
     }
@@ -677,32 +597,18 @@ mod tests {
             c.start = Some("2026-01-31".parse().unwrap());
             c.timezone = Some(Zone::utc());
         }
-        let times: Vec<String> = t
-            .upcoming(ts("2026-01-01T00:00:00Z"), 4)
-            .iter()
-            .map(|t| t.to_string())
-            .collect();
+        let times: Vec<String> = t.upcoming(ts("2026-01-01T00:00:00Z"), 4).iter().map(|t| t.to_string()).collect();
         assert_eq!(
             times,
-            [
-                "2026-01-31T09:00:00Z",
-                "2026-02-28T09:00:00Z",
-                "2026-03-31T09:00:00Z",
-                "2026-04-30T09:00:00Z"
-            ]
+            ["2026-01-31T09:00:00Z", "2026-02-28T09:00:00Z", "2026-03-31T09:00:00Z", "2026-04-30T09:00:00Z"]
         );
-        assert_eq!(
-            t.describe(),
-            "every month on day 31 (or the month's last day) at 09:00 (UTC)"
-        );
+        assert_eq!(t.describe(), "every month on day 31 (or the month's last day) at 09:00 (UTC)");
     }
 
     #[test]
     fn calendar_days_keep_their_wall_time_across_dst() {
-        let mut t = Trigger::calendar(1, CalendarUnit::Days, "02:30")
-            .unwrap()
-            .with_timezone("America/New_York")
-            .unwrap();
+        let mut t =
+            Trigger::calendar(1, CalendarUnit::Days, "02:30").unwrap().with_timezone("America/New_York").unwrap();
         if let Trigger::Calendar(c) = &mut t {
             c.start = Some("2026-03-01".parse().unwrap());
         }
@@ -710,33 +616,17 @@ mod tests {
         let times: Vec<String> = t
             .upcoming(ts("2026-03-07T00:00:00Z"), 3)
             .iter()
-            .map(|t| {
-                t.to_zoned_datetime(tz.clone())
-                    .strftime("%F %T %:z")
-                    .to_string()
-            })
+            .map(|t| t.to_zoned_datetime(tz.clone()).strftime("%F %T %:z").to_string())
             .collect();
         // 02:30 does not exist on 2026-03-08: the gap ends at 03:00 EDT.
-        assert_eq!(
-            times,
-            [
-                "2026-03-07 02:30:00 -05:00",
-                "2026-03-08 03:00:00 -04:00",
-                "2026-03-09 02:30:00 -04:00"
-            ]
-        );
-        let mut fold = Trigger::calendar(1, CalendarUnit::Days, "01:30")
-            .unwrap()
-            .with_timezone("America/New_York")
-            .unwrap();
+        assert_eq!(times, ["2026-03-07 02:30:00 -05:00", "2026-03-08 03:00:00 -04:00", "2026-03-09 02:30:00 -04:00"]);
+        let mut fold =
+            Trigger::calendar(1, CalendarUnit::Days, "01:30").unwrap().with_timezone("America/New_York").unwrap();
         if let Trigger::Calendar(c) = &mut fold {
             c.start = Some("2026-10-01".parse().unwrap());
         }
         let first = fold.next_after(ts("2026-11-01T04:00:00Z")).unwrap();
-        assert_eq!(
-            first.to_zoned_datetime(tz).strftime("%T %:z").to_string(),
-            "01:30:00 -04:00"
-        );
+        assert_eq!(first.to_zoned_datetime(tz).strftime("%T %:z").to_string(), "01:30:00 -04:00");
     }
 
     #[test]
@@ -745,19 +635,10 @@ mod tests {
         let b = Trigger::cron("0 * * * MON").unwrap();
         let any = Trigger::any(vec![a.clone(), b.clone()]);
         // 2026-11-30 is a Monday.
-        assert_eq!(
-            any.next_after(ts("2026-11-29T23:30:00Z")),
-            Some(ts("2026-11-30T00:00:00Z"))
-        );
+        assert_eq!(any.next_after(ts("2026-11-29T23:30:00Z")), Some(ts("2026-11-30T00:00:00Z")));
         let all = Trigger::all(vec![a, b]);
-        assert_eq!(
-            all.next_after(ts("2026-11-26T00:00:00Z")),
-            Some(ts("2026-11-30T09:00:00Z"))
-        );
-        assert_eq!(
-            all.next_after(ts("2026-11-30T09:00:00Z")),
-            Some(ts("2026-12-07T09:00:00Z"))
-        );
+        assert_eq!(all.next_after(ts("2026-11-26T00:00:00Z")), Some(ts("2026-11-30T09:00:00Z")));
+        assert_eq!(all.next_after(ts("2026-11-30T09:00:00Z")), Some(ts("2026-12-07T09:00:00Z")));
         assert!(Trigger::any(vec![]).validate().is_err());
     }
 
@@ -767,29 +648,18 @@ mod tests {
             .unwrap()
             .with_start(ts("2026-01-05T09:00:00Z"))
             .with_end(ts("2026-01-06T09:00:00Z"));
-        assert_eq!(
-            t.upcoming(ts("2026-01-01T00:00:00Z"), 5),
-            [ts("2026-01-05T09:00:00Z"), ts("2026-01-06T09:00:00Z")]
-        );
+        assert_eq!(t.upcoming(ts("2026-01-01T00:00:00Z"), 5), [ts("2026-01-05T09:00:00Z"), ts("2026-01-06T09:00:00Z")]);
     }
 
     #[test]
     fn json_shape_is_stable() {
-        let t = Trigger::cron("0 9 * * MON-FRI")
-            .unwrap()
-            .with_timezone("Europe/London")
-            .unwrap();
+        let t = Trigger::cron("0 9 * * MON-FRI").unwrap().with_timezone("Europe/London").unwrap();
         let json = serde_json::to_string(&t).unwrap();
-        assert_eq!(
-            json,
-            r#"{"type":"cron","expr":"0 9 * * MON-FRI","timezone":"Europe/London"}"#
-        );
+        assert_eq!(json, r#"{"type":"cron","expr":"0 9 * * MON-FRI","timezone":"Europe/London"}"#);
         assert_eq!(serde_json::from_str::<Trigger>(&json).unwrap(), t);
 
-        let t: Trigger = serde_json::from_str(
-            r#"{"type":"interval","every":"1h 30m","start":"2026-01-01T00:00:00Z"}"#,
-        )
-        .unwrap();
+        let t: Trigger =
+            serde_json::from_str(r#"{"type":"interval","every":"1h 30m","start":"2026-01-01T00:00:00Z"}"#).unwrap();
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
             r#"{"type":"interval","every":"1h 30m","start":"2026-01-01T00:00:00Z"}"#
@@ -799,10 +669,7 @@ mod tests {
             r#"{"type":"calendar","every":2,"unit":"weeks","at":"09:00:00","start":"2026-01-05"}"#,
         )
         .unwrap();
-        assert_eq!(
-            t.describe(),
-            "every 2 weeks on Monday at 09:00 (default zone)"
-        );
+        assert_eq!(t.describe(), "every 2 weeks on Monday at 09:00 (default zone)");
 
         for bad in [
             r#"{"type":"cron","expr":"0 9 * * 8"}"#,

@@ -40,11 +40,7 @@ fn expr_names() -> Vec<&'static str> {
 
 /// The expressions the `cron` crate can spell.
 fn cron_crate_expr_names() -> Vec<&'static str> {
-    EXPRESSIONS
-        .iter()
-        .filter(|(_, c)| c.is_some())
-        .map(|(e, _)| *e)
-        .collect()
+    EXPRESSIONS.iter().filter(|(_, c)| c.is_some()).map(|(e, _)| *e).collect()
 }
 
 mod next_after {
@@ -68,11 +64,7 @@ mod next_after {
 
     #[divan::bench(args = cron_crate_expr_names(), consts = [0, 1])]
     fn cron<const ZONE: usize>(bencher: Bencher, expr: &str) {
-        let spelled = EXPRESSIONS
-            .iter()
-            .find(|(e, _)| *e == expr)
-            .and_then(|(_, c)| *c)
-            .unwrap();
+        let spelled = EXPRESSIONS.iter().find(|(e, _)| *e == expr).and_then(|(_, c)| *c).unwrap();
         let s = ::cron::Schedule::from_str(spelled).unwrap();
         let tz: chrono_tz::Tz = ZONES[ZONE].parse().unwrap();
         let after = tz.timestamp_opt(START, 0).unwrap();
@@ -133,21 +125,9 @@ fn sanity_check_same_answers() {
     let k = ::cron::Schedule::from_str("0 */7 9-17 * * MON-FRI").unwrap();
     let after = Timestamp::from_second(START).unwrap();
     let cafter = ctz.timestamp_opt(START, 0).unwrap();
-    let ours: Vec<i64> = s
-        .iter_after(after, &tz)
-        .take(1000)
-        .map(|t| t.as_second())
-        .collect();
-    let theirs: Vec<i64> = c
-        .iter_after(cafter)
-        .take(1000)
-        .map(|t| t.timestamp())
-        .collect();
-    let cron: Vec<i64> = k
-        .after(&cafter)
-        .take(1000)
-        .map(|t: DateTime<chrono_tz::Tz>| t.timestamp())
-        .collect();
+    let ours: Vec<i64> = s.iter_after(after, &tz).take(1000).map(|t| t.as_second()).collect();
+    let theirs: Vec<i64> = c.iter_after(cafter).take(1000).map(|t| t.timestamp()).collect();
+    let cron: Vec<i64> = k.after(&cafter).take(1000).map(|t: DateTime<chrono_tz::Tz>| t.timestamp()).collect();
     assert_eq!(ours, theirs);
     assert_eq!(ours, cron);
 }

@@ -89,14 +89,7 @@ impl CronBuilder {
     /// The [`CronError`] of parsing the built expression; its column refers to
     /// that expression (its `Display`), and its message names the field.
     pub fn build(self) -> Result<CronSchedule, CronError> {
-        let given = [
-            &self.month,
-            &self.day,
-            &self.day_of_week,
-            &self.hour,
-            &self.minute,
-            &self.second,
-        ];
+        let given = [&self.month, &self.day, &self.day_of_week, &self.hour, &self.minute, &self.second];
         let least_significant = given.iter().rposition(|v| v.is_some());
         let defaults = ["1", "1", "*", "0", "0", "0"];
         let field_text = |i: usize| -> String {
@@ -129,10 +122,7 @@ impl CronBuilder {
                 return Err(CronError::syntax(
                     Some(field),
                     column,
-                    format!(
-                        "invalid {} {value:?} in the builder: expected one field with no blanks",
-                        field.name()
-                    ),
+                    format!("invalid {} {value:?} in the builder: expected one field with no blanks", field.name()),
                 ));
             }
             text.push_str(&value);
@@ -172,10 +162,7 @@ mod tests {
     fn invalid_values_are_reported_with_the_field() {
         let err = CronSchedule::builder().hour(24).build().unwrap_err();
         assert!(err.is_range());
-        assert_eq!(
-            err.to_string(),
-            r#"invalid hour "24" at column 3: expected 0-23"#
-        );
+        assert_eq!(err.to_string(), r#"invalid hour "24" at column 3: expected 0-23"#);
         let err = CronSchedule::builder().minute("1 2").build().unwrap_err();
         assert!(err.is_syntax());
         assert_eq!(err.field(), Some(crate::Field::Minute));

@@ -29,14 +29,7 @@ impl Civil {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (year, month, day) = civil_from_days(days);
-        Civil {
-            year,
-            month,
-            day,
-            hour: (rem / 3600) as u8,
-            minute: (rem / 60 % 60) as u8,
-            second: (rem % 60) as u8,
-        }
+        Civil { year, month, day, hour: (rem / 3600) as u8, minute: (rem / 60 % 60) as u8, second: (rem % 60) as u8 }
     }
 
     /// The inverse of [`Civil::from_secs`].
@@ -115,10 +108,7 @@ mod tests {
                 )
             );
             assert_eq!(c.to_secs(), secs);
-            assert_eq!(
-                weekday(c.year, c.month, c.day),
-                dt.weekday().to_sunday_zero_offset() as u8
-            );
+            assert_eq!(weekday(c.year, c.month, c.day), dt.weekday().to_sunday_zero_offset() as u8);
             assert_eq!(days_in_month(c.year, c.month), dt.days_in_month() as u8);
         }
     }

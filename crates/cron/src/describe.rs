@@ -17,23 +17,11 @@ const MONTHS: [&str; 12] = [
     "November",
     "December",
 ];
-const WEEKDAYS: [&str; 7] = [
-    "Sunday",
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-];
+const WEEKDAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
 
 pub(crate) fn describe(s: &CronSchedule) -> String {
     let f = &s.fields;
-    let mut out = time_of_day(
-        &values(f.seconds, 0, 59),
-        &values(f.minutes, 0, 59),
-        &values(u64::from(f.hours), 0, 23),
-    );
+    let mut out = time_of_day(&values(f.seconds, 0, 59), &values(f.minutes, 0, 59), &values(u64::from(f.hours), 0, 23));
     out.push_str(&days(&f.days));
     let months = values(u64::from(f.months), 1, 12);
     if months.len() < 12 {
@@ -58,11 +46,7 @@ fn time_of_day(seconds: &[u32], minutes: &[u32], hours: &[u32]) -> String {
             .flat_map(|h| minutes.iter().map(move |m| (h, m)))
             .flat_map(|(h, m)| {
                 seconds.iter().map(move |s| {
-                    if seconds == [0] {
-                        format!("{h:02}:{m:02}")
-                    } else {
-                        format!("{h:02}:{m:02}:{s:02}")
-                    }
+                    if seconds == [0] { format!("{h:02}:{m:02}") } else { format!("{h:02}:{m:02}:{s:02}") }
                 })
             })
             .collect();
@@ -83,11 +67,7 @@ fn time_of_day(seconds: &[u32], minutes: &[u32], hours: &[u32]) -> String {
         format!("at minutes {}", range_or_list(minutes, |m| m.to_string()))
     };
     let hour_part = if all_hours {
-        if minute_part.is_empty() {
-            "every hour".to_owned()
-        } else {
-            String::new()
-        }
+        if minute_part.is_empty() { "every hour".to_owned() } else { String::new() }
     } else if let Some(step) = step_from(hours, 0, 23) {
         format!("every {step} hours")
     } else if is_contiguous(hours) && hours.len() > 1 {
@@ -98,20 +78,9 @@ fn time_of_day(seconds: &[u32], minutes: &[u32], hours: &[u32]) -> String {
             format!("between {first:02}:00 and {last:02}:59")
         }
     } else if minute_part.is_empty() {
-        format!(
-            "at {}",
-            list(
-                &hours
-                    .iter()
-                    .map(|h| format!("{h:02}:00"))
-                    .collect::<Vec<_>>()
-            )
-        )
+        format!("at {}", list(&hours.iter().map(|h| format!("{h:02}:00")).collect::<Vec<_>>()))
     } else {
-        format!(
-            "during hours {}",
-            list(&hours.iter().map(|h| h.to_string()).collect::<Vec<_>>())
-        )
+        format!("during hours {}", list(&hours.iter().map(|h| h.to_string()).collect::<Vec<_>>()))
     };
     let minute_and_hour = match (minute_part.is_empty(), hour_part.is_empty()) {
         (true, _) => hour_part.clone(),
@@ -164,8 +133,7 @@ fn days(d: &DaySpec) -> String {
     if d.dom_nearest_weekday != 0 {
         dom_items.push(format!("the weekday nearest day {}", d.dom_nearest_weekday));
     }
-    let dom_phrase =
-        (!dom_items.is_empty()).then(|| format!("on {} of the month", list(&dom_items)));
+    let dom_phrase = (!dom_items.is_empty()).then(|| format!("on {} of the month", list(&dom_items)));
 
     let mut dow_items = Vec::new();
     if !dow_all && !dow_values.is_empty() {
@@ -220,11 +188,7 @@ fn is_contiguous(values: &[u32]) -> bool {
 
 fn range_or_list(values: &[u32], name: impl Fn(u32) -> String) -> String {
     if values.len() >= 3 && is_contiguous(values) {
-        format!(
-            "{} through {}",
-            name(values[0]),
-            name(values[values.len() - 1])
-        )
+        format!("{} through {}", name(values[0]), name(values[values.len() - 1]))
     } else {
         list(&values.iter().map(|&v| name(v)).collect::<Vec<_>>())
     }
@@ -252,9 +216,7 @@ fn ordinal(n: u32) -> String {
 
 fn capitalize(s: &str) -> String {
     let mut chars = s.chars();
-    chars.next().map_or_else(String::new, |c| {
-        c.to_ascii_uppercase().to_string() + chars.as_str()
-    })
+    chars.next().map_or_else(String::new, |c| c.to_ascii_uppercase().to_string() + chars.as_str())
 }
 
 #[cfg(test)]
@@ -263,11 +225,7 @@ mod tests {
 
     #[track_caller]
     fn says(expr: &str, expected: &str) {
-        assert_eq!(
-            CronSchedule::parse(expr).unwrap().describe(),
-            expected,
-            "{expr}"
-        );
+        assert_eq!(CronSchedule::parse(expr).unwrap().describe(), expected, "{expr}");
     }
 
     #[test]
@@ -283,44 +241,23 @@ mod tests {
         says("0 9,17 * * *", "At 09:00 and 17:00");
         says("5 * * * *", "At 5 minutes past every hour");
         says("0 */2 * * *", "Every 2 hours");
-        says(
-            "*/7 9-17 * * 1-5",
-            "Every 7 minutes, between 09:00 and 17:59, Monday through Friday",
-        );
+        says("*/7 9-17 * * 1-5", "Every 7 minutes, between 09:00 and 17:59, Monday through Friday");
         says("0 9-17 * * *", "Every hour from 09:00 through 17:00");
         says("*/10 * * * * *", "Every 10 seconds");
         says("30 0 9 * * *", "At 09:00:30");
         says("0 0 LW * *", "At 00:00 on the last weekday of the month");
-        says(
-            "0 0 15W * *",
-            "At 00:00 on the weekday nearest day 15 of the month",
-        );
+        says("0 0 15W * *", "At 00:00 on the weekday nearest day 15 of the month");
         says("0 0 * * 5L", "At 00:00, on the last Friday of the month");
         says("0 0 * * 5#3", "At 00:00, on the third Friday of the month");
-        says(
-            "0 0 1 * 5#3",
-            "At 00:00 on day 1 of the month or on the third Friday of the month",
-        );
+        says("0 0 1 * 5#3", "At 00:00 on day 1 of the month or on the third Friday of the month");
         says("0 0 1,15 * *", "At 00:00 on days 1 and 15 of the month");
-        says(
-            "0 0 1,L * *",
-            "At 00:00 on day 1 and the last day of the month",
-        );
+        says("0 0 1,L * *", "At 00:00 on day 1 and the last day of the month");
         says("0 12 * 1-3 *", "At 12:00, in January through March");
-        says(
-            "0 12 1 */3 *",
-            "At 12:00 on day 1 of the month, every 3 months",
-        );
-        says(
-            "0 0 */2 * 1",
-            "At 00:00 on every 2nd day of the month, if it is Monday",
-        );
+        says("0 12 1 */3 *", "At 12:00 on day 1 of the month, every 3 months");
+        says("0 0 */2 * 1", "At 00:00 on every 2nd day of the month, if it is Monday");
         says("0 0 13 * 5", "At 00:00 on day 13 of the month or on Friday");
         says("0,30 8-9 * * *", "At 08:00, 08:30, 09:00 and 09:30");
         says("15,45 * * * *", "At minutes 15 and 45");
-        says(
-            "0 8,12,18,22,23 * * *",
-            "At 08:00, 12:00, 18:00, 22:00 and 23:00",
-        );
+        says("0 8,12,18,22,23 * * *", "At 08:00, 12:00, 18:00, 22:00 and 23:00");
     }
 }

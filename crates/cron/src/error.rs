@@ -36,30 +36,15 @@ enum Kind {
 
 impl CronError {
     pub(crate) fn syntax(field: Option<Field>, column: usize, message: String) -> CronError {
-        CronError {
-            kind: Kind::Syntax,
-            field,
-            column: Some(column),
-            message,
-        }
+        CronError { kind: Kind::Syntax, field, column: Some(column), message }
     }
 
     pub(crate) fn range(field: Field, column: usize, message: String) -> CronError {
-        CronError {
-            kind: Kind::Range,
-            field: Some(field),
-            column: Some(column),
-            message,
-        }
+        CronError { kind: Kind::Range, field: Some(field), column: Some(column), message }
     }
 
     pub(crate) fn never_fires(column: usize, message: String) -> CronError {
-        CronError {
-            kind: Kind::NeverFires,
-            field: Some(Field::DayOfMonth),
-            column: Some(column),
-            message,
-        }
+        CronError { kind: Kind::NeverFires, field: Some(Field::DayOfMonth), column: Some(column), message }
     }
 
     pub(crate) fn too_long(len: usize) -> CronError {
@@ -67,10 +52,7 @@ impl CronError {
             kind: Kind::TooLong,
             field: None,
             column: None,
-            message: format!(
-                "cron expression is {len} bytes long: at most {} are accepted",
-                crate::MAX_EXPRESSION_LEN
-            ),
+            message: format!("cron expression is {len} bytes long: at most {} are accepted", crate::MAX_EXPRESSION_LEN),
         }
     }
 

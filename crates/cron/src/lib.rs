@@ -182,13 +182,7 @@ impl CronSchedule {
     /// ```
     pub fn next_after(&self, after: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let from = floor_second(after).checked_add(1)?;
-        let at = zone::next_at_or_after(
-            &self.fields,
-            self.fixed_time,
-            tz,
-            &mut SegmentCache::default(),
-            from,
-        )?;
+        let at = zone::next_at_or_after(&self.fields, self.fixed_time, tz, &mut SegmentCache::default(), from)?;
         Timestamp::from_second(at).ok()
     }
 
@@ -196,13 +190,7 @@ impl CronSchedule {
     /// after year -9999.
     pub fn prev_before(&self, before: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         let to = ceil_second(before).checked_sub(1)?;
-        let at = zone::prev_at_or_before(
-            &self.fields,
-            self.fixed_time,
-            tz,
-            &mut SegmentCache::default(),
-            to,
-        )?;
+        let at = zone::prev_at_or_before(&self.fields, self.fixed_time, tz, &mut SegmentCache::default(), to)?;
         Timestamp::from_second(at).ok()
     }
 
@@ -238,13 +226,7 @@ impl CronSchedule {
             return false;
         }
         let t = instant.as_second();
-        zone::next_at_or_after(
-            &self.fields,
-            self.fixed_time,
-            tz,
-            &mut SegmentCache::default(),
-            t,
-        ) == Some(t)
+        zone::next_at_or_after(&self.fields, self.fixed_time, tz, &mut SegmentCache::default(), t) == Some(t)
     }
 
     /// Whether a wall-clock time matches every field, ignoring time zones and

@@ -22,9 +22,7 @@ const MACROS: [(&str, &str); 7] = [
     ("@hourly", "0 * * * *"),
 ];
 
-const MONTH_NAMES: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTH_NAMES: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 const DAY_NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 fn is_blank(c: char) -> bool {
@@ -68,8 +66,8 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, CronError> {
                     ),
                 ));
             };
-            let mut parsed = parse_fields(&split_blanks(expansion), input)
-                .expect("every macro expands to a valid expression");
+            let mut parsed =
+                parse_fields(&split_blanks(expansion), input).expect("every macro expands to a valid expression");
             parsed.normalized = (*name).to_owned();
             Ok(parsed)
         }
@@ -99,28 +97,12 @@ fn split_blanks(input: &str) -> Vec<(usize, &str)> {
 
 fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronError> {
     let order: &[Field] = match tokens.len() {
-        5 => &[
-            Field::Minute,
-            Field::Hour,
-            Field::DayOfMonth,
-            Field::Month,
-            Field::DayOfWeek,
-        ],
-        6 => &[
-            Field::Second,
-            Field::Minute,
-            Field::Hour,
-            Field::DayOfMonth,
-            Field::Month,
-            Field::DayOfWeek,
-        ],
+        5 => &[Field::Minute, Field::Hour, Field::DayOfMonth, Field::Month, Field::DayOfWeek],
+        6 => &[Field::Second, Field::Minute, Field::Hour, Field::DayOfMonth, Field::Month, Field::DayOfWeek],
         n => {
             let (col, word) = tokens[0];
             let message = if word.starts_with('@') {
-                format!(
-                    "a macro such as {word:?} must be the whole expression (column {})",
-                    col + 1
-                )
+                format!("a macro such as {word:?} must be the whole expression (column {})", col + 1)
             } else {
                 format!(
                     "expected 5 fields (minute hour day-of-month month day-of-week) or 6 (with a leading second), found {n} in {:?}",
@@ -136,11 +118,7 @@ fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronErr
     let mut days = DaySpec::default();
     let mut dom_text = (0, "");
     for (&field, &(offset, text)) in order.iter().zip(tokens) {
-        let p = FieldParser {
-            field,
-            text,
-            offset,
-        };
+        let p = FieldParser { field, text, offset };
         match field {
             Field::Second => seconds = p.plain()?,
             Field::Minute => minutes = p.plain()?,
@@ -165,11 +143,7 @@ fn parse_fields(tokens: &[(usize, &str)], input: &str) -> Result<Parsed, CronErr
             format!(
                 "cron expression can never fire: no date has day-of-month {:?} in month {month_text:?}{} (column {})",
                 dom_text.1,
-                if days.is_or() {
-                    String::new()
-                } else {
-                    format!(" and day-of-week {dow_text:?}")
-                },
+                if days.is_or() { String::new() } else { format!(" and day-of-week {dow_text:?}") },
                 dom_text.0 + 1
             ),
         ));
@@ -204,11 +178,7 @@ impl FieldParser<'_> {
         CronError::syntax(
             Some(self.field),
             at + 1,
-            format!(
-                "invalid {} {what:?} at column {}: expected {expected}",
-                self.field.name(),
-                at + 1
-            ),
+            format!("invalid {} {what:?} at column {}: expected {expected}", self.field.name(), at + 1),
         )
     }
 
@@ -216,11 +186,7 @@ impl FieldParser<'_> {
         CronError::range(
             self.field,
             at + 1,
-            format!(
-                "invalid {} {what:?} at column {}: expected {expected}",
-                self.field.name(),
-                at + 1
-            ),
+            format!("invalid {} {what:?} at column {}: expected {expected}", self.field.name(), at + 1),
         )
     }
 
@@ -230,10 +196,7 @@ impl FieldParser<'_> {
             Field::DayOfWeek => ", DL or D#K",
             _ => "",
         };
-        format!(
-            "{}{extra}, *, a range A-B or a step */S",
-            self.field.expected()
-        )
+        format!("{}{extra}, *, a range A-B or a step */S", self.field.expected())
     }
 
     /// A field with only `*`, values, ranges and steps, as a bit set.
@@ -248,14 +211,7 @@ impl FieldParser<'_> {
     /// One `*`, `N`, `A-B`, `*/S`, `A-B/S` or `A/S` item.
     fn item(&self, at: usize, item: &str) -> Result<u64, CronError> {
         if item.is_empty() {
-            return Err(self.syntax(
-                at,
-                item,
-                &format!(
-                    "a value, not an empty list item ({})",
-                    self.expected_items()
-                ),
-            ));
+            return Err(self.syntax(at, item, &format!("a value, not an empty list item ({})", self.expected_items())));
         }
         let (base, step) = match item.split_once('/') {
             Some((base, step)) => (base, Some((at + base.len() + 1, step))),
@@ -280,10 +236,7 @@ impl FieldParser<'_> {
                 return Err(self.range_error(
                     at,
                     base,
-                    &format!(
-                        "a range whose start is not after its end ({} ranges cannot wrap)",
-                        self.field.name()
-                    ),
+                    &format!("a range whose start is not after its end ({} ranges cannot wrap)", self.field.name()),
                 ));
             }
             (lo, hi)
@@ -340,10 +293,7 @@ impl FieldParser<'_> {
             return Err(self.syntax(
                 at,
                 text,
-                &format!(
-                    "{} (names are allowed only in month and day-of-week)",
-                    self.field.expected()
-                ),
+                &format!("{} (names are allowed only in month and day-of-week)", self.field.expected()),
             ));
         }
         Err(self.syntax(at, text, &self.expected_items()))
@@ -376,11 +326,7 @@ impl FieldParser<'_> {
                     && upper.len() > 1
                     && upper[..upper.len() - 1].bytes().all(|b| b.is_ascii_digit()))
             {
-                return Err(self.syntax(
-                    at,
-                    item,
-                    &format!("{item} to be the only item in the field"),
-                ));
+                return Err(self.syntax(at, item, &format!("{item} to be the only item in the field")));
             } else {
                 days.dom |= self.item(at, item)? as u32;
             }
@@ -406,9 +352,7 @@ impl FieldParser<'_> {
                     return Err(self.range_error(k_at, k, "a week number 1-5 after #"));
                 }
                 days.dow_nth[wd as usize] |= 1 << k_value;
-            } else if item.len() > 1
-                && (item.ends_with('L') || item.ends_with('l'))
-                && !item.contains(['-', '/', '*'])
+            } else if item.len() > 1 && (item.ends_with('L') || item.ends_with('l')) && !item.contains(['-', '/', '*'])
             {
                 let wd = self.value(at, &item[..item.len() - 1])? % 7;
                 days.dow_last |= 1 << wd;
@@ -422,7 +366,5 @@ impl FieldParser<'_> {
 
 /// The value of a string of ASCII digits, saturating rather than overflowing.
 fn saturating_number(digits: &str) -> u32 {
-    digits.bytes().fold(0u32, |n, b| {
-        n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
-    })
+    digits.bytes().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0')))
 }

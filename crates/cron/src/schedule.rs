@@ -176,12 +176,7 @@ impl DaySpec {
         let len = days_in_month(year, month);
         let wd = weekday(year, month, day);
         let is_weekday = |d: u8| (1..=5).contains(&weekday(year, month, d));
-        let nearest = |n: u8| {
-            (1..=len)
-                .filter(|&d| is_weekday(d))
-                .min_by_key(|&d| (d.abs_diff(n), d))
-                .unwrap()
-        };
+        let nearest = |n: u8| (1..=len).filter(|&d| is_weekday(d)).min_by_key(|&d| (d.abs_diff(n), d)).unwrap();
         let dom = self.dom & (1 << day) != 0
             || (self.dom_last && day == len)
             || (self.dom_last_weekday && day == (1..=len).rev().find(|&d| is_weekday(d)).unwrap())
@@ -219,66 +214,36 @@ pub(crate) struct Fields {
 impl PartialEq for Fields {
     fn eq(&self, other: &Self) -> bool {
         // `day_table` is derived from `days`.
-        (
-            self.seconds,
-            self.minutes,
-            self.hours,
-            self.months,
-            self.days,
-        ) == (
-            other.seconds,
-            other.minutes,
-            other.hours,
-            other.months,
-            other.days,
-        )
+        (self.seconds, self.minutes, self.hours, self.months, self.days)
+            == (other.seconds, other.minutes, other.hours, other.months, other.days)
     }
 }
 
 impl Eq for Fields {}
 
 impl Fields {
-    pub(crate) fn new(
-        seconds: u64,
-        minutes: u64,
-        hours: u32,
-        months: u16,
-        days: DaySpec,
-    ) -> Fields {
+    pub(crate) fn new(seconds: u64, minutes: u64, hours: u32, months: u16, days: DaySpec) -> Fields {
         let mut day_table = [[0; 7]; 4];
         for (i, row) in day_table.iter_mut().enumerate() {
             for (first, mask) in row.iter_mut().enumerate() {
                 *mask = days.month_mask(28 + i as u8, first as u8);
             }
         }
-        Fields {
-            seconds,
-            minutes,
-            hours,
-            months,
-            days,
-            day_table,
-        }
+        Fields { seconds, minutes, hours, months, days, day_table }
     }
 
     /// Whether some date can match: some allowed month, in some year, has a
     /// matching day. Every (length, first weekday) shape of every month occurs
     /// within the 400-year Gregorian cycle, so checking the shapes is exact.
     pub(crate) fn can_fire(&self) -> bool {
-        (1..=12u8)
-            .filter(|m| self.months & (1 << m) != 0)
-            .any(|month| {
-                let lengths: &[u8] = match month {
-                    2 => &[28, 29],
-                    4 | 6 | 9 | 11 => &[30],
-                    _ => &[31],
-                };
-                lengths.iter().any(|&len| {
-                    self.day_table[usize::from(len - 28)]
-                        .iter()
-                        .any(|&m| m != 0)
-                })
-            })
+        (1..=12u8).filter(|m| self.months & (1 << m) != 0).any(|month| {
+            let lengths: &[u8] = match month {
+                2 => &[28, 29],
+                4 | 6 | 9 | 11 => &[30],
+                _ => &[31],
+            };
+            lengths.iter().any(|&len| self.day_table[usize::from(len - 28)].iter().any(|&m| m != 0))
+        })
     }
 
     fn day_mask(&self, year: i32, month: u8) -> u32 {
@@ -298,14 +263,7 @@ impl Fields {
     /// The first matching wall-clock time at or after `from`, or `None` when
     /// there is none before the end of year 9999.
     pub(crate) fn next_civil(&self, from: Civil) -> Option<Civil> {
-        let Civil {
-            mut year,
-            mut month,
-            mut day,
-            mut hour,
-            mut minute,
-            mut second,
-        } = from;
+        let Civil { mut year, mut month, mut day, mut hour, mut minute, mut second } = from;
         loop {
             if year > MAX_YEAR {
                 return None;
@@ -353,14 +311,7 @@ impl Fields {
                 }
                 Some(s) => second = s,
             }
-            return Some(Civil {
-                year,
-                month,
-                day,
-                hour,
-                minute,
-                second,
-            });
+            return Some(Civil { year, month, day, hour, minute, second });
         }
     }
 
@@ -368,14 +319,7 @@ impl Fields {
     /// there is none after the start of year -9999.
     pub(crate) fn prev_civil(&self, from: Civil) -> Option<Civil> {
         const END: u8 = u8::MAX; // "the last value of this field"
-        let Civil {
-            mut year,
-            mut month,
-            mut day,
-            mut hour,
-            mut minute,
-            mut second,
-        } = from;
+        let Civil { mut year, mut month, mut day, mut hour, mut minute, mut second } = from;
         loop {
             if year < MIN_YEAR {
                 return None;
@@ -385,9 +329,7 @@ impl Fields {
                     (year, month, day, hour, minute, second) = (year - 1, 12, END, END, END, END);
                     continue;
                 }
-                Some(m) if m != month => {
-                    (month, day, hour, minute, second) = (m, END, END, END, END)
-                }
+                Some(m) if m != month => (month, day, hour, minute, second) = (m, END, END, END, END),
                 Some(_) => {}
             }
             let len = days_in_month(year, month);
@@ -440,14 +382,7 @@ impl Fields {
                 }
                 Some(s) => second = s,
             }
-            return Some(Civil {
-                year,
-                month,
-                day,
-                hour,
-                minute,
-                second,
-            });
+            return Some(Civil { year, month, day, hour, minute, second });
         }
     }
 }
@@ -463,11 +398,7 @@ fn next_bit(mask: u64, from: u8) -> Option<u8> {
 
 /// The highest set bit of `mask` at or below `from`.
 fn prev_bit(mask: u64, from: u8) -> Option<u8> {
-    let keep = if from >= 63 {
-        u64::MAX
-    } else {
-        (1u64 << (from + 1)) - 1
-    };
+    let keep = if from >= 63 { u64::MAX } else { (1u64 << (from + 1)) - 1 };
     let rest = mask & keep;
     (rest != 0).then(|| 63 - rest.leading_zeros() as u8)
 }
@@ -519,14 +450,7 @@ mod tests {
             for year in 2000..2028 {
                 for month in 1..=12 {
                     for day in 1..=days_in_month(year, month) {
-                        let c = Civil {
-                            year,
-                            month,
-                            day,
-                            hour: 0,
-                            minute: 0,
-                            second: 0,
-                        };
+                        let c = Civil { year, month, day, hour: 0, minute: 0, second: 0 };
                         assert_eq!(
                             f.matches_civil(c),
                             f.days.matches_date_slowly(year, month, day),
@@ -542,14 +466,7 @@ mod tests {
     fn next_and_prev_civil_walk_in_both_directions() {
         let s = CronSchedule::parse("*/7 9-17 * * 1-5").unwrap();
         let f = &s.fields;
-        let mut c = Civil {
-            year: 2026,
-            month: 1,
-            day: 1,
-            hour: 0,
-            minute: 0,
-            second: 0,
-        };
+        let mut c = Civil { year: 2026, month: 1, day: 1, hour: 0, minute: 0, second: 0 };
         let mut forward = Vec::new();
         for _ in 0..500 {
             c = f.next_civil(c).unwrap();

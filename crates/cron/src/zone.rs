@@ -63,10 +63,7 @@ impl SegmentCache {
         }
         let ts = Timestamp::from_second(t).ok()?;
         let offset = i64::from(tz.to_offset(ts).seconds());
-        let end = tz
-            .following(ts)
-            .next()
-            .map(|tr| (tr.timestamp().as_second(), i64::from(tr.offset().seconds())));
+        let end = tz.following(ts).next().map(|tr| (tr.timestamp().as_second(), i64::from(tr.offset().seconds())));
         // `preceding` is strictly before its argument; a transition exactly at
         // `t` starts the segment that holds `t`.
         let start = Timestamp::from_second(t + 1).ok().and_then(|after_t| {
@@ -105,9 +102,7 @@ pub(crate) fn next_at_or_after(
         }
         let found = fields.next_civil(Civil::from_secs(from));
         if let Some(c) = found
-            && seg
-                .end
-                .is_none_or(|(end, _)| c.to_secs() - seg.offset < end)
+            && seg.end.is_none_or(|(end, _)| c.to_secs() - seg.offset < end)
         {
             return Some(c.to_secs() - seg.offset);
         }
@@ -134,13 +129,11 @@ pub(crate) fn prev_at_or_before(
         let seg = cache.segment_at(tz, t)?;
         // The earliest wall time this segment may fire at: fixed-time jobs
         // skip the second pass of a fold that starts the segment.
-        let lowest = seg.start.map(|(start, before)| {
-            if fixed_time && before > seg.offset {
-                start + before
-            } else {
-                start + seg.offset
-            }
-        });
+        let lowest = seg.start.map(
+            |(start, before)| {
+                if fixed_time && before > seg.offset { start + before } else { start + seg.offset }
+            },
+        );
         let found = fields.prev_civil(Civil::from_secs(t + seg.offset));
         if let Some(c) = found
             && lowest.is_none_or(|low| c.to_secs() >= low)
@@ -163,8 +156,5 @@ pub(crate) fn prev_at_or_before(
 /// `[start + before, start + offset)` never happen; fixed-time jobs due in
 /// them fire once, at `start`, when the gap ends.
 fn gap_hides_a_match(fields: &Fields, start: i64, before: i64, offset: i64) -> bool {
-    before < offset
-        && fields
-            .next_civil(Civil::from_secs(start + before))
-            .is_some_and(|c| c.to_secs() < start + offset)
+    before < offset && fields.next_civil(Civil::from_secs(start + before)).is_some_and(|c| c.to_secs() < start + offset)
 }

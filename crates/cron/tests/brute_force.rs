@@ -37,14 +37,10 @@ fn numeric(lo: u32, hi: u32) -> BoxedStrategy<String> {
     field(vec![
         Just("*".to_owned()).boxed(),
         v().prop_map(|a| a.to_string()).boxed(),
-        (v(), v())
-            .prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b)))
-            .boxed(),
+        (v(), v()).prop_map(|(a, b)| format!("{}-{}", a.min(b), a.max(b))).boxed(),
         (1..=hi).prop_map(|s| format!("*/{s}")).boxed(),
         (v(), 1..=hi).prop_map(|(a, s)| format!("{a}/{s}")).boxed(),
-        (v(), v(), 1..=hi)
-            .prop_map(|(a, b, s)| format!("{}-{}/{s}", a.min(b), a.max(b)))
-            .boxed(),
+        (v(), v(), 1..=hi).prop_map(|(a, b, s)| format!("{}-{}/{s}", a.min(b), a.max(b))).boxed(),
         proptest::collection::vec(v(), 2..4)
             .prop_map(|vs| vs.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
             .boxed(),
@@ -70,36 +66,20 @@ fn day_of_week() -> BoxedStrategy<String> {
         Just("?".to_owned()).boxed(),
         Just("MON-FRI".to_owned()).boxed(),
         (0..=7u32).prop_map(|d| format!("{d}L")).boxed(),
-        (0..=7u32, 1..=5u32)
-            .prop_map(|(d, k)| format!("{d}#{k}"))
-            .boxed(),
-        (0..=6u32, 0..=6u32, 1..=5u32)
-            .prop_map(|(a, d, k)| format!("{a},{d}#{k}"))
-            .boxed(),
+        (0..=7u32, 1..=5u32).prop_map(|(d, k)| format!("{d}#{k}")).boxed(),
+        (0..=6u32, 0..=6u32, 1..=5u32).prop_map(|(a, d, k)| format!("{a},{d}#{k}")).boxed(),
     ])
 }
 
 fn expression() -> impl Strategy<Value = CronSchedule> {
-    (
-        numeric(0, 59),
-        numeric(0, 23),
-        day_of_month(),
-        numeric(1, 12),
-        day_of_week(),
-    )
+    (numeric(0, 59), numeric(0, 23), day_of_month(), numeric(1, 12), day_of_week())
         .prop_filter_map("can never fire", |(mi, h, dom, mo, dow)| {
             CronSchedule::parse(&format!("{mi} {h} {dom} {mo} {dow}")).ok()
         })
 }
 
 fn expression_with_seconds() -> impl Strategy<Value = CronSchedule> {
-    (
-        numeric(0, 59),
-        numeric(0, 59),
-        numeric(0, 23),
-        day_of_month(),
-        day_of_week(),
-    )
+    (numeric(0, 59), numeric(0, 59), numeric(0, 23), day_of_month(), day_of_week())
         .prop_filter_map("can never fire", |(sec, mi, h, dom, dow)| {
             CronSchedule::parse(&format!("{sec} {mi} {h} {dom} * {dow}")).ok()
         })
@@ -108,22 +88,13 @@ fn expression_with_seconds() -> impl Strategy<Value = CronSchedule> {
 /// A zone and an instant up to `max_minutes` before one of its transitions
 /// (or an ordinary instant, for zones without any).
 fn zone_and_instant(max_minutes: i64) -> impl Strategy<Value = (TimeZone, Timestamp)> {
-    (0..ZONES.len(), 1995..2035i16, 0..2usize, 0..max_minutes).prop_map(
-        |(z, year, nth, minutes_before)| {
-            let tz = TimeZone::get(ZONES[z]).unwrap();
-            let start = jiff::civil::date(year, 1, 1)
-                .at(0, 0, 0, 0)
-                .to_zoned_datetime(tz.clone())
-                .unwrap()
-                .timestamp();
-            let anchor = tz
-                .following(start)
-                .nth(nth)
-                .map_or(start, |tr| tr.timestamp());
-            let after = anchor - SignedDuration::from_secs(minutes_before * 60 + 17);
-            (tz, after)
-        },
-    )
+    (0..ZONES.len(), 1995..2035i16, 0..2usize, 0..max_minutes).prop_map(|(z, year, nth, minutes_before)| {
+        let tz = TimeZone::get(ZONES[z]).unwrap();
+        let start = jiff::civil::date(year, 1, 1).at(0, 0, 0, 0).to_zoned_datetime(tz.clone()).unwrap().timestamp();
+        let anchor = tz.following(start).nth(nth).map_or(start, |tr| tr.timestamp());
+        let after = anchor - SignedDuration::from_secs(minutes_before * 60 + 17);
+        (tz, after)
+    })
 }
 
 proptest! {

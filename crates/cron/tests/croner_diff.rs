@@ -39,12 +39,7 @@ fn items(lo: u32, hi: u32) -> BoxedStrategy<String> {
 fn field(lo: u32, hi: u32, allow_star_step: bool) -> BoxedStrategy<String> {
     let list = proptest::collection::vec(items(lo, hi), 1..4).prop_map(|v| v.join(","));
     if allow_star_step {
-        prop_oneof![
-            Just("*".to_owned()),
-            (1..=hi).prop_map(|s| format!("*/{s}")),
-            list
-        ]
-        .boxed()
+        prop_oneof![Just("*".to_owned()), (1..=hi).prop_map(|s| format!("*/{s}")), list].boxed()
     } else {
         prop_oneof![Just("*".to_owned()), list].boxed()
     }
@@ -85,11 +80,7 @@ fn expression() -> impl Strategy<Value = String> {
 }
 
 fn croner_next(expr: &str, after: Timestamp, n: usize) -> Vec<i64> {
-    let cron = CronParser::builder()
-        .sloppy_ranges(true)
-        .build()
-        .parse(expr)
-        .unwrap();
+    let cron = CronParser::builder().sloppy_ranges(true).build().parse(expr).unwrap();
     let mut at: DateTime<Utc> = DateTime::from_timestamp(after.as_second(), 0).unwrap();
     let mut out = Vec::new();
     for _ in 0..n {
@@ -132,11 +123,7 @@ fn agrees_on_familiar_expressions() {
         "@weekly",
     ] {
         let ours = CronSchedule::parse(expr).unwrap();
-        let mine: Vec<i64> = ours
-            .iter_after(after, &TimeZone::UTC)
-            .take(50)
-            .map(|t| t.as_second())
-            .collect();
+        let mine: Vec<i64> = ours.iter_after(after, &TimeZone::UTC).take(50).map(|t| t.as_second()).collect();
         assert_eq!(mine, croner_next(expr, after, 50), "{expr}");
     }
 }
@@ -147,10 +134,6 @@ fn differs_on_star_step_day_fields() {
     let expr = "0 0 */2 * 1";
     let after: Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
     let ours = CronSchedule::parse(expr).unwrap();
-    let mine: Vec<i64> = ours
-        .iter_after(after, &TimeZone::UTC)
-        .take(3)
-        .map(|t| t.as_second())
-        .collect();
+    let mine: Vec<i64> = ours.iter_after(after, &TimeZone::UTC).take(3).map(|t| t.as_second()).collect();
     assert_ne!(mine, croner_next(expr, after, 3));
 }

@@ -13,30 +13,16 @@ const NY: &str = "America/New_York";
 fn new_york_spring_2026() {
     // 2026-03-08 02:00 EST → 03:00 EDT.
     let after = "2026-03-07T12:00:00-05:00";
-    assert_eq!(
-        next_n("30 2 * * *", NY, after, 2),
-        ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]
-    );
-    assert_eq!(
-        next_n("0 3 * * *", NY, after, 2),
-        ["2026-03-08T03:00:00-04:00", "2026-03-09T03:00:00-04:00"]
-    );
+    assert_eq!(next_n("30 2 * * *", NY, after, 2), ["2026-03-08T03:00:00-04:00", "2026-03-09T02:30:00-04:00"]);
+    assert_eq!(next_n("0 3 * * *", NY, after, 2), ["2026-03-08T03:00:00-04:00", "2026-03-09T03:00:00-04:00"]);
     assert_eq!(
         next_n("*/30 * * * *", NY, "2026-03-08T01:00:00-05:00", 3),
-        [
-            "2026-03-08T01:30:00-05:00",
-            "2026-03-08T03:00:00-04:00",
-            "2026-03-08T03:30:00-04:00"
-        ]
+        ["2026-03-08T01:30:00-05:00", "2026-03-08T03:00:00-04:00", "2026-03-08T03:30:00-04:00"]
     );
     // A daily job keeps its day: no skipped day, no double day (APScheduler 3 skips one).
     assert_eq!(
         next_n("0 9 * * *", NY, after, 3),
-        [
-            "2026-03-08T09:00:00-04:00",
-            "2026-03-09T09:00:00-04:00",
-            "2026-03-10T09:00:00-04:00"
-        ]
+        ["2026-03-08T09:00:00-04:00", "2026-03-09T09:00:00-04:00", "2026-03-10T09:00:00-04:00"]
     );
 }
 
@@ -61,12 +47,7 @@ fn new_york_fall_2026() {
     let tz = TimeZone::get(NY).unwrap();
     let after: Timestamp = "2026-11-01T00:00:00-04:00".parse().unwrap();
     let times: Vec<Timestamp> = s.iter_after(after, &tz).take(16).collect();
-    assert!(
-        times
-            .windows(2)
-            .all(|w| w[1] - w[0] == SignedDuration::from_mins(15)),
-        "{times:?}"
-    );
+    assert!(times.windows(2).all(|w| w[1] - w[0] == SignedDuration::from_mins(15)), "{times:?}");
 }
 
 #[test]
@@ -83,11 +64,7 @@ fn europe_london() {
     );
     assert_eq!(
         next_n("30 * * * *", z, "2026-10-25T00:00:00Z", 3),
-        [
-            "2026-10-25T01:30:00+01:00",
-            "2026-10-25T01:30:00+00:00",
-            "2026-10-25T02:30:00+00:00"
-        ]
+        ["2026-10-25T01:30:00+01:00", "2026-10-25T01:30:00+00:00", "2026-10-25T02:30:00+00:00"]
     );
 }
 
@@ -116,11 +93,7 @@ fn lord_howe_half_hour_shift() {
     );
     assert_eq!(
         next_n("*/15 * * * *", z, "2026-10-04T01:50:00+10:30", 3),
-        [
-            "2026-10-04T02:30:00+11:00",
-            "2026-10-04T02:45:00+11:00",
-            "2026-10-04T03:00:00+11:00"
-        ]
+        ["2026-10-04T02:30:00+11:00", "2026-10-04T02:45:00+11:00", "2026-10-04T03:00:00+11:00"]
     );
 }
 
@@ -148,24 +121,13 @@ fn sao_paulo_midnight_gap_2018() {
     let z = "America/Sao_Paulo";
     assert_eq!(
         next_n("0 0 * * *", z, "2018-11-03T12:00:00-03:00", 3),
-        [
-            "2018-11-04T01:00:00-02:00",
-            "2018-11-05T00:00:00-02:00",
-            "2018-11-06T00:00:00-02:00"
-        ]
+        ["2018-11-04T01:00:00-02:00", "2018-11-05T00:00:00-02:00", "2018-11-06T00:00:00-02:00"]
     );
-    assert_eq!(
-        next_n("30 0 4 11 *", z, "2018-01-01T00:00:00-02:00", 1),
-        ["2018-11-04T01:00:00-02:00"]
-    );
+    assert_eq!(next_n("30 0 4 11 *", z, "2018-01-01T00:00:00-02:00", 1), ["2018-11-04T01:00:00-02:00"]);
     // Periodic: hourly skips the midnight that does not exist.
     assert_eq!(
         next_n("0 * * * *", z, "2018-11-03T22:30:00-03:00", 3),
-        [
-            "2018-11-03T23:00:00-03:00",
-            "2018-11-04T01:00:00-02:00",
-            "2018-11-04T02:00:00-02:00"
-        ]
+        ["2018-11-03T23:00:00-03:00", "2018-11-04T01:00:00-02:00", "2018-11-04T02:00:00-02:00"]
     );
     // 2019-02-17 00:00 -02:00 → 2019-02-16 23:00 -03:00: 23:00 happens twice.
     assert_eq!(
@@ -180,11 +142,7 @@ fn apia_skipped_day_2011() {
     let z = "Pacific/Apia";
     assert_eq!(
         next_n("0 9 * * *", z, "2011-12-28T12:00:00-10:00", 3),
-        [
-            "2011-12-29T09:00:00-10:00",
-            "2011-12-31T00:00:00+14:00",
-            "2011-12-31T09:00:00+14:00"
-        ]
+        ["2011-12-29T09:00:00-10:00", "2011-12-31T00:00:00+14:00", "2011-12-31T09:00:00+14:00"]
     );
     // A fixed-time job due only on the missing day fires once, when it ends.
     assert_eq!(
@@ -213,28 +171,18 @@ fn every_transition_2025_to_2028_in_every_zone() {
             let before = tz.to_offset(t - SignedDuration::from_secs(1));
             // A wall time inside the gap (the old offset's view of the
             // instant) or at the start of the fold (the new offset's view).
-            let wall = if tr.offset() > before {
-                before.to_datetime(t)
-            } else {
-                tr.offset().to_datetime(t)
-            };
+            let wall = if tr.offset() > before { before.to_datetime(t) } else { tr.offset().to_datetime(t) };
             let fixed = format!("{} {} * * *", wall.minute(), wall.hour());
             let around = t - SignedDuration::from_hours(3);
             let until = t + SignedDuration::from_hours(3);
             for expr in [fixed.as_str(), "*/10 * * * *"] {
                 let s = CronSchedule::parse(expr).unwrap();
-                let fast: Vec<Timestamp> = s
-                    .iter_after(around, &tz)
-                    .take_while(|x| *x <= until)
-                    .collect();
+                let fast: Vec<Timestamp> = s.iter_after(around, &tz).take_while(|x| *x <= until).collect();
                 let slow = brute_force(&s, &tz, around, until);
                 assert_eq!(fast, slow, "{expr} in {name} around {t}");
                 checked += 1;
             }
         }
     }
-    assert!(
-        checked > 1000,
-        "only {checked} checks: is the zone database there?"
-    );
+    assert!(checked > 1000, "only {checked} checks: is the zone database there?");
 }

@@ -44,13 +44,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chime_core::{
-    BrokenJob, Claim, ConflictPolicy, Decision, Error, Job, JobFilter, JobId, JobOptions, JobState,
-    JobStats, JobStore, Result, Run, RunId, RunKind, RunQuery, RunStatus, Trigger, plan_fire,
+    BrokenJob, Claim, ConflictPolicy, Decision, Error, Job, JobFilter, JobId, JobOptions, JobState, JobStats, JobStore,
+    Result, Run, RunId, RunKind, RunQuery, RunStatus, Trigger, plan_fire,
 };
 use jiff::Timestamp;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
 use tokio::sync::watch;
 
@@ -96,8 +94,7 @@ impl SqliteStore {
             .to_owned();
         let fail = |op: &str, e: sqlx::Error| store_error(&shown, op, &e);
         let options = if location.starts_with("sqlite:") {
-            SqliteConnectOptions::from_str(location)
-                .map_err(|e| fail("reading the database URL", e))?
+            SqliteConnectOptions::from_str(location).map_err(|e| fail("reading the database URL", e))?
         } else {
             SqliteConnectOptions::new().filename(location)
         };
@@ -105,25 +102,13 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(Duration::from_secs(5))
             .synchronous(SqliteSynchronous::Normal)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            });
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal });
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 4 })
             .min_connections(if memory { 1 } else { 0 })
-            .idle_timeout(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(600))
-            })
-            .max_lifetime(if memory {
-                None
-            } else {
-                Some(Duration::from_secs(3600))
-            })
+            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
             .connect_with(options.clone())
             .await
             .map_err(|e| fail("opening the database", e))?;
@@ -131,27 +116,20 @@ impl SqliteStore {
         check_schema_version(&pool, &shown).await?;
         MIGRATOR.run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => fail("migrating the database", e),
-            other => Error::Store {
-                message: format!("{shown}: migrating the database: {other}"),
-                transient: false,
-            },
+            other => Error::Store { message: format!("{shown}: migrating the database: {other}"), transient: false },
         })?;
 
         let changes = Arc::new(watch::Sender::new(0u64));
         let poller = if memory {
             None
         } else {
-            let mut conn = SqliteConnection::connect_with(&options)
-                .await
-                .map_err(|e| fail("opening the change watcher", e))?;
+            let mut conn =
+                SqliteConnection::connect_with(&options).await.map_err(|e| fail("opening the change watcher", e))?;
             let changes = Arc::clone(&changes);
             Some(tokio::spawn(async move {
                 let mut last: Option<i64> = None;
                 loop {
-                    if let Ok(row) = sqlx::query("PRAGMA data_version")
-                        .fetch_one(&mut conn)
-                        .await
-                    {
+                    if let Ok(row) = sqlx::query("PRAGMA data_version").fetch_one(&mut conn).await {
                         let version: i64 = row.get(0);
                         if last.is_some_and(|l| l != version) {
                             changes.send_modify(|n| *n += 1);
@@ -163,12 +141,7 @@ impl SqliteStore {
             }))
         };
         tracing::info!(database = %shown, "sqlite store open");
-        Ok(SqliteStore {
-            pool,
-            location: shown,
-            changes,
-            poller,
-        })
+        Ok(SqliteStore { pool, location: shown, changes, poller })
     }
 
     /// The file this store uses.
@@ -203,12 +176,11 @@ impl SqliteStore {
 
 /// Refuses a database that a newer chime has migrated past this build.
 async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
-    let has_table: Option<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| store_error(display, "reading the schema version", &e))?;
+    let has_table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| store_error(display, "reading the schema version", &e))?;
     if has_table.is_none() {
         return Ok(());
     }
@@ -229,16 +201,9 @@ async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
 }
 
 fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
-    let code = e
-        .as_database_error()
-        .and_then(|d| d.code())
-        .and_then(|c| c.parse::<i32>().ok())
-        .map(|c| c & 0xff);
+    let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
     let (what, transient) = match code {
-        Some(5) => (
-            "the database is busy (locked by another process)".to_owned(),
-            true,
-        ),
+        Some(5) => ("the database is busy (locked by another process)".to_owned(), true),
         Some(6) => ("a table is locked".to_owned(), true),
         Some(8) => ("the database is read-only".to_owned(), false),
         Some(10) => (format!("disk I/O error: {e}"), false),
@@ -246,15 +211,9 @@ fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
         Some(13) => ("the disk is full".to_owned(), false),
         Some(14) => ("the database file cannot be opened".to_owned(), false),
         Some(26) => ("the file is not a SQLite database".to_owned(), false),
-        _ => (
-            e.to_string(),
-            matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)),
-        ),
+        _ => (e.to_string(), matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))),
     };
-    Error::Store {
-        message: format!("{location}: {op}: {what}"),
-        transient,
-    }
+    Error::Store { message: format!("{location}: {op}: {what}"), transient }
 }
 
 fn micros(t: Timestamp) -> i64 {
@@ -293,16 +252,13 @@ impl JobRow {
             return Err(why);
         }
         let id = JobId::new(&self.id).map_err(|e| e.to_string())?;
-        let trigger: Trigger = serde_json::from_str(&self.trigger)
-            .map_err(|e| format!("its trigger does not parse: {e}"))?;
-        let args: serde_json::Value = serde_json::from_str(&self.args)
-            .map_err(|e| format!("its arguments do not parse: {e}"))?;
-        let options: JobOptions = serde_json::from_str(&self.options)
-            .map_err(|e| format!("its options do not parse: {e}"))?;
-        let last_status = self
-            .last_status
-            .map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string()))
-            .transpose()?;
+        let trigger: Trigger =
+            serde_json::from_str(&self.trigger).map_err(|e| format!("its trigger does not parse: {e}"))?;
+        let args: serde_json::Value =
+            serde_json::from_str(&self.args).map_err(|e| format!("its arguments do not parse: {e}"))?;
+        let options: JobOptions =
+            serde_json::from_str(&self.options).map_err(|e| format!("its options do not parse: {e}"))?;
+        let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
         Ok(Job {
             id,
             name: self.name,
@@ -325,12 +281,7 @@ impl JobRow {
 /// The JSON columns of a job.
 fn encode(job: &Job) -> Result<(String, String, String)> {
     let json = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| {
-            Error::Invalid(format!(
-                "job {:?}: its {what} cannot be stored: {e}",
-                job.id.as_str()
-            ))
-        })
+        r.map_err(|e| Error::Invalid(format!("job {:?}: its {what} cannot be stored: {e}", job.id.as_str())))
     };
     Ok((
         json("arguments", serde_json::to_string(&job.args))?,
@@ -357,18 +308,10 @@ struct RunRow {
 impl RunRow {
     fn decode(self) -> std::result::Result<Run, String> {
         Ok(Run {
-            id: RunId(
-                self.id
-                    .parse()
-                    .map_err(|e| format!("run id {:?}: {e}", self.id))?,
-            ),
+            id: RunId(self.id.parse().map_err(|e| format!("run id {:?}: {e}", self.id))?),
             job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
             scheduled_for: instant(self.scheduled_for)?,
-            kind: if self.kind == "manual" {
-                RunKind::Manual
-            } else {
-                RunKind::Scheduled
-            },
+            kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
             status: self.status.parse().map_err(|e: Error| e.to_string())?,
             started_at: opt_instant(self.started_at)?,
             finished_at: opt_instant(self.finished_at)?,
@@ -389,10 +332,7 @@ fn kind_str(kind: RunKind) -> &'static str {
 const INSERT_RUN: &str = "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, scheduled_for) DO NOTHING";
 
-async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
-    e: E,
-    run: &Run,
-) -> sqlx::Result<u64> {
+async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(e: E, run: &Run) -> sqlx::Result<u64> {
     Ok(sqlx::query(INSERT_RUN)
         .bind(run.id.to_string())
         .bind(run.job_id.as_str())
@@ -415,11 +355,7 @@ const IN_FLIGHT: &str = "('pending', 'running')";
 impl JobStore for SqliteStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let (args, trigger, options) = encode(&job)?;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err("adding a job", e))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding a job", e))?;
         let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = ?")
             .bind(job.id.as_str())
             .fetch_optional(&mut *tx)
@@ -462,10 +398,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        self.read_job(id)
-            .await?
-            .map(|row| self.decode(row))
-            .transpose()
+        self.read_job(id).await?.map(|row| self.decode(row)).transpose()
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -474,9 +407,7 @@ impl JobStore for SqliteStore {
             Some(true) => "AND paused IS NOT NULL",
             Some(false) => "AND paused IS NULL",
         };
-        let sql = format!(
-            "SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?"
-        );
+        let sql = format!("SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?");
         let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(filter.limit.map_or(-1, |l| l as i64))
             .bind(filter.offset as i64)
@@ -509,11 +440,9 @@ impl JobStore for SqliteStore {
         if done.rows_affected() == 0 {
             return match self.read_job(&job.id).await? {
                 None => Err(Error::JobNotFound(job.id)),
-                Some(row) => Err(Error::VersionConflict {
-                    id: job.id,
-                    expected: job.state.version,
-                    found: row.version as u64,
-                }),
+                Some(row) => {
+                    Err(Error::VersionConflict { id: job.id, expected: job.state.version, found: row.version as u64 })
+                }
             };
         }
         self.changed();
@@ -523,10 +452,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn remove_job(&self, id: &JobId) -> Result<Job> {
-        let row = self
-            .read_job(id)
-            .await?
-            .ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let row = self.read_job(id).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
         let job = self.decode(row)?;
         sqlx::query("DELETE FROM chime_job WHERE id = ?")
             .bind(id.as_str())
@@ -540,11 +466,7 @@ impl JobStore for SqliteStore {
     async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
         let fail = |e| self.err("claiming due jobs", e);
         let node: Arc<str> = Arc::from(node);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(fail)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let rows: Vec<JobRow> = sqlx::query_as(
             "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
              AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?",
@@ -581,25 +503,13 @@ impl JobStore for SqliteStore {
             let mut runs = Vec::with_capacity(plan.runs.len());
             for p in plan.runs {
                 let run = match p.decision {
-                    Decision::Run => {
-                        Run::pending(job.id.clone(), p.scheduled_for, RunKind::Scheduled, &node)
+                    Decision::Run => Run::pending(job.id.clone(), p.scheduled_for, RunKind::Scheduled, &node),
+                    Decision::Missed(why) => {
+                        Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Missed, why, &node, now)
                     }
-                    Decision::Missed(why) => Run::not_run(
-                        job.id.clone(),
-                        p.scheduled_for,
-                        RunStatus::Missed,
-                        why,
-                        &node,
-                        now,
-                    ),
-                    Decision::Skipped(why) => Run::not_run(
-                        job.id.clone(),
-                        p.scheduled_for,
-                        RunStatus::Skipped,
-                        why,
-                        &node,
-                        now,
-                    ),
+                    Decision::Skipped(why) => {
+                        Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Skipped, why, &node, now)
+                    }
                 };
                 // A run for this time already exists only if another claim
                 // made it: then this one must not run it again.
@@ -615,11 +525,7 @@ impl JobStore for SqliteStore {
                 .map_err(fail)?;
             job.state.next_run_at = plan.next_run_at;
             job.state.version += 1;
-            claims.push(Claim {
-                job,
-                runs,
-                uncounted: plan.uncounted,
-            });
+            claims.push(Claim { job, runs, uncounted: plan.uncounted });
         }
         tx.commit().await.map_err(fail)?;
         Ok(claims)
@@ -633,35 +539,21 @@ impl JobStore for SqliteStore {
         .await
         .map_err(|e| self.err("reading the next due time", e))?;
         next.map(|us| {
-            instant(us).map_err(|e| Error::Store {
-                message: format!("{}: {e}", self.location),
-                transient: false,
-            })
+            instant(us).map_err(|e| Error::Store { message: format!("{}: {e}", self.location), transient: false })
         })
         .transpose()
     }
 
     async fn insert_run(&self, run: Run) -> Result<()> {
-        if insert_run(&self.pool, &run)
-            .await
-            .map_err(|e| self.err("recording a run", e))?
-            == 0
-        {
-            return Err(Error::RunExists {
-                job_id: run.job_id,
-                scheduled_for: run.scheduled_for,
-            });
+        if insert_run(&self.pool, &run).await.map_err(|e| self.err("recording a run", e))? == 0 {
+            return Err(Error::RunExists { job_id: run.job_id, scheduled_for: run.scheduled_for });
         }
         Ok(())
     }
 
     async fn update_run(&self, run: &Run) -> Result<()> {
         let fail = |e| self.err("recording a run", e);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(fail)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let updated = sqlx::query(
             "UPDATE chime_run SET status = ?, started_at = ?, finished_at = ?, attempt = ?, node = ?, error = ? WHERE id = ?",
         )
@@ -707,10 +599,7 @@ impl JobStore for SqliteStore {
             sql.push_str(" AND job_id = ?");
         }
         if !query.statuses.is_empty() {
-            sql.push_str(&format!(
-                " AND status IN ({})",
-                vec!["?"; query.statuses.len()].join(", ")
-            ));
+            sql.push_str(&format!(" AND status IN ({})", vec!["?"; query.statuses.len()].join(", ")));
         }
         if query.since.is_some() {
             sql.push_str(" AND scheduled_for >= ?");
@@ -751,11 +640,7 @@ impl JobStore for SqliteStore {
 
     async fn job_stats(&self, id: &JobId) -> Result<JobStats> {
         let runs = self
-            .history(&RunQuery {
-                job_id: Some(id.clone()),
-                limit: Some(i64::MAX as usize),
-                ..RunQuery::default()
-            })
+            .history(&RunQuery { job_id: Some(id.clone()), limit: Some(i64::MAX as usize), ..RunQuery::default() })
             .await?;
         if runs.is_empty() && self.read_job(id).await?.is_none() {
             return Err(Error::JobNotFound(id.clone()));
@@ -800,12 +685,11 @@ impl JobStore for SqliteStore {
         is_alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync),
         now: Timestamp,
     ) -> Result<Vec<Run>> {
-        let rows: Vec<RunRow> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT * FROM chime_run WHERE status IN {IN_FLIGHT}"
-        )))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err("looking for abandoned runs", e))?;
+        let rows: Vec<RunRow> =
+            sqlx::query_as(AssertSqlSafe(format!("SELECT * FROM chime_run WHERE status IN {IN_FLIGHT}")))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("looking for abandoned runs", e))?;
         let mut reaped = Vec::new();
         for row in rows {
             let Ok(mut run) = row.decode() else { continue };
@@ -817,11 +701,7 @@ impl JobStore for SqliteStore {
             run.finished_at = Some(now);
             run.error = Some(format!(
                 "its process ({node}) stopped while the run was {}",
-                if run.started_at.is_some() {
-                    "running"
-                } else {
-                    "waiting to start"
-                }
+                if run.started_at.is_some() { "running" } else { "waiting to start" }
             ));
             self.update_run(&run).await?;
             reaped.push(run);

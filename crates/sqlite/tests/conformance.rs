@@ -17,17 +17,13 @@ async fn sqlite_file_store_passes_the_suite() {
         let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let path = d.path().join(format!("store-{n}.db"));
         *l.lock().unwrap() = path.clone();
-        async move {
-            Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap()) as Arc<dyn JobStore>
-        }
+        async move { Arc::new(SqliteStore::open(path.to_str().unwrap()).await.unwrap()) as Arc<dyn JobStore> }
     })
     .with_corrupt(move |_store, id: JobId| {
         let path = last.lock().unwrap().clone();
         async move {
             // Another connection rewrites the job's trigger into something no chime can read.
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .unwrap();
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
             sqlx::query("UPDATE chime_job SET trigger = '{\"type\":\"lunar\"}' WHERE id = ?")
                 .bind(id.as_str())
                 .execute(&mut conn)

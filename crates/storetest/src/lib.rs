@@ -31,8 +31,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chime_core::{
-    ConflictPolicy, Job, JobFilter, JobId, JobStore, Run, RunKind, RunQuery, RunStatus, Trigger,
-    Zone, plan_fire,
+    ConflictPolicy, Job, JobFilter, JobId, JobStore, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -51,10 +50,7 @@ impl Harness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Arc<dyn JobStore>> + Send + 'static,
     {
-        Harness {
-            make: Box::new(move || Box::pin(make())),
-            corrupt: None,
-        }
+        Harness { make: Box::new(move || Box::pin(make())), corrupt: None }
     }
 
     /// Adds the hook that makes a stored job's trigger unreadable, for stores
@@ -116,69 +112,31 @@ fn job(name: &str, every: i64, first: i64) -> Job {
 }
 
 async fn add(store: &Arc<dyn JobStore>, job: Job) -> Job {
-    store
-        .add_job(job, ConflictPolicy::Error)
-        .await
-        .expect("add_job")
+    store.add_job(job, ConflictPolicy::Error).await.expect("add_job")
 }
 
 async fn crud_and_conflict_policies(h: &Harness) {
     let store = h.store().await;
     let added = add(&store, job("a", 60, 60).with_name("A")).await;
     assert_eq!(added.state.version, 1, "a new job has version 1");
-    let got = store
-        .get_job(&id("a"))
-        .await
-        .unwrap()
-        .expect("the job just added");
-    assert_eq!(
-        got, added,
-        "get_job returns what add_job stored, field for field"
-    );
+    let got = store.get_job(&id("a")).await.unwrap().expect("the job just added");
+    assert_eq!(got, added, "get_job returns what add_job stored, field for field");
     assert_eq!(store.get_job(&id("missing")).await.unwrap(), None);
 
-    let err = store
-        .add_job(job("a", 5, 5), ConflictPolicy::Error)
-        .await
-        .unwrap_err();
-    assert!(
-        err.is_conflict(),
-        "adding a taken id with Error must conflict: {err}"
-    );
-    let kept = store
-        .add_job(job("a", 5, 5), ConflictPolicy::KeepExisting)
-        .await
-        .unwrap();
+    let err = store.add_job(job("a", 5, 5), ConflictPolicy::Error).await.unwrap_err();
+    assert!(err.is_conflict(), "adding a taken id with Error must conflict: {err}");
+    let kept = store.add_job(job("a", 5, 5), ConflictPolicy::KeepExisting).await.unwrap();
     assert_eq!(kept.name(), "A", "KeepExisting returns the stored job");
-    let replaced = store
-        .add_job(job("a", 5, 5).with_name("A2"), ConflictPolicy::Replace)
-        .await
-        .unwrap();
-    assert_eq!(
-        (replaced.name(), replaced.state.version),
-        ("A2", 2),
-        "Replace stores the new job, version + 1"
-    );
+    let replaced = store.add_job(job("a", 5, 5).with_name("A2"), ConflictPolicy::Replace).await.unwrap();
+    assert_eq!((replaced.name(), replaced.state.version), ("A2", 2), "Replace stores the new job, version + 1");
     assert_eq!(store.get_job(&id("a")).await.unwrap().unwrap().name(), "A2");
 
     add(&store, job("c", 60, 60)).await;
     add(&store, job("b", 60, 60)).await;
-    let ids: Vec<String> = store
-        .list_jobs(&JobFilter::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|j| j.id.to_string())
-        .collect();
+    let ids: Vec<String> =
+        store.list_jobs(&JobFilter::default()).await.unwrap().iter().map(|j| j.id.to_string()).collect();
     assert_eq!(ids, ["a", "b", "c"], "list_jobs orders by id");
-    let page = store
-        .list_jobs(&JobFilter {
-            limit: Some(1),
-            offset: 1,
-            ..JobFilter::default()
-        })
-        .await
-        .unwrap();
+    let page = store.list_jobs(&JobFilter { limit: Some(1), offset: 1, ..JobFilter::default() }).await.unwrap();
     assert_eq!(page.len(), 1);
     assert_eq!(page[0].id.as_str(), "b", "list_jobs pages");
 
@@ -198,15 +156,8 @@ async fn version_checks(h: &Harness) {
     let mut stale = stored.clone();
     stale.name = Some("stale".into());
     let err = store.update_job(stale).await.unwrap_err();
-    assert!(
-        err.is_conflict(),
-        "an update from a stale version must conflict: {err}"
-    );
-    assert_eq!(
-        store.get_job(&id("v")).await.unwrap().unwrap().name(),
-        "first",
-        "the stale write changed nothing"
-    );
+    assert!(err.is_conflict(), "an update from a stale version must conflict: {err}");
+    assert_eq!(store.get_job(&id("v")).await.unwrap().unwrap().name(), "first", "the stale write changed nothing");
     let mut ghost = job("ghost", 60, 60);
     ghost.state.version = 1;
     assert!(store.update_job(ghost).await.unwrap_err().is_not_found());
@@ -219,39 +170,19 @@ async fn acquire_due_claims_each_due_job_once(h: &Harness) {
     add(&store, job("not-due", 60, 90)).await;
     let claims = store.acquire_due(at(30), 10, "node-1").await.unwrap();
     let ids: Vec<&str> = claims.iter().map(|c| c.job.id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["due-early", "due-late"],
-        "due jobs, earliest first, and only those"
-    );
+    assert_eq!(ids, ["due-early", "due-late"], "due jobs, earliest first, and only those");
     for c in &claims {
         assert_eq!(c.runs.len(), 1);
         assert_eq!(c.runs[0].status, RunStatus::Pending);
         assert_eq!(c.runs[0].node.as_deref(), Some("node-1"));
-        assert!(
-            c.job.state.next_run_at.unwrap() > at(30),
-            "the claim advanced the next run"
-        );
+        assert!(c.job.state.next_run_at.unwrap() > at(30), "the claim advanced the next run");
     }
     assert_eq!(
-        store
-            .get_job(&id("due-early"))
-            .await
-            .unwrap()
-            .unwrap()
-            .state
-            .next_run_at,
+        store.get_job(&id("due-early")).await.unwrap().unwrap().state.next_run_at,
         Some(at(70)),
         "the advanced next run is stored"
     );
-    assert!(
-        store
-            .acquire_due(at(30), 10, "node-1")
-            .await
-            .unwrap()
-            .is_empty(),
-        "a claimed time is not claimed again"
-    );
+    assert!(store.acquire_due(at(30), 10, "node-1").await.unwrap().is_empty(), "a claimed time is not claimed again");
     assert_eq!(store.next_due_at().await.unwrap(), Some(at(70)));
 
     // The limit holds.
@@ -274,19 +205,12 @@ async fn concurrent_claims_never_overlap(h: &Harness) {
         tasks.push(tokio::spawn(async move {
             let mut claimed = Vec::new();
             loop {
-                let claims = s
-                    .acquire_due(at(30), 7, &format!("node-{n}"))
-                    .await
-                    .unwrap();
+                let claims = s.acquire_due(at(30), 7, &format!("node-{n}")).await.unwrap();
                 if claims.is_empty() {
                     break;
                 }
-                claimed.extend(
-                    claims
-                        .into_iter()
-                        .flat_map(|c| c.runs)
-                        .map(|r| (r.job_id.to_string(), r.scheduled_for)),
-                );
+                claimed
+                    .extend(claims.into_iter().flat_map(|c| c.runs).map(|r| (r.job_id.to_string(), r.scheduled_for)));
             }
             claimed
         }));
@@ -309,11 +233,7 @@ async fn claims_apply_plan_fire(h: &Harness) {
     let expected = plan_fire(&late, at(60), 0);
     add(&store, late).await;
     let claims = store.acquire_due(at(60), 10, "n").await.unwrap();
-    let statuses: Vec<(Timestamp, RunStatus)> = claims[0]
-        .runs
-        .iter()
-        .map(|r| (r.scheduled_for, r.status))
-        .collect();
+    let statuses: Vec<(Timestamp, RunStatus)> = claims[0].runs.iter().map(|r| (r.scheduled_for, r.status)).collect();
     assert_eq!(
         statuses,
         [
@@ -328,14 +248,7 @@ async fn claims_apply_plan_fire(h: &Harness) {
     );
     assert_eq!(claims[0].job.state.next_run_at, expected.next_run_at);
     let missed = &claims[0].runs[0];
-    assert!(
-        missed
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("misfire grace time"),
-        "{missed:?}"
-    );
+    assert!(missed.error.as_deref().unwrap().contains("misfire grace time"), "{missed:?}");
 
     // max_instances counts runs in flight across claims.
     let store = h.store().await;
@@ -344,11 +257,7 @@ async fn claims_apply_plan_fire(h: &Harness) {
     assert_eq!(first[0].runs[0].status, RunStatus::Pending);
     assert_eq!(store.count_running(&id("busy")).await.unwrap(), 1);
     let second = store.acquire_due(at(20), 10, "n").await.unwrap();
-    assert_eq!(
-        second[0].runs[0].status,
-        RunStatus::Skipped,
-        "a second instance beyond max_instances is skipped"
-    );
+    assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "a second instance beyond max_instances is skipped");
     let history = store.history(&RunQuery::default()).await.unwrap();
     assert_eq!(history.len(), 2, "the skipped time is a history row too");
 }
@@ -359,39 +268,12 @@ async fn pause_and_resume_survive_a_read(h: &Harness) {
     j.state.paused = Some("maintenance window".into());
     j.state.next_run_at = None;
     let j = store.update_job(j).await.unwrap();
-    assert!(
-        store
-            .acquire_due(at(100), 10, "n")
-            .await
-            .unwrap()
-            .is_empty(),
-        "a paused job is never claimed"
-    );
+    assert!(store.acquire_due(at(100), 10, "n").await.unwrap().is_empty(), "a paused job is never claimed");
     assert_eq!(store.next_due_at().await.unwrap(), None);
     let read = store.get_job(&id("p")).await.unwrap().unwrap();
     assert_eq!(read.state.paused.as_deref(), Some("maintenance window"));
-    assert_eq!(
-        store
-            .list_jobs(&JobFilter {
-                paused: Some(true),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        store
-            .list_jobs(&JobFilter {
-                paused: Some(false),
-                ..JobFilter::default()
-            })
-            .await
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(store.list_jobs(&JobFilter { paused: Some(true), ..JobFilter::default() }).await.unwrap().len(), 1);
+    assert_eq!(store.list_jobs(&JobFilter { paused: Some(false), ..JobFilter::default() }).await.unwrap().len(), 0);
     let mut resumed = j;
     resumed.state.paused = None;
     resumed.state.next_run_at = Some(at(110));
@@ -429,33 +311,16 @@ async fn runs_move_through_every_status(h: &Harness) {
             done.error = Some("é".repeat(10));
         }
         store.update_run(&done).await.unwrap();
-        let back = store
-            .history(&RunQuery {
-                job_id: Some(id("r")),
-                limit: Some(1),
-                ..RunQuery::default()
-            })
-            .await
-            .unwrap();
+        let back =
+            store.history(&RunQuery { job_id: Some(id("r")), limit: Some(1), ..RunQuery::default() }).await.unwrap();
         assert_eq!(back[0], done, "a run in status {status} reads back exactly");
     }
     let dup = Run::pending(id("r"), at(0), RunKind::Manual, &node);
-    assert!(
-        store.insert_run(dup).await.unwrap_err().is_conflict(),
-        "a second run for one scheduled time conflicts"
-    );
+    assert!(store.insert_run(dup).await.unwrap_err().is_conflict(), "a second run for one scheduled time conflicts");
     let j = store.get_job(&id("r")).await.unwrap().unwrap();
-    assert_eq!(
-        j.state.last_status,
-        Some(RunStatus::Cancelled),
-        "finishing a run sets the job's last status"
-    );
+    assert_eq!(j.state.last_status, Some(RunStatus::Cancelled), "finishing a run sets the job's last status");
     assert_eq!(j.state.last_run_at, Some(at(8)));
-    assert_eq!(
-        store.count_running(&id("r")).await.unwrap(),
-        2,
-        "the pending and running runs are in flight"
-    );
+    assert_eq!(store.count_running(&id("r")).await.unwrap(), 2, "the pending and running runs are in flight");
 }
 
 async fn history_filters_and_pages(h: &Harness) {
@@ -464,80 +329,31 @@ async fn history_filters_and_pages(h: &Harness) {
     for name in ["x", "y"] {
         add(&store, job(name, 10, 10)).await;
         for i in 0..10 {
-            let status = if i % 3 == 0 {
-                RunStatus::Failed
-            } else {
-                RunStatus::Succeeded
-            };
-            let run = finished(
-                Run::pending(id(name), at(i * 10), RunKind::Scheduled, &node),
-                status,
-                i * 10,
-                1,
-            );
+            let status = if i % 3 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+            let run = finished(Run::pending(id(name), at(i * 10), RunKind::Scheduled, &node), status, i * 10, 1);
             store.insert_run(run).await.unwrap();
         }
     }
-    let all = store
-        .history(&RunQuery {
-            limit: Some(1000),
-            ..RunQuery::default()
-        })
-        .await
-        .unwrap();
+    let all = store.history(&RunQuery { limit: Some(1000), ..RunQuery::default() }).await.unwrap();
     assert_eq!(all.len(), 20);
-    assert!(
-        all.windows(2)
-            .all(|w| w[0].scheduled_for >= w[1].scheduled_for),
-        "newest first"
-    );
-    let x = store
-        .history(&RunQuery {
-            job_id: Some(id("x")),
-            limit: Some(1000),
-            ..RunQuery::default()
-        })
-        .await
-        .unwrap();
+    assert!(all.windows(2).all(|w| w[0].scheduled_for >= w[1].scheduled_for), "newest first");
+    let x = store.history(&RunQuery { job_id: Some(id("x")), limit: Some(1000), ..RunQuery::default() }).await.unwrap();
     assert!(x.iter().all(|r| r.job_id.as_str() == "x") && x.len() == 10);
     let failed = store
-        .history(&RunQuery {
-            job_id: Some(id("x")),
-            statuses: vec![RunStatus::Failed],
-            ..RunQuery::default()
-        })
+        .history(&RunQuery { job_id: Some(id("x")), statuses: vec![RunStatus::Failed], ..RunQuery::default() })
         .await
         .unwrap();
-    assert_eq!(
-        failed.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(),
-        [at(90), at(60), at(30), at(0)]
-    );
+    assert_eq!(failed.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(90), at(60), at(30), at(0)]);
     let window = store
-        .history(&RunQuery {
-            job_id: Some(id("x")),
-            since: Some(at(20)),
-            until: Some(at(50)),
-            ..RunQuery::default()
-        })
+        .history(&RunQuery { job_id: Some(id("x")), since: Some(at(20)), until: Some(at(50)), ..RunQuery::default() })
         .await
         .unwrap();
-    assert_eq!(
-        window.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(),
-        [at(40), at(30), at(20)]
-    );
+    assert_eq!(window.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(40), at(30), at(20)]);
     let page2 = store
-        .history(&RunQuery {
-            job_id: Some(id("x")),
-            limit: Some(3),
-            offset: 3,
-            ..RunQuery::default()
-        })
+        .history(&RunQuery { job_id: Some(id("x")), limit: Some(3), offset: 3, ..RunQuery::default() })
         .await
         .unwrap();
-    assert_eq!(
-        page2.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(),
-        [at(60), at(50), at(40)]
-    );
+    assert_eq!(page2.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(60), at(50), at(40)]);
 }
 
 async fn stats_add_up(h: &Harness) {
@@ -545,17 +361,8 @@ async fn stats_add_up(h: &Harness) {
     add(&store, job("s", 10, 10)).await;
     let node: Arc<str> = Arc::from("n");
     for i in 0..20i64 {
-        let status = if i % 4 == 0 {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        };
-        let run = finished(
-            Run::pending(id("s"), at(i * 10), RunKind::Scheduled, &node),
-            status,
-            i * 10,
-            i + 1,
-        );
+        let status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
+        let run = finished(Run::pending(id("s"), at(i * 10), RunKind::Scheduled, &node), status, i * 10, i + 1);
         store.insert_run(run).await.unwrap();
     }
     let stats = store.job_stats(&id("s")).await.unwrap();
@@ -566,13 +373,7 @@ async fn stats_add_up(h: &Harness) {
     assert_eq!(stats.avg_lateness_s, Some(0.0));
     assert_eq!(stats.last_run_at, Some(at(190)));
     assert_eq!(stats.last_success_at, Some(at(190)));
-    assert!(
-        store
-            .job_stats(&id("nobody"))
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert!(store.job_stats(&id("nobody")).await.unwrap_err().is_not_found());
 }
 
 async fn retention_prunes_finished_runs(h: &Harness) {
@@ -580,34 +381,16 @@ async fn retention_prunes_finished_runs(h: &Harness) {
     add(&store, job("k", 10, 10)).await;
     let node: Arc<str> = Arc::from("n");
     for i in 0..30 {
-        let run = finished(
-            Run::pending(id("k"), at(i), RunKind::Scheduled, &node),
-            RunStatus::Succeeded,
-            i,
-            1,
-        );
+        let run = finished(Run::pending(id("k"), at(i), RunKind::Scheduled, &node), RunStatus::Succeeded, i, 1);
         store.insert_run(run).await.unwrap();
     }
     let in_flight = Run::pending(id("k"), at(-100), RunKind::Scheduled, &node);
     store.insert_run(in_flight).await.unwrap();
     let deleted = store.prune(10, None).await.unwrap();
     assert_eq!(deleted, 20);
-    let left = store
-        .history(&RunQuery {
-            limit: Some(100),
-            ..RunQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        left.len(),
-        11,
-        "the newest 10 finished runs and the pending one stay"
-    );
-    assert!(
-        left.iter().any(|r| r.status == RunStatus::Pending),
-        "runs in flight are never pruned"
-    );
+    let left = store.history(&RunQuery { limit: Some(100), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(left.len(), 11, "the newest 10 finished runs and the pending one stay");
+    assert!(left.iter().any(|r| r.status == RunStatus::Pending), "runs in flight are never pruned");
     let deleted = store.prune(100, Some(at(25))).await.unwrap();
     assert_eq!(deleted, 5, "finished runs scheduled before the cutoff go");
 }
@@ -634,10 +417,7 @@ async fn an_unknown_task_name_is_kept(h: &Harness) {
     j.task = Arc::from("a_task_nobody_registered");
     add(&store, j).await;
     let back = store.get_job(&id("orphan-task")).await.unwrap().unwrap();
-    assert_eq!(
-        &*back.task, "a_task_nobody_registered",
-        "the store keeps any task name; the scheduler reports it"
-    );
+    assert_eq!(&*back.task, "a_task_nobody_registered", "the store keeps any task name; the scheduler reports it");
     assert_eq!(store.acquire_due(at(10), 10, "n").await.unwrap().len(), 1);
 }
 
@@ -646,41 +426,15 @@ async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
     add(&store, job("good", 10, 10)).await;
     add(&store, job("bad", 10, 10)).await;
     (h.corrupt.as_ref().unwrap())(Arc::clone(&store), id("bad")).await;
-    let listed = store
-        .list_jobs(&JobFilter::default())
-        .await
-        .expect("listing jobs survives a corrupt row");
-    assert_eq!(
-        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
-        ["good"]
-    );
+    let listed = store.list_jobs(&JobFilter::default()).await.expect("listing jobs survives a corrupt row");
+    assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["good"]);
     let broken = store.broken_jobs().await.unwrap();
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].id, "bad");
-    assert!(
-        broken[0].problem.contains("trigger"),
-        "the problem names what is unreadable: {}",
-        broken[0].problem
-    );
-    let claims = store
-        .acquire_due(at(10), 10, "n")
-        .await
-        .expect("claims survive a corrupt row");
-    assert_eq!(
-        claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(),
-        ["good"]
-    );
-    assert!(
-        store.acquire_due(at(100), 10, "n").await.is_ok(),
-        "and keep surviving it"
-    );
-    assert_eq!(
-        store.broken_jobs().await.unwrap().len(),
-        1,
-        "the corrupt job is still stored, never deleted"
-    );
-    assert!(
-        store.get_job(&id("bad")).await.is_err(),
-        "reading it alone is an error that says why"
-    );
+    assert!(broken[0].problem.contains("trigger"), "the problem names what is unreadable: {}", broken[0].problem);
+    let claims = store.acquire_due(at(10), 10, "n").await.expect("claims survive a corrupt row");
+    assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert!(store.acquire_due(at(100), 10, "n").await.is_ok(), "and keep surviving it");
+    assert_eq!(store.broken_jobs().await.unwrap().len(), 1, "the corrupt job is still stored, never deleted");
+    assert!(store.get_job(&id("bad")).await.is_err(), "reading it alone is an error that says why");
 }

@@ -18,28 +18,18 @@ pub fn next_n(expr: &str, zone: &str, after: &str, n: usize) -> Vec<String> {
     let s = CronSchedule::parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
     let tz = TimeZone::get(zone).unwrap();
     let after: Timestamp = after.parse().unwrap();
-    let times: Vec<String> = s
-        .iter_after(after, &tz)
-        .take(n)
-        .map(|t| rfc3339(t, &tz))
-        .collect();
+    let times: Vec<String> = s.iter_after(after, &tz).take(n).map(|t| rfc3339(t, &tz)).collect();
     // `next_after` in a loop must agree with the iterator.
     let mut at = after;
     for expected in &times {
         at = s.next_after(at, &tz).unwrap();
-        assert_eq!(
-            &rfc3339(at, &tz),
-            expected,
-            "{expr}: next_after disagrees with iter_after"
-        );
+        assert_eq!(&rfc3339(at, &tz), expected, "{expr}: next_after disagrees with iter_after");
     }
     times
 }
 
 pub fn rfc3339(t: Timestamp, tz: &TimeZone) -> String {
-    t.to_zoned_datetime(tz.clone())
-        .strftime("%Y-%m-%dT%H:%M:%S%:z")
-        .to_string()
+    t.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
 /// The error message for `expr`, which must be invalid.
@@ -60,17 +50,11 @@ pub fn same(a: &str, b: &str) {
 
 /// Every instant in (after, until] at which `s` fires, found by stepping one
 /// minute at a time (one second for 6-field expressions).
-pub fn brute_force(
-    s: &CronSchedule,
-    tz: &TimeZone,
-    after: Timestamp,
-    until: Timestamp,
-) -> Vec<Timestamp> {
+pub fn brute_force(s: &CronSchedule, tz: &TimeZone, after: Timestamp, until: Timestamp) -> Vec<Timestamp> {
     let step_secs = if s.has_seconds() { 1 } else { 60 };
     let step = SignedDuration::from_secs(step_secs);
     // The first whole step strictly after `after`.
-    let mut t =
-        Timestamp::from_second(after.as_second().div_euclid(step_secs) * step_secs).unwrap() + step;
+    let mut t = Timestamp::from_second(after.as_second().div_euclid(step_secs) * step_secs).unwrap() + step;
     let mut fires = Vec::new();
     while t <= until {
         let wall = tz.to_datetime(t);
