@@ -363,10 +363,20 @@ impl Trigger {
 
     /// Fills in what the user left out, as of `now`: zones with `default_zone`,
     /// an interval's start with `now + every`, a calendar's start with today.
+    /// Instants are truncated to microseconds, the precision stores keep.
     pub fn resolve(&mut self, now: Timestamp, default_zone: &Zone) {
+        let whole = |t: Timestamp, unit: jiff::Unit| {
+            t.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(t)
+        };
+        // Stores keep instants in microseconds; a trigger that fires at a
+        // finer instant would fire at a time its store cannot tell apart
+        // from the stored next run, and fire twice or not at all.
+        let micros = |t: &mut Option<Timestamp>| *t = t.map(|t| whole(t, jiff::Unit::Microsecond));
         self.visit_mut(&mut |t| match t {
             Trigger::Cron(c) => {
                 c.timezone.get_or_insert_with(|| default_zone.clone());
+                micros(&mut c.start);
+                micros(&mut c.end);
             }
             Trigger::Interval(i) => {
                 if i.start.is_none() {
@@ -377,18 +387,20 @@ impl Trigger {
                     } else {
                         jiff::Unit::Second
                     };
-                    let anchor = now.checked_add(i.every).ok();
-                    i.start = anchor.map(|a| {
-                        a.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(a)
-                    });
+                    i.start = now.checked_add(i.every).ok().map(|a| whole(a, unit));
                 }
+                micros(&mut i.start);
+                micros(&mut i.end);
+                i.every = i.every.round(jiff::Unit::Microsecond).unwrap_or(i.every).max(SignedDuration::from_micros(1));
             }
             Trigger::Calendar(c) => {
                 let zone = c.timezone.get_or_insert_with(|| default_zone.clone());
                 let today = zone.tz.to_datetime(now).date();
                 c.start.get_or_insert(today);
+                micros(&mut c.end);
             }
-            Trigger::Date(_) | Trigger::Any(_) | Trigger::All(_) => {}
+            Trigger::Date(d) => d.at = whole(d.at, jiff::Unit::Microsecond),
+            Trigger::Any(_) | Trigger::All(_) => {}
         });
     }
 
@@ -649,6 +661,21 @@ mod tests {
             .with_start(ts("2026-01-05T09:00:00Z"))
             .with_end(ts("2026-01-06T09:00:00Z"));
         assert_eq!(t.upcoming(ts("2026-01-01T00:00:00Z"), 5), [ts("2026-01-05T09:00:00Z"), ts("2026-01-06T09:00:00Z")]);
+    }
+
+    #[test]
+    fn resolve_truncates_instants_to_the_microseconds_stores_keep() {
+        let start = ts("2026-01-01T00:00:00.123456789Z");
+        let mut t = Trigger::every("1h").unwrap().with_start(start).with_end(ts("2026-02-01T00:00:00.999999999Z"));
+        t.resolve(ts("2026-01-01T00:00:00Z"), &Zone::utc());
+        let Trigger::Interval(i) = &t else { unreachable!() };
+        assert_eq!(i.start, Some(ts("2026-01-01T00:00:00.123456Z")));
+        assert_eq!(i.end, Some(ts("2026-02-01T00:00:00.999999Z")));
+        // The first fire time is then exactly what a store will read back.
+        assert_eq!(t.next_after(ts("2025-12-31T00:00:00Z")), Some(ts("2026-01-01T00:00:00.123456Z")));
+        let mut d = Trigger::at(start);
+        d.resolve(start, &Zone::utc());
+        assert_eq!(d.next_after(ts("2025-01-01T00:00:00Z")), Some(ts("2026-01-01T00:00:00.123456Z")));
     }
 
     #[test]

@@ -36,11 +36,13 @@ use chime_core::{
 use jiff::{SignedDuration, Timestamp};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type MakeStore = Box<dyn Fn() -> BoxFuture<Arc<dyn JobStore>> + Send + Sync>;
+type CorruptJob = Box<dyn Fn(Arc<dyn JobStore>, JobId) -> BoxFuture<()> + Send + Sync>;
 
 /// Makes fresh stores for the suite, and optionally corrupts a stored job.
 pub struct Harness {
-    make: Box<dyn Fn() -> BoxFuture<Arc<dyn JobStore>> + Send + Sync>,
-    corrupt: Option<Box<dyn Fn(Arc<dyn JobStore>, JobId) -> BoxFuture<()> + Send + Sync>>,
+    make: MakeStore,
+    corrupt: Option<CorruptJob>,
 }
 
 impl Harness {
