@@ -86,6 +86,16 @@ impl SqliteStore {
     /// SQLite database, is read-only and needs migrating, or was written by a
     /// newer chime.
     pub async fn open(location: &str) -> Result<SqliteStore> {
+        SqliteStore::open_with_busy_timeout(location, Duration::from_secs(5)).await
+    }
+
+    /// [`open`](SqliteStore::open) with how long a write waits for another
+    /// process's lock before failing with a transient "busy" error (default 5 s).
+    ///
+    /// # Errors
+    ///
+    /// As for `open`.
+    pub async fn open_with_busy_timeout(location: &str, busy_timeout: Duration) -> Result<SqliteStore> {
         let memory = location.contains(":memory:");
         let shown = location
             .strip_prefix("sqlite://")
@@ -100,7 +110,7 @@ impl SqliteStore {
         };
         let options = options
             .create_if_missing(true)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(busy_timeout)
             .synchronous(SqliteSynchronous::Normal)
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal });
         let pool = SqlitePoolOptions::new()

@@ -1,0 +1,133 @@
+//! Bad files and faults: each is a clear error naming the file and the
+//! problem, nothing stored is lost, and a scheduler keeps going through a
+//! locked database.
+
+use std::time::{Duration, Instant};
+
+use chime_core::{ConflictPolicy, Event, Job, JobContext, JobStore, Scheduler, ShutdownMode, TaskRegistry, Trigger};
+use chime_sqlite::SqliteStore;
+use sqlx::Connection;
+
+fn job(id: &str) -> Job {
+    let mut job = Job::new(id, "noop", Trigger::every("1h").unwrap()).unwrap();
+    job.trigger.resolve(jiff::Timestamp::now(), &chime_core::Zone::utc());
+    job.state.next_run_at = job.trigger.next_after(jiff::Timestamp::now());
+    job
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    let garbage = "these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let err = SqliteStore::open(path.to_str().unwrap()).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(path.to_str().unwrap()), "the error names the file: {msg}");
+    assert!(msg.contains("not a SQLite database"), "{msg}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), garbage, "the file is untouched");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_chime_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    store.add_job(job("keep-me"), ConflictPolicy::Error).await.unwrap();
+    drop(store);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', CURRENT_TIMESTAMP, 1, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let err = SqliteStore::open(path).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "store error: {path}: the database was written by a newer chime (schema version 9999; this chime knows up to 1): upgrade chime, or use another file"
+        )
+    );
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 1, "the stored job is still there");
+}
+
+#[tokio::test]
+async fn a_read_only_database_reads_and_refuses_writes_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    store.add_job(job("a"), ConflictPolicy::Error).await.unwrap();
+    drop(store);
+
+    let ro = SqliteStore::open(&format!("sqlite://{path}?mode=ro")).await.unwrap();
+    assert_eq!(ro.get_job(&chime_core::JobId::new("a").unwrap()).await.unwrap().unwrap().id.as_str(), "a");
+    let err = ro.add_job(job("b"), ConflictPolicy::Error).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(path) && msg.contains("read-only"), "{msg}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_a_transient_error_and_scheduling_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap().to_owned();
+    let store = SqliteStore::open_with_busy_timeout(&path, Duration::from_millis(100)).await.unwrap();
+
+    // Another process holds the write lock.
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut locker).await.unwrap();
+    let err = store.add_job(job("x"), ConflictPolicy::Error).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("busy"), "{err}");
+
+    // A scheduler whose claims fail while the lock is held reports it and goes on.
+    let mut tasks = TaskRegistry::new();
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let scheduler = Scheduler::builder().store(store).tasks(tasks).timezone("UTC").unwrap().build();
+    let mut events = scheduler.subscribe();
+    scheduler.start().unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::StoreError { operation, message }) = events.recv().await {
+                return (operation, message);
+            }
+        }
+    })
+    .await
+    .expect("a store error event");
+    assert!(e.1.contains("busy"), "{e:?}");
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+
+    let started = Instant::now();
+    let mut j = Job::new("after-unlock", "noop", Trigger::at(jiff::Timestamp::now())).unwrap();
+    j.options.max_instances = 1;
+    loop {
+        match scheduler.add_job(j.clone(), ConflictPolicy::Error).await {
+            Ok(_) => break,
+            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(10) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::RunSucceeded { job_id, .. }) = events.recv().await
+                && job_id.as_str() == "after-unlock"
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the job added after the lock ran");
+    scheduler.shutdown(ShutdownMode::Cancel).await;
+}
