@@ -12,11 +12,64 @@ use chime_core::{ConflictPolicy, Job, JobContext, Scheduler, ShutdownMode, TaskR
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 
+/// Where the benchmark's jobs live: `--store memory` (default) or `--store sqlite`
+/// (a fresh file in the temporary directory, deleted afterwards).
+#[derive(Clone, Copy, PartialEq)]
+enum StoreKind {
+    Memory,
+    Sqlite,
+}
+
+static STORE: std::sync::OnceLock<StoreKind> = std::sync::OnceLock::new();
+
+fn store_kind() -> StoreKind {
+    *STORE.get().unwrap_or(&StoreKind::Memory)
+}
+
+/// A scheduler builder on the chosen store (`CHIME_BENCH_BATCH` overrides the claim batch size).
+async fn builder() -> chime_core::SchedulerBuilder {
+    let b = store_builder().await;
+    match std::env::var("CHIME_BENCH_BATCH").ok().and_then(|b| b.parse().ok()) {
+        Some(n) => b.batch_size(n),
+        None => b,
+    }
+}
+
+async fn store_builder() -> chime_core::SchedulerBuilder {
+    match store_kind() {
+        StoreKind::Memory => Scheduler::builder(),
+        StoreKind::Sqlite => {
+            let path = std::env::temp_dir().join(format!("chime-bench-{}.db", std::process::id()));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            let store = chime_sqlite::SqliteStore::open(path.to_str().unwrap()).await.expect("a sqlite store");
+            Scheduler::builder().store(store)
+        }
+    }
+}
+
+fn cleanup() {
+    let path = std::env::temp_dir().join(format!("chime-bench-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--store") {
+        let kind = match args.get(i + 1).map(String::as_str) {
+            Some("memory") => StoreKind::Memory,
+            Some("sqlite") => StoreKind::Sqlite,
+            other => usage(&format!("--store takes memory or sqlite, not {other:?}")),
+        };
+        STORE.set(kind).ok();
+        args.drain(i..=i + 1);
+    }
     let (workload, n) = match args.as_slice() {
         [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
-        _ => usage("expected WORKLOAD N"),
+        _ => usage("expected WORKLOAD N [--store memory|sqlite]"),
     };
     let runtime = if std::env::var("CHIME_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -31,14 +84,17 @@ fn main() {
             "w3" => w3_steady(n).await,
             "w4" => w4_idle(n).await,
             "w5" => w5_next_fire(n),
+            "claims" => claims(n).await,
             other => usage(&format!("unknown workload {other:?}")),
         }
     });
-    println!("{}", json!({"scheduler": "chime", "workload": workload, "n": n, "result": result}));
+    cleanup();
+    let store = if store_kind() == StoreKind::Sqlite { "sqlite" } else { "memory" };
+    println!("{}", json!({"scheduler": "chime", "store": store, "workload": workload, "n": n, "result": result}));
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5 N");
+    eprintln!("error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5|claims N [--store memory|sqlite]");
     std::process::exit(2);
 }
 
@@ -61,7 +117,7 @@ fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) ->
 
 /// w1: add N interval jobs (every hour).
 async fn w1_add(n: usize) -> serde_json::Value {
-    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
+    let scheduler = builder().await.tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
     let trigger = Trigger::every("1h").unwrap();
     let rss_before = rss_bytes();
     let start = Instant::now();
@@ -90,7 +146,8 @@ fn w2_lead() -> SignedDuration {
 async fn w2_burst(n: usize) -> serde_json::Value {
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(n)));
     let executed = Arc::new(AtomicU64::new(0));
-    let scheduler = Scheduler::builder()
+    let scheduler = builder()
+        .await
         .tasks(registry(Some(Arc::clone(&lateness)), Arc::clone(&executed)))
         .max_concurrency(10_000)
         .build();
@@ -123,7 +180,8 @@ async fn w2_burst(n: usize) -> serde_json::Value {
 async fn w3_steady(n: usize) -> serde_json::Value {
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(n * 10)));
     let executed = Arc::new(AtomicU64::new(0));
-    let scheduler = Scheduler::builder()
+    let scheduler = builder()
+        .await
         .tasks(registry(Some(Arc::clone(&lateness)), Arc::clone(&executed)))
         .max_concurrency(10_000)
         .build();
@@ -159,7 +217,7 @@ async fn w3_steady(n: usize) -> serde_json::Value {
 
 /// w4: N jobs due in an hour; CPU used over 10 idle seconds.
 async fn w4_idle(n: usize) -> serde_json::Value {
-    let scheduler = Scheduler::builder().tasks(registry(None, Arc::default())).build();
+    let scheduler = builder().await.tasks(registry(None, Arc::default())).build();
     let trigger = Trigger::at(Timestamp::now() + SignedDuration::from_hours(1));
     for i in 0..n {
         scheduler
@@ -187,6 +245,37 @@ fn w5_next_fire(n: usize) -> serde_json::Value {
     }
     let s = start.elapsed().as_secs_f64();
     json!({ "next_fire_s": s, "next_fire_per_s": n as f64 / s, "last": at.to_string() })
+}
+
+/// claims: N jobs all due; the time of each `acquire_due` batch of 64, straight
+/// on the store (no executor): what one claim transaction costs.
+async fn claims(n: usize) -> serde_json::Value {
+    let scheduler = builder().await.tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
+    let due = Timestamp::now();
+    for i in 0..n {
+        let job = Job::new(&format!("job-{i}"), "noop", Trigger::at(due)).unwrap();
+        scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
+    }
+    let store = Arc::clone(scheduler.store());
+    let mut batches = Vec::new();
+    let start = Instant::now();
+    let mut claimed = 0;
+    loop {
+        let t = Instant::now();
+        let got = store.acquire_due(Timestamp::now(), 64, "bench").await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        batches.push(t.elapsed().as_secs_f64() * 1000.0);
+        claimed += got.len();
+    }
+    let s = start.elapsed().as_secs_f64();
+    json!({
+        "claimed": claimed,
+        "claims_per_s": claimed as f64 / s,
+        "batch_of_64_p50_ms": percentile(&mut batches, 0.5),
+        "batch_of_64_p99_ms": percentile(&mut batches, 0.99),
+    })
 }
 
 fn percentile(values: &mut [f64], p: f64) -> Option<f64> {

@@ -50,7 +50,7 @@ use chime_core::{
 use jiff::Timestamp;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -65,13 +65,25 @@ pub struct SqliteStore {
     location: String,
     changes: Arc<watch::Sender<u64>>,
     poller: Option<tokio::task::JoinHandle<()>>,
+    /// Run updates go to one writer task, which commits whatever has queued
+    /// up in one transaction (group commit): a burst of runs costs a few
+    /// transactions, not two per run.
+    run_writes: mpsc::UnboundedSender<RunWrite>,
+    writer: tokio::task::JoinHandle<()>,
 }
+
+/// A run update and where to send the outcome of its transaction.
+type RunWrite = (Run, oneshot::Sender<std::result::Result<(), (String, bool)>>);
+
+/// Runs per group-commit transaction, at most.
+const MAX_RUN_BATCH: usize = 1024;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if let Some(p) = &self.poller {
             p.abort();
         }
+        self.writer.abort();
     }
 }
 
@@ -150,8 +162,10 @@ impl SqliteStore {
                 }
             }))
         };
+        let (run_writes, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(run_writer(pool.clone(), shown.clone(), queue));
         tracing::info!(database = %shown, "sqlite store open");
-        Ok(SqliteStore { pool, location: shown, changes, poller })
+        Ok(SqliteStore { pool, location: shown, changes, poller, run_writes, writer })
     }
 
     /// The file this store uses.
@@ -208,6 +222,82 @@ async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// The group-commit writer: takes every run update queued so far, writes
+/// them in one transaction, and tells each caller the outcome.
+async fn run_writer(pool: SqlitePool, location: String, mut queue: mpsc::UnboundedReceiver<RunWrite>) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_RUN_BATCH).await > 0 {
+        let runs: Vec<&Run> = batch.iter().map(|(run, _)| run).collect();
+        let outcome = write_runs(&pool, &runs).await.map_err(|e| match store_error(&location, "recording runs", &e) {
+            Error::Store { message, transient } => (message, transient),
+            other => (other.to_string(), false),
+        });
+        if let Err((message, _)) = &outcome {
+            // Callers that did not wait for the write learn of it here.
+            tracing::error!(runs = runs.len(), error = %message, "run history write failed");
+        }
+        for (_, reply) in batch.drain(..) {
+            let _ = reply.send(outcome.clone());
+        }
+    }
+}
+
+async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // 100 rows of 10 parameters stay well under SQLite's parameter limit.
+    for chunk in runs.chunks(100) {
+        let sql = format!(
+            "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
+             VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, \
+             finished_at = excluded.finished_at, attempt = excluded.attempt, node = excluded.node, error = excluded.error",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for run in chunk {
+            q = q
+                .bind(run.id.to_string())
+                .bind(run.job_id.as_str())
+                .bind(micros(run.scheduled_for))
+                .bind(kind_str(run.kind))
+                .bind(run.status.as_str())
+                .bind(run.started_at.map(micros))
+                .bind(run.finished_at.map(micros))
+                .bind(i64::from(run.attempt))
+                .bind(run.node.as_deref().map(str::to_owned))
+                .bind(run.error.clone());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // The job's last run and status, from its latest finished run in the batch.
+    let mut last: Vec<&Run> = Vec::new();
+    for run in runs.iter().filter(|r| r.status.is_finished()) {
+        match last.iter_mut().find(|l| l.job_id == run.job_id) {
+            Some(l) => *l = run,
+            None => last.push(run),
+        }
+    }
+    for chunk in last.chunks(100) {
+        let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+        let sql = format!(
+            "UPDATE chime_job SET last_run_at = COALESCE(CASE id {cases} END, last_run_at), last_status = CASE id {cases} END \
+             WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for run in chunk {
+            q = q.bind(run.job_id.as_str().to_owned()).bind(run.started_at.map(micros));
+        }
+        for run in chunk {
+            q = q.bind(run.job_id.as_str().to_owned()).bind(run.status.as_str());
+        }
+        for run in chunk {
+            q = q.bind(run.job_id.as_str().to_owned());
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
 }
 
 fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
@@ -473,6 +563,14 @@ impl JobStore for SqliteStore {
         Ok(job)
     }
 
+    /// # Implementation
+    ///
+    /// One `BEGIN IMMEDIATE` transaction and four statements per batch,
+    /// whatever its size: read the due jobs; count their runs in flight;
+    /// insert every planned run (`ON CONFLICT DO NOTHING RETURNING id`, so a
+    /// time that already has a run is not run again); advance every job's
+    /// next fire time and version. The write lock makes the read-plan-write
+    /// atomic against other processes.
     async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
         let fail = |e| self.err("claiming due jobs", e);
         let node: Arc<str> = Arc::from(node);
@@ -486,11 +584,12 @@ impl JobStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut claims = Vec::with_capacity(rows.len());
+
+        let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id.clone();
-            let mut job = match row.decode() {
-                Ok(job) => job,
+            match row.decode() {
+                Ok(job) => jobs.push(job),
                 Err(problem) => {
                     tracing::error!(job_id = %id, %problem, database = %self.location, "stored job does not decode; marked broken, kept");
                     sqlx::query("UPDATE chime_job SET broken = ? WHERE id = ?")
@@ -499,20 +598,33 @@ impl JobStore for SqliteStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(fail)?;
-                    continue;
                 }
-            };
-            let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
-            )))
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(fail)?;
-            let plan = plan_fire(&job, now, running as u32);
-            let mut runs = Vec::with_capacity(plan.runs.len());
-            for p in plan.runs {
-                let run = match p.decision {
+            }
+        }
+        if jobs.is_empty() {
+            tx.commit().await.map_err(fail)?;
+            return Ok(Vec::new());
+        }
+
+        let placeholders = vec!["?"; jobs.len()].join(", ");
+        let sql = format!(
+            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id IN ({placeholders}) GROUP BY job_id"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+        for job in &jobs {
+            q = q.bind(job.id.as_str().to_owned());
+        }
+        let running: std::collections::HashMap<String, i64> =
+            q.fetch_all(&mut *tx).await.map_err(fail)?.into_iter().collect();
+
+        let mut planned = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
+            let plan = plan_fire(&job, now, in_flight as u32);
+            let runs: Vec<Run> = plan
+                .runs
+                .into_iter()
+                .map(|p| match p.decision {
                     Decision::Run => Run::pending(job.id.clone(), p.scheduled_for, RunKind::Scheduled, &node),
                     Decision::Missed(why) => {
                         Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Missed, why, &node, now)
@@ -520,25 +632,64 @@ impl JobStore for SqliteStore {
                     Decision::Skipped(why) => {
                         Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Skipped, why, &node, now)
                     }
-                };
-                // A run for this time already exists only if another claim
-                // made it: then this one must not run it again.
-                if insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
-                    runs.push(run);
-                }
-            }
-            sqlx::query("UPDATE chime_job SET next_run_at = ?, version = version + 1 WHERE id = ?")
-                .bind(plan.next_run_at.map(micros))
-                .bind(&id)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
+                })
+                .collect();
             job.state.next_run_at = plan.next_run_at;
             job.state.version += 1;
-            claims.push(Claim { job, runs, uncounted: plan.uncounted });
+            planned.push((job, runs, plan.uncounted));
+        }
+
+        // Insert every planned run; keep those that really were inserted.
+        let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in all_runs.chunks(100) {
+            let sql = format!(
+                "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
+                 VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for run in chunk {
+                q = q
+                    .bind(run.id.to_string())
+                    .bind(run.job_id.as_str().to_owned())
+                    .bind(micros(run.scheduled_for))
+                    .bind(kind_str(run.kind))
+                    .bind(run.status.as_str())
+                    .bind(run.started_at.map(micros))
+                    .bind(run.finished_at.map(micros))
+                    .bind(i64::from(run.attempt))
+                    .bind(run.node.as_deref().map(str::to_owned))
+                    .bind(run.error.clone());
+            }
+            inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
+        }
+
+        for chunk in planned.chunks(100) {
+            let sql = format!(
+                "UPDATE chime_job SET next_run_at = CASE id {} END, version = version + 1 WHERE id IN ({})",
+                vec!["WHEN ? THEN ?"; chunk.len()].join(" "),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (job, _, _) in chunk {
+                q = q.bind(job.id.as_str().to_owned()).bind(job.state.next_run_at.map(micros));
+            }
+            for (job, _, _) in chunk {
+                q = q.bind(job.id.as_str().to_owned());
+            }
+            q.execute(&mut *tx).await.map_err(fail)?;
         }
         tx.commit().await.map_err(fail)?;
-        Ok(claims)
+
+        Ok(planned
+            .into_iter()
+            .map(|(job, runs, uncounted)| {
+                // A time that already had a run was claimed before: not run again.
+                let runs = runs.into_iter().filter(|r| inserted.contains(&r.id.to_string())).collect();
+                Claim { job, runs, uncounted }
+            })
+            .collect())
     }
 
     async fn next_due_at(&self) -> Result<Option<Timestamp>> {
@@ -561,35 +712,22 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    /// Queues the update for the group-commit writer. A finished run waits
+    /// for its transaction; a run that is only starting does not, so its task
+    /// is not delayed by the write (a crash before that write leaves the run
+    /// `pending` rather than `running`, and it is reaped as abandoned either way).
     async fn update_run(&self, run: &Run) -> Result<()> {
-        let fail = |e| self.err("recording a run", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        let updated = sqlx::query(
-            "UPDATE chime_run SET status = ?, started_at = ?, finished_at = ?, attempt = ?, node = ?, error = ? WHERE id = ?",
-        )
-        .bind(run.status.as_str())
-        .bind(run.started_at.map(micros))
-        .bind(run.finished_at.map(micros))
-        .bind(i64::from(run.attempt))
-        .bind(run.node.as_deref())
-        .bind(run.error.as_deref())
-        .bind(run.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
-        if updated.rows_affected() == 0 {
-            insert_run(&mut *tx, run).await.map_err(fail)?;
+        let (reply, outcome) = oneshot::channel();
+        let gone =
+            || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
+        self.run_writes.send((run.clone(), reply)).map_err(|_| gone())?;
+        if !run.status.is_finished() {
+            return Ok(());
         }
-        if run.status.is_finished() {
-            sqlx::query("UPDATE chime_job SET last_run_at = COALESCE(?, last_run_at), last_status = ? WHERE id = ?")
-                .bind(run.started_at.map(micros))
-                .bind(run.status.as_str())
-                .bind(run.job_id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?;
+        match outcome.await.map_err(|_| gone())? {
+            Ok(()) => Ok(()),
+            Err((message, transient)) => Err(Error::Store { message, transient }),
         }
-        tx.commit().await.map_err(fail)
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {
