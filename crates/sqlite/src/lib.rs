@@ -72,8 +72,9 @@ pub struct SqliteStore {
     writer: tokio::task::JoinHandle<()>,
 }
 
-/// A run update and where to send the outcome of its transaction.
-type RunWrite = (Run, oneshot::Sender<std::result::Result<(), (String, bool)>>);
+/// A run update (or, with `None`, a barrier: "tell me when everything queued
+/// before me is written") and where to send the outcome of its transaction.
+type RunWrite = (Option<Run>, oneshot::Sender<std::result::Result<(), (String, bool)>>);
 
 /// Runs per group-commit transaction, at most.
 const MAX_RUN_BATCH: usize = 1024;
@@ -181,6 +182,15 @@ impl SqliteStore {
         self.changes.send_modify(|n| *n += 1);
     }
 
+    /// Waits until every run update queued so far is committed, so that
+    /// reads of run history see this store's own writes.
+    async fn flush_runs(&self) -> Result<()> {
+        let (reply, outcome) = oneshot::channel();
+        let gone = || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
+        self.run_writes.send((None, reply)).map_err(|_| gone())?;
+        outcome.await.map_err(|_| gone())?.map_err(|(message, transient)| Error::Store { message, transient })
+    }
+
     async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
         sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = ?")
             .bind(id.as_str())
@@ -229,8 +239,8 @@ async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
 async fn run_writer(pool: SqlitePool, location: String, mut queue: mpsc::UnboundedReceiver<RunWrite>) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_RUN_BATCH).await > 0 {
-        let runs: Vec<&Run> = batch.iter().map(|(run, _)| run).collect();
-        let outcome = write_runs(&pool, &runs).await.map_err(|e| match store_error(&location, "recording runs", &e) {
+        let runs: Vec<&Run> = batch.iter().filter_map(|(run, _)| run.as_ref()).collect();
+        let outcome = if runs.is_empty() { Ok(()) } else { write_runs(&pool, &runs).await }.map_err(|e| match store_error(&location, "recording runs", &e) {
             Error::Store { message, transient } => (message, transient),
             other => (other.to_string(), false),
         });
@@ -720,7 +730,7 @@ impl JobStore for SqliteStore {
         let (reply, outcome) = oneshot::channel();
         let gone =
             || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
-        self.run_writes.send((run.clone(), reply)).map_err(|_| gone())?;
+        self.run_writes.send((Some(run.clone()), reply)).map_err(|_| gone())?;
         if !run.status.is_finished() {
             return Ok(());
         }
@@ -731,6 +741,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {
+        self.flush_runs().await?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
         )))
@@ -742,6 +753,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        self.flush_runs().await?;
         let mut sql = String::from("SELECT * FROM chime_run WHERE 1 = 1");
         if query.job_id.is_some() {
             sql.push_str(" AND job_id = ?");
