@@ -193,6 +193,23 @@ impl SchedulerBuilder {
     }
 }
 
+/// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SchedulerStats {
+    /// Jobs stored, broken ones included.
+    pub jobs: usize,
+    /// Jobs paused.
+    pub paused: usize,
+    /// Jobs whose trigger has no more fire times.
+    pub finished: usize,
+    /// Stored jobs that no longer decode.
+    pub broken: usize,
+    /// Runs in progress in this process.
+    pub running_here: usize,
+    /// Over every retained run of every job.
+    pub runs: JobStats,
+}
+
 /// What `Scheduler::sync` did. `Display` reads "added 2, updated 1, kept 5, orphaned 1".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -748,6 +765,26 @@ impl Scheduler {
         Ok(report)
     }
 
+    /// Figures for the whole scheduler: jobs by state, runs in progress here,
+    /// and [`JobStats`] over every retained run.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn scheduler_stats(&self) -> Result<SchedulerStats> {
+        let jobs = self.inner.store.list_jobs(&JobFilter::default()).await?;
+        let broken = self.inner.store.broken_jobs().await?.len();
+        let runs = self.inner.store.history(&RunQuery { limit: Some(usize::MAX), ..RunQuery::default() }).await?;
+        Ok(SchedulerStats {
+            jobs: jobs.len() + broken,
+            paused: jobs.iter().filter(|j| j.is_paused()).count(),
+            finished: jobs.iter().filter(|j| !j.is_paused() && j.state.next_run_at.is_none()).count(),
+            broken,
+            running_here: *self.inner.in_flight.borrow(),
+            runs: JobStats::from_runs(&runs),
+        })
+    }
+
     /// Read-modify-write with the store's version check, retried when
     /// something else (usually the scheduler loop advancing the job) wrote
     /// in between.
@@ -781,10 +818,11 @@ async fn run_loop(inner: Arc<Inner>) {
             for run in runs {
                 tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "run abandoned by a process that died");
                 inner.emit(Event::RunAbandoned {
-                    job_id: run.job_id,
+                    job_id: run.job_id.clone(),
                     run_id: run.id,
                     scheduled_for: run.scheduled_for,
                 });
+                retry_abandoned(&inner, run).await;
             }
         }
         Err(e) => inner.store_error("reaping abandoned runs", &e),
@@ -862,6 +900,29 @@ async fn run_loop(inner: Arc<Inner>) {
             _ = inner.wake.notified() => {}
         }
     }
+}
+
+/// Runs an abandoned run again when its job's retry policy has attempts
+/// left: the same run (same id, so the same idempotency key), next attempt.
+async fn retry_abandoned(inner: &Arc<Inner>, mut run: Run) {
+    let job = match inner.store.get_job(&run.job_id).await {
+        Ok(Some(job)) => job,
+        Ok(None) => return,
+        Err(e) => return inner.store_error("reading the job of an abandoned run", &e),
+    };
+    let attempts_left = job.options.retry.as_ref().is_some_and(|r| run.attempt.max(1) < r.max_attempts);
+    if !attempts_left {
+        return;
+    }
+    run.attempt = run.attempt.max(1);
+    run.status = RunStatus::Pending;
+    run.finished_at = None;
+    run.node = Some(Arc::clone(&inner.node));
+    if let Err(e) = inner.store.update_run(&run).await {
+        return inner.store_error("retrying an abandoned run", &e);
+    }
+    tracing::info!(job_id = %job.id, run_id = %run.id, attempt = run.attempt + 1, "retrying a run its process abandoned");
+    executor::dispatch(inner, Arc::new(job), run);
 }
 
 fn handle_claim(inner: &Arc<Inner>, claim: Claim) {

@@ -667,6 +667,13 @@ async fn history_is_bounded_per_job_and_stats_add_up() {
     let stats = h.scheduler.stats("m").await.unwrap();
     assert_eq!((stats.runs, stats.succeeded, stats.success_rate), (100, 100, Some(1.0)));
     assert_eq!(stats.avg_lateness_s, Some(0.0));
+    h.scheduler.pause_job("m", "enough").await.unwrap();
+    h.add(Job::new("once", "record", Trigger::at(ts("2025-01-01T00:00:00Z"))).unwrap()).await;
+    h.wait_for("the one-off", |e| matches!(e, Event::JobFinished { .. })).await;
+    h.wait_for("its run", |e| matches!(e, Event::RunSucceeded { .. })).await;
+    let all = h.scheduler.scheduler_stats().await.unwrap();
+    assert_eq!((all.jobs, all.paused, all.finished, all.broken, all.running_here), (2, 1, 1, 0, 0));
+    assert_eq!((all.runs.runs, all.runs.succeeded), (101, 101));
 }
 
 #[tokio::test]

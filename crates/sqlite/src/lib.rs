@@ -186,7 +186,8 @@ impl SqliteStore {
     /// reads of run history see this store's own writes.
     async fn flush_runs(&self) -> Result<()> {
         let (reply, outcome) = oneshot::channel();
-        let gone = || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
+        let gone =
+            || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
         self.run_writes.send((None, reply)).map_err(|_| gone())?;
         outcome.await.map_err(|_| gone())?.map_err(|(message, transient)| Error::Store { message, transient })
     }
@@ -240,9 +241,11 @@ async fn run_writer(pool: SqlitePool, location: String, mut queue: mpsc::Unbound
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_RUN_BATCH).await > 0 {
         let runs: Vec<&Run> = batch.iter().filter_map(|(run, _)| run.as_ref()).collect();
-        let outcome = if runs.is_empty() { Ok(()) } else { write_runs(&pool, &runs).await }.map_err(|e| match store_error(&location, "recording runs", &e) {
-            Error::Store { message, transient } => (message, transient),
-            other => (other.to_string(), false),
+        let outcome = if runs.is_empty() { Ok(()) } else { write_runs(&pool, &runs).await }.map_err(|e| {
+            match store_error(&location, "recording runs", &e) {
+                Error::Store { message, transient } => (message, transient),
+                other => (other.to_string(), false),
+            }
         });
         if let Err((message, _)) = &outcome {
             // Callers that did not wait for the write learn of it here.

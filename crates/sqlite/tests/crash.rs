@@ -85,7 +85,11 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
         .unwrap()
         .with_misfire_grace_time(SignedDuration::from_millis(500));
     let paused_later = Job::new("paused-later", "noop", Trigger::every("1s").unwrap()).unwrap();
-    for job in [stuck, every_sec, graced, paused_later] {
+    // Its retry policy says a run its process abandons is run again.
+    let stuck_retry = Job::new("stuck-retry", "hang", Trigger::every("1h").unwrap().with_start(soon))
+        .unwrap()
+        .with_retry(chime_core::RetryPolicy::new(3, SignedDuration::from_secs(1)));
+    for job in [stuck, every_sec, graced, paused_later, stuck_retry] {
         admin.add_job(job, ConflictPolicy::Error).await.unwrap();
     }
 
@@ -101,6 +105,7 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
 
     wait_until("the stuck run to be running in the child", Duration::from_secs(20), || async {
         history(&store, "stuck").await.first().is_some_and(|r| r.status == RunStatus::Running)
+            && history(&store, "stuck-retry").await.first().is_some_and(|r| r.status == RunStatus::Running)
     })
     .await;
     wait_until("the child to run paused-later", Duration::from_secs(20), || async {
@@ -131,13 +136,16 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
     restarted.start().unwrap();
     let mut abandoned = None;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut every_sec_ran, mut graced_missed) = (false, false);
-    while abandoned.is_none() || !every_sec_ran || !graced_missed {
+    let (mut every_sec_ran, mut graced_missed, mut retried) = (false, false, None);
+    while abandoned.is_none() || !every_sec_ran || !graced_missed || retried.is_none() {
         assert!(Instant::now() < deadline, "restart did not abandon/run/miss as expected");
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
             Event::RunAbandoned { job_id, run_id, .. } if job_id.as_str() == "stuck" => abandoned = Some(run_id),
             Event::RunSucceeded { job_id, .. } if job_id.as_str() == "every-sec" => every_sec_ran = true,
             Event::RunMissed { job_id, .. } if job_id.as_str() == "graced" => graced_missed = true,
+            Event::RunStarted { job_id, attempt, run_id, .. } if job_id.as_str() == "stuck-retry" => {
+                retried = Some((attempt, run_id))
+            }
             _ => {}
         }
     }
@@ -145,7 +153,11 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
 
     // Nothing lost.
     let ids: Vec<String> = restarted.jobs().await.unwrap().iter().map(|j| j.id.to_string()).collect();
-    assert_eq!(ids, ["every-sec", "graced", "paused-later", "stuck"]);
+    assert_eq!(ids, ["every-sec", "graced", "paused-later", "stuck", "stuck-retry"]);
+    // The abandoned run of a job with retries left ran again: same run, attempt 2.
+    let (attempt, run_id) = retried.unwrap();
+    assert_eq!(attempt, 2);
+    assert_eq!(history(&store, "stuck-retry").await[0].id, run_id);
     assert_eq!(restarted.get_job("paused-later").await.unwrap().state.paused.as_deref(), Some("from another process"));
 
     // The in-flight run is abandoned, with the reason.
