@@ -1,23 +1,19 @@
 use std::fmt;
 use std::process::ExitCode;
 
-/// A failed command, with the exit code it maps to: 2 when the user's input
-/// is wrong (as clap does for flags), 1 when a valid operation failed.
+/// A failed command and the exit code it maps to. Today every failure is the
+/// user's input (exit 2, as clap uses for bad flags); operations that can fail
+/// on their own (exit 1) arrive with `chime serve` and `chime jobs`.
 #[derive(Debug)]
 pub(crate) enum CliError {
     /// The input is invalid: a bad expression, zone or instant.
     Usage(String),
-    /// The operation was valid but could not be done.
-    #[allow(dead_code)]
-    // No command can fail this way yet; `chime serve` and `chime jobs` will.
-    Failed(anyhow::Error),
 }
 
 impl CliError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
-            CliError::Failed(_) => ExitCode::from(1),
         }
     }
 }
@@ -26,8 +22,6 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CliError::Usage(message) => f.write_str(message),
-            // `{:#}` prints the whole anyhow context chain on one line.
-            CliError::Failed(err) => write!(f, "{err:#}"),
         }
     }
 }

@@ -89,8 +89,8 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
             cancel: token.child_token(),
         };
         let outcome = attempt(inner, &handler, ctx, job.options.timeout, &token).await;
-        let will_retry =
-            |_: &Attempt| retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
+        // Whether a failure of this attempt is followed by another.
+        let again = retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
         let (status, error) = match outcome {
             Attempt::Succeeded => {
                 let duration = clock.now().duration_since(attempt_started);
@@ -104,7 +104,6 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
                 (RunStatus::Cancelled, Some("cancelled".to_owned()))
             }
             ref failure @ (Attempt::Failed(_) | Attempt::TimedOut) => {
-                let again = will_retry(failure);
                 let (status, error) = match failure {
                     Attempt::Failed(e) => {
                         tracing::warn!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, will_retry = again, error = %e, "run failed");
