@@ -13,9 +13,136 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the scheduler: jobs from a config file and the store, until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Manage stored jobs, whether a server is running or not.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Show run history, newest first.
+    History(HistoryArgs),
+    /// Show run statistics for one job or for all.
+    Stats(StatsArgs),
     /// Preview cron expressions: when they fire, and what they mean.
     #[command(subcommand)]
     Cron(CronCommand),
+}
+
+/// Where jobs live: flag, then `CHIME_STORE`, then `DATABASE_URL`, then the config, then `sqlite://chime.db`.
+#[derive(Debug, Args, Clone, Default)]
+pub(crate) struct StoreArg {
+    /// The store: `sqlite://chime.db`, a path, or `memory:`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The config file with scheduler settings and jobs.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+    /// This scheduler's name in run history [default: host-pid].
+    #[arg(long, value_name = "ID")]
+    pub(crate) node_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobsCommand {
+    /// List jobs: next and last run, status.
+    List {
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job: definition, options, state, next 5 fire times, last 5 runs.
+    Show {
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a job: it has no next run until resumed.
+    Pause {
+        id: String,
+        /// Why, shown in listings.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Resume a paused job; its next run is computed from now.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Remove a job; its history stays.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Run a job now, once: by the running server, or here with --here.
+    Run {
+        id: String,
+        /// Wait for the run to finish and exit 1 if it failed.
+        #[arg(long)]
+        wait: bool,
+        /// Run it in this process instead of asking the server.
+        #[arg(long)]
+        here: bool,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+    /// Give a job a new trigger.
+    Reschedule {
+        id: String,
+        /// A cron expression.
+        #[arg(long, value_name = "EXPR", group = "trigger")]
+        cron: Option<String>,
+        /// An interval such as 4h.
+        #[arg(long, value_name = "DURATION", group = "trigger")]
+        every: Option<String>,
+        /// Once, at an RFC 3339 instant.
+        #[arg(long, value_name = "TIME", group = "trigger")]
+        at: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Only this job's runs.
+    #[arg(long, value_name = "ID")]
+    pub(crate) job: Option<String>,
+    /// Only runs in this status (succeeded, failed, timed_out, missed, skipped, abandoned, cancelled, pending, running).
+    #[arg(long, value_name = "STATUS")]
+    pub(crate) status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// One job; all jobs when absent.
+    pub(crate) id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -107,7 +107,7 @@ fn fire_time_lines(times: &[Timestamp], tz: &TimeZone, from: Timestamp) -> Strin
 }
 
 /// "3h 12m", "2d 4h", "45s": the two most significant units.
-fn relative(d: SignedDuration) -> String {
+pub(crate) fn relative(d: SignedDuration) -> String {
     let secs = d.as_secs().max(0);
     let parts = [(secs / 86_400, "d"), (secs / 3600 % 24, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
     let first = parts.iter().position(|(n, _)| *n != 0).unwrap_or(3);

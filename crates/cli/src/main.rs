@@ -2,17 +2,38 @@
 //! this file only maps outcomes to exit codes.
 
 mod args;
+mod builtin;
+mod config;
 mod cron_cmd;
 mod error;
+mod manage;
+mod serve;
+mod store;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::args::Command;
+use crate::error::CliError;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
-        args::Command::Cron(cmd) => cron_cmd::run(cmd),
+        Command::Cron(cmd) => cron_cmd::run(cmd),
+        Command::Serve(args) => {
+            // The server logs; one-shot commands print only their answer.
+            use std::io::IsTerminal as _;
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_max_level(tracing::Level::INFO)
+                .init();
+            block_on(serve::run(args))
+        }
+        Command::Jobs(cmd) => block_on(manage::jobs(cmd)),
+        Command::History(args) => block_on(manage::history(args)),
+        Command::Stats(args) => block_on(manage::stats(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,4 +42,12 @@ fn main() -> ExitCode {
             err.exit_code()
         }
     }
+}
+
+fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(f: F) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(anyhow::anyhow!("starting the async runtime: {e}")))?
+        .block_on(f)
 }

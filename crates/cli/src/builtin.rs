@@ -1,0 +1,194 @@
+//! The tasks `chime serve` offers with no Rust code: `command` and `http`.
+//! Everything a run needs is in the job's arguments, so a job stored by the
+//! server can also be run by the CLI (`chime jobs run ID --here`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chime_core::{JobContext, TaskError, TaskRegistry};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Output kept per run, in bytes: the tail of stdout and stderr.
+const OUTPUT_TAIL: usize = 4096;
+
+/// The arguments of a `command` job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandSpec {
+    /// The program, then its arguments; with `shell`, one shell command line.
+    pub(crate) argv: Vec<String>,
+    /// Run through `/bin/sh -c` (off unless asked for).
+    #[serde(default)]
+    pub(crate) shell: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) working_dir: Option<String>,
+}
+
+/// The arguments of an `http` job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpSpec {
+    pub(crate) url: String,
+    #[serde(default = "default_method")]
+    pub(crate) method: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) body: Option<String>,
+}
+
+fn default_method() -> String {
+    "GET".to_owned()
+}
+
+pub(crate) fn registry() -> TaskRegistry {
+    let mut tasks = TaskRegistry::new();
+    tasks.register("command", |ctx: JobContext| async move { run_command(ctx).await });
+    tasks.register("http", |ctx: JobContext| async move { run_http(ctx).await });
+    tasks
+}
+
+async fn run_command(ctx: JobContext) -> Result<(), TaskError> {
+    let spec: CommandSpec = ctx.args()?;
+    let (program, args) = if spec.shell {
+        ("/bin/sh".to_owned(), vec!["-c".to_owned(), spec.argv.join(" ")])
+    } else {
+        let (program, args) = spec.argv.split_first().ok_or("the command is empty")?;
+        (program.clone(), args.to_vec())
+    };
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
+        .envs(&spec.env)
+        .env("CHIME_JOB_ID", ctx.job_id.as_str())
+        .env("CHIME_RUN_ID", ctx.run_id.to_string())
+        .env("CHIME_SCHEDULED_FOR", ctx.scheduled_for.to_string())
+        .env("CHIME_ATTEMPT", ctx.attempt.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        // A run that times out or is cancelled is dropped: the child dies with it.
+        .kill_on_drop(true);
+    if let Some(dir) = &spec.working_dir {
+        cmd.current_dir(dir);
+    }
+    let child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let output = child.wait_with_output().await.map_err(|e| format!("waiting for {program:?}: {e}"))?;
+    let tail = output_tail(&output.stdout, &output.stderr);
+    if output.status.success() {
+        tracing::info!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %tail, "command succeeded");
+        Ok(())
+    } else {
+        let status = match output.status.code() {
+            Some(code) => format!("exit status {code}"),
+            None => "killed by a signal".to_owned(),
+        };
+        Err(if tail.is_empty() { status } else { format!("{status}; output: {tail}") }.into())
+    }
+}
+
+/// The last few KiB of stdout then stderr, as text.
+fn output_tail(stdout: &[u8], stderr: &[u8]) -> String {
+    let mut all = String::from_utf8_lossy(stdout).into_owned();
+    let err = String::from_utf8_lossy(stderr);
+    if !err.trim().is_empty() {
+        all.push_str(&err);
+    }
+    let all = all.trim();
+    let mut start = all.len().saturating_sub(OUTPUT_TAIL);
+    while !all.is_char_boundary(start) {
+        start += 1;
+    }
+    all[start..].to_owned()
+}
+
+/// A small HTTP/1.1 client for `http://` URLs: 2xx is success.
+async fn run_http(ctx: JobContext) -> Result<(), TaskError> {
+    let spec: HttpSpec = ctx.args()?;
+    let (host, port, path) = parse_http_url(&spec.url)?;
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(30), tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| format!("connecting to {host}:{port} timed out"))?
+            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let body = spec.body.unwrap_or_default();
+    let mut request = format!(
+        "{} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: chime\r\nConnection: close\r\nContent-Length: {}\r\n",
+        spec.method.to_ascii_uppercase(),
+        body.len()
+    );
+    for (k, v) in &spec.headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.take(1 << 20).read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status_line = text.lines().next().unwrap_or_default();
+    let code: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response from {}: {status_line:?}", spec.url))?;
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let body: String = body.chars().take(OUTPUT_TAIL).collect();
+        Err(format!("{} answered {status_line}; body: {}", spec.url, body.trim()).into())
+    }
+}
+
+/// `http://host[:port]/path` → (host, port, path). Other schemes are refused.
+pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        if url.starts_with("https://") {
+            format!("{url:?}: https is not supported yet; use http:// (a local endpoint or a TLS-terminating proxy)")
+        } else {
+            format!("{url:?} is not an http:// URL")
+        }
+    })?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"))?),
+        None => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok((host.to_owned(), port, path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls() {
+        assert_eq!(
+            parse_http_url("http://127.0.0.1:8080/health").unwrap(),
+            ("127.0.0.1".into(), 8080, "/health".into())
+        );
+        assert_eq!(parse_http_url("http://example.com").unwrap(), ("example.com".into(), 80, "/".into()));
+        assert!(parse_http_url("https://example.com").unwrap_err().contains("https is not supported yet"));
+        assert!(parse_http_url("ftp://x").is_err());
+        assert!(parse_http_url("http://:80/").is_err());
+        assert!(parse_http_url("http://h:99999/").is_err());
+    }
+
+    #[test]
+    fn output_tail_keeps_the_end() {
+        let long = "x".repeat(10_000) + "END";
+        let tail = output_tail(long.as_bytes(), b"");
+        assert_eq!(tail.len(), OUTPUT_TAIL);
+        assert!(tail.ends_with("END"));
+        assert_eq!(output_tail(b"out\n", b"err\n"), "out\nerr");
+    }
+}

@@ -1,0 +1,73 @@
+//! `chime serve`: a scheduler on the store, with the config file's jobs, until a signal.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chime_core::{Scheduler, ShutdownMode};
+
+use crate::args::ServeArgs;
+use crate::error::CliError;
+use crate::{builtin, config, store};
+
+pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let config = match &args.config {
+        Some(path) => config::load(path).map_err(CliError::Usage)?,
+        None => config::Config::default(),
+    };
+    let url = store::resolve(args.store.store.as_deref(), config.store.as_deref());
+    let store = store::open(&url, true).await?;
+    let mut builder = Scheduler::builder()
+        .shared_store(store)
+        .tasks(builtin::registry())
+        .history_retention(config.history_keep, config.history_max_age);
+    if let Some(zone) = &config.timezone {
+        builder = builder.timezone(zone).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    if let Some(n) = config.max_concurrency {
+        builder = builder.max_concurrency(n);
+    }
+    if let Some(id) = &args.node_id {
+        builder = builder.node_id(id);
+    }
+    let scheduler = builder.build();
+    tracing::info!(store = %url, node = %scheduler.node_id(), zone = %scheduler.timezone(), "chime serve starting");
+
+    let report = scheduler.sync(config.jobs).await.context("syncing the config file's jobs into the store")?;
+    println!("jobs synced from the config: {report}");
+    for id in &report.orphaned {
+        println!("  {id}: no longer in the config; paused, not deleted (remove it with `chime jobs remove {id}`)");
+    }
+    for job in scheduler.jobs().await.context("listing jobs")? {
+        let next = match (&job.state.paused, job.state.next_run_at) {
+            (Some(reason), _) => format!("paused ({reason})"),
+            (None, Some(t)) => format!("next {t}"),
+            (None, None) => "finished".to_owned(),
+        };
+        println!("  {}: {} — {next}", job.id, job.trigger.describe());
+    }
+    scheduler.start().context("starting the scheduler")?;
+    println!("chime is running on {url}; Ctrl-C to stop");
+
+    wait_for_signal().await;
+    let grace = Duration::try_from(config.shutdown_grace).unwrap_or(Duration::from_secs(30));
+    println!("stopping: waiting up to {} for running jobs", chime_core::format_duration(config.shutdown_grace));
+    scheduler.shutdown(ShutdownMode::Wait(grace)).await;
+    println!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
