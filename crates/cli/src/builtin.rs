@@ -77,6 +77,9 @@ async fn run_command(ctx: JobContext) -> Result<(), TaskError> {
     let child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let output = child.wait_with_output().await.map_err(|e| format!("waiting for {program:?}: {e}"))?;
     let tail = output_tail(&output.stdout, &output.stderr);
+    if !tail.is_empty() {
+        ctx.set_output(tail.clone());
+    }
     if output.status.success() {
         tracing::info!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %tail, "command succeeded");
         Ok(())

@@ -136,6 +136,15 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
         serde_json::from_str(&stdout(&chime(d, &["history", "--job", "fails", "--json"]))).unwrap();
     assert_eq!(history[0]["status"], "failed");
     assert_eq!(history[0]["error"], "exit status 3; output: something broke");
+    assert_eq!(history[0]["output"], "something broke");
+    let nightly: serde_json::Value =
+        serde_json::from_str(&stdout(&chime(d, &["history", "--job", "nightly", "--json"]))).unwrap();
+    assert_eq!(nightly[0]["status"], "succeeded");
+    assert_eq!(
+        nightly[0]["output"],
+        serde_json::Value::Null,
+        "the nightly command prints nothing: it appends to a file"
+    );
     let failed = stdout(&chime(d, &["history", "--status", "failed"]));
     assert!(failed.contains("fails") && !failed.contains("nightly"), "{failed}");
 

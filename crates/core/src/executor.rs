@@ -80,6 +80,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
             attempt: run.attempt,
         });
         let attempt_started = clock.now();
+        let output = Arc::new(std::sync::Mutex::new(None));
         let ctx = JobContext {
             job_id: job.id.clone(),
             run_id: run.id,
@@ -87,8 +88,10 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
             attempt: run.attempt,
             args: Arc::clone(&args),
             cancel: token.child_token(),
+            output: Arc::clone(&output),
         };
         let outcome = attempt(inner, &handler, ctx, job.options.timeout, &token).await;
+        run.output = output.lock().unwrap_or_else(|p| p.into_inner()).take().map(cap_error);
         // Whether a failure of this attempt is followed by another.
         let again = retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
         let (status, error) = match outcome {

@@ -165,6 +165,10 @@ pub struct Run {
     pub node: Option<Arc<str>>,
     /// The error of the last attempt, or why it was missed or skipped; at most 4 KiB.
     pub error: Option<String>,
+    /// What the task reported of itself (`JobContext::set_output`), such as
+    /// the tail of a command's output; at most 4 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }
 
 impl Run {
@@ -181,6 +185,7 @@ impl Run {
             attempt: 0,
             node: Some(Arc::clone(node)),
             error: None,
+            output: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct JobContext {
     /// cancellation, or the scheduler shuts down cancelling runs. A task that
     /// ignores it is aborted at its next `.await` after a grace period.
     pub cancel: CancellationToken,
+    /// Where `set_output` leaves its text for the run record.
+    pub(crate) output: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl JobContext {
@@ -63,6 +65,12 @@ impl JobContext {
     pub fn args<T: DeserializeOwned>(&self) -> Result<T, TaskError> {
         T::deserialize(&*self.args)
             .map_err(|e| format!("job {}: arguments do not fit the task: {e}", self.job_id).into())
+    }
+
+    /// Records a short text with the run (kept in history, capped at 4 KiB),
+    /// such as the tail of a command's output. The last call wins.
+    pub fn set_output(&self, text: impl Into<String>) {
+        *self.output.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.into());
     }
 
     /// Whether the run has been asked to stop.

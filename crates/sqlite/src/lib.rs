@@ -137,10 +137,27 @@ impl SqliteStore {
             .map_err(|e| fail("opening the database", e))?;
 
         check_schema_version(&pool, &shown).await?;
-        MIGRATOR.run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => fail("migrating the database", e),
-            other => Error::Store { message: format!("{shown}: migrating the database: {other}"), transient: false },
-        })?;
+        // Two processes opening a new file at once (a server and a CLI) both
+        // try to migrate it; SQLite's migrator takes no lock, so the loser
+        // fails on a table the winner just created. Trying again finds the
+        // migrations applied.
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&pool).await {
+                Ok(()) => break,
+                Err(_) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(sqlx::migrate::MigrateError::Execute(e)) => return Err(fail("migrating the database", e)),
+                Err(other) => {
+                    return Err(Error::Store {
+                        message: format!("{shown}: migrating the database: {other}"),
+                        transient: false,
+                    });
+                }
+            }
+        }
 
         let changes = Arc::new(watch::Sender::new(0u64));
         let poller = if memory {
@@ -262,10 +279,10 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<()> {
     // 100 rows of 10 parameters stay well under SQLite's parameter limit.
     for chunk in runs.chunks(100) {
         let sql = format!(
-            "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
+            "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
              VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, \
-             finished_at = excluded.finished_at, attempt = excluded.attempt, node = excluded.node, error = excluded.error",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+             finished_at = excluded.finished_at, attempt = excluded.attempt, node = excluded.node, error = excluded.error, output = excluded.output",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for run in chunk {
@@ -279,7 +296,8 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<()> {
                 .bind(run.finished_at.map(micros))
                 .bind(i64::from(run.attempt))
                 .bind(run.node.as_deref().map(str::to_owned))
-                .bind(run.error.clone());
+                .bind(run.error.clone())
+                .bind(run.output.clone());
         }
         q.execute(&mut *tx).await?;
     }
@@ -416,6 +434,7 @@ struct RunRow {
     attempt: i64,
     node: Option<String>,
     error: Option<String>,
+    output: Option<String>,
 }
 
 impl RunRow {
@@ -431,6 +450,7 @@ impl RunRow {
             attempt: self.attempt as u32,
             node: self.node.map(Arc::from),
             error: self.error,
+            output: self.output,
         })
     }
 }
@@ -442,8 +462,8 @@ fn kind_str(kind: RunKind) -> &'static str {
     }
 }
 
-const INSERT_RUN: &str = "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, scheduled_for) DO NOTHING";
+const INSERT_RUN: &str = "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, scheduled_for) DO NOTHING";
 
 async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(e: E, run: &Run) -> sqlx::Result<u64> {
     Ok(sqlx::query(INSERT_RUN)
@@ -457,6 +477,7 @@ async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(e: E, ru
         .bind(i64::from(run.attempt))
         .bind(run.node.as_deref())
         .bind(run.error.as_deref())
+        .bind(run.output.as_deref())
         .execute(e)
         .await?
         .rows_affected())
@@ -657,9 +678,9 @@ impl JobStore for SqliteStore {
         let mut inserted = std::collections::HashSet::new();
         for chunk in all_runs.chunks(100) {
             let sql = format!(
-                "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error) \
+                "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
                  VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
             );
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
             for run in chunk {
@@ -673,7 +694,8 @@ impl JobStore for SqliteStore {
                     .bind(run.finished_at.map(micros))
                     .bind(i64::from(run.attempt))
                     .bind(run.node.as_deref().map(str::to_owned))
-                    .bind(run.error.clone());
+                    .bind(run.error.clone())
+                    .bind(run.output.clone());
             }
             inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
         }

@@ -131,3 +131,19 @@ async fn a_locked_database_is_a_transient_error_and_scheduling_resumes() {
     .expect("the job added after the lock ran");
     scheduler.shutdown(ShutdownMode::Cancel).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_opening_a_new_file_at_once_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap().to_owned();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let p = path.clone();
+            tokio::spawn(async move { SqliteStore::open(&p).await.map(|_| ()) })
+        })
+        .collect();
+    for open in opens {
+        open.await.unwrap().expect("every concurrent open succeeds");
+    }
+}

@@ -311,6 +311,7 @@ async fn runs_move_through_every_status(h: &Harness) {
         if status.is_finished() {
             done.finished_at = Some(at(i as i64) + SignedDuration::from_secs(3));
             done.error = Some("é".repeat(10));
+            done.output = Some(format!("line 1\nline {i}"));
         }
         store.update_run(&done).await.unwrap();
         let back =
