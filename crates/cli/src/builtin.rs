@@ -195,3 +195,63 @@ mod tests {
         assert_eq!(output_tail(b"out\n", b"err\n"), "out\nerr");
     }
 }
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+    use chime_core::JobId;
+
+    /// A one-request HTTP server on 127.0.0.1 that answers `status` and
+    /// returns the request it received.
+    async fn serve_once(status: &'static str) -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            let body = "pong";
+            let response =
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            socket.write_all(response.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (port, handle)
+    }
+
+    fn ctx(args: serde_json::Value) -> JobContext {
+        JobContext::new(JobId::new("ping").unwrap(), args)
+    }
+
+    #[tokio::test]
+    async fn a_2xx_answer_is_success_and_the_request_is_what_the_job_says() {
+        let (port, server) = serve_once("204 No Content").await;
+        let args = serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook?x=1"), "method": "post", "headers": {"X-Token": "t"}, "body": "{}"});
+        run_http(ctx(args)).await.unwrap();
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook?x=1 HTTP/1.1\r\n"), "{request}");
+        assert!(
+            request.contains("X-Token: t\r\n") && request.contains("Content-Length: 2\r\n") && request.ends_with("{}")
+        );
+    }
+
+    #[tokio::test]
+    async fn other_answers_fail_with_the_status_line_and_body() {
+        let (port, server) = serve_once("503 Service Unavailable").await;
+        let err = run_http(ctx(serde_json::json!({"url": format!("http://127.0.0.1:{port}/")}))).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("http://127.0.0.1:{port}/ answered HTTP/1.1 503 Service Unavailable; body: pong")
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_fails_clearly() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let err = run_http(ctx(serde_json::json!({"url": format!("http://127.0.0.1:{port}/")}))).await.unwrap_err();
+        assert!(err.to_string().starts_with(&format!("cannot connect to 127.0.0.1:{port}")), "{err}");
+    }
+}

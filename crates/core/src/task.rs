@@ -45,6 +45,34 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// A context for calling a task directly, as a unit test of the task
+    /// would: a new run id, scheduled now, attempt 1, a fresh token.
+    ///
+    /// ```
+    /// use chime_core::{JobContext, JobId};
+    ///
+    /// let ctx = JobContext::new(JobId::new("report")?, serde_json::json!({"to": "ops"}));
+    /// ctx.set_output("sent");
+    /// assert_eq!(ctx.output().as_deref(), Some("sent"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(job_id: JobId, args: serde_json::Value) -> JobContext {
+        JobContext {
+            job_id,
+            run_id: RunId::new(),
+            scheduled_for: Timestamp::now(),
+            attempt: 1,
+            args: Arc::new(args),
+            cancel: CancellationToken::new(),
+            output: Arc::default(),
+        }
+    }
+
+    /// What [`set_output`](JobContext::set_output) last recorded.
+    pub fn output(&self) -> Option<String> {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// The arguments as a typed value.
     ///
     /// ```
