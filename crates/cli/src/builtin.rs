@@ -38,6 +38,10 @@ pub(crate) struct HttpSpec {
     pub(crate) headers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) body: Option<String>,
+    /// A PEM file of extra certificate authorities to trust for https, beside
+    /// the bundled Mozilla roots (for a private CA or a self-signed server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) ca_cert: Option<String>,
 }
 
 fn default_method() -> String {
@@ -107,19 +111,20 @@ fn output_tail(stdout: &[u8], stderr: &[u8]) -> String {
     all[start..].to_owned()
 }
 
-/// A small HTTP/1.1 client for `http://` URLs: 2xx is success.
+/// A small HTTP/1.1 client for `http://` and `https://` URLs: 2xx is success.
 async fn run_http(ctx: JobContext) -> Result<(), TaskError> {
     let spec: HttpSpec = ctx.args()?;
-    let (host, port, path) = parse_http_url(&spec.url)?;
-    let mut stream =
-        tokio::time::timeout(Duration::from_secs(30), tokio::net::TcpStream::connect((host.as_str(), port)))
-            .await
-            .map_err(|_| format!("connecting to {host}:{port} timed out"))?
-            .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    let body = spec.body.unwrap_or_default();
+    let url = parse_http_url(&spec.url)?;
+    let (host, port) = (url.host.as_str(), url.port);
+    let tcp = tokio::time::timeout(Duration::from_secs(30), tokio::net::TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| format!("connecting to {host}:{port} timed out"))?
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
+    let body = spec.body.clone().unwrap_or_default();
     let mut request = format!(
-        "{} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: chime\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{} {} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: chime\r\nConnection: close\r\nContent-Length: {}\r\n",
         spec.method.to_ascii_uppercase(),
+        url.path,
         body.len()
     );
     for (k, v) in &spec.headers {
@@ -127,9 +132,14 @@ async fn run_http(ctx: JobContext) -> Result<(), TaskError> {
     }
     request.push_str("\r\n");
     request.push_str(&body);
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut response).await?;
+    let response = if url.tls {
+        let connector = tls_connector(spec.ca_cert.as_deref())?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| format!("{host:?}: {e}"))?;
+        let stream = connector.connect(name, tcp).await.map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
+        exchange(stream, &request).await?
+    } else {
+        exchange(tcp, &request).await?
+    };
     let text = String::from_utf8_lossy(&response);
     let status_line = text.lines().next().unwrap_or_default();
     let code: u16 = status_line
@@ -146,27 +156,72 @@ async fn run_http(ctx: JobContext) -> Result<(), TaskError> {
     }
 }
 
-/// `http://host[:port]/path` → (host, port, path). Other schemes are refused.
-pub(crate) fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        if url.starts_with("https://") {
-            format!("{url:?}: https is not supported yet; use http:// (a local endpoint or a TLS-terminating proxy)")
-        } else {
-            format!("{url:?} is not an http:// URL")
+/// Sends the request and reads the response (at most 1 MiB).
+async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &str,
+) -> Result<Vec<u8>, TaskError> {
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    let mut response = Vec::new();
+    // A server that closes without TLS close_notify still sent a whole response.
+    match (&mut stream).take(1 << 20).read_to_end(&mut response).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(response)
+}
+
+fn tls_connector(extra_ca: Option<&str>) -> Result<tokio_rustls::TlsConnector, TaskError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        use rustls::pki_types::pem::PemObject as _;
+        for cert in
+            rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| format!("ca_cert {path:?}: {e}"))?
+        {
+            let cert = cert.map_err(|e| format!("ca_cert {path:?}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("ca_cert {path:?}: {e}"))?;
         }
-    })?;
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)))
+}
+
+/// The parts of an `http://` or `https://` URL the client needs.
+#[derive(Debug, PartialEq)]
+pub(crate) struct HttpUrl {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) path: String,
+}
+
+/// `http[s]://host[:port]/path`. Other schemes are refused.
+pub(crate) fn parse_http_url(url: &str) -> Result<HttpUrl, String> {
+    let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err(format!("{url:?} is not an http:// or https:// URL")),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("{url:?}: bad port {p:?}"))?),
-        None => (authority, 80),
+        None => (authority, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
-    Ok((host.to_owned(), port, path.to_owned()))
+    Ok(HttpUrl { tls, host: host.to_owned(), port, path: path.to_owned() })
 }
 
 #[cfg(test)]
@@ -175,13 +230,11 @@ mod tests {
 
     #[test]
     fn http_urls() {
-        assert_eq!(
-            parse_http_url("http://127.0.0.1:8080/health").unwrap(),
-            ("127.0.0.1".into(), 8080, "/health".into())
-        );
-        assert_eq!(parse_http_url("http://example.com").unwrap(), ("example.com".into(), 80, "/".into()));
-        assert!(parse_http_url("https://example.com").unwrap_err().contains("https is not supported yet"));
-        assert!(parse_http_url("ftp://x").is_err());
+        let u = |tls, host: &str, port, path: &str| HttpUrl { tls, host: host.into(), port, path: path.into() };
+        assert_eq!(parse_http_url("http://127.0.0.1:8080/health").unwrap(), u(false, "127.0.0.1", 8080, "/health"));
+        assert_eq!(parse_http_url("http://example.com").unwrap(), u(false, "example.com", 80, "/"));
+        assert_eq!(parse_http_url("https://example.com/x?y=1").unwrap(), u(true, "example.com", 443, "/x?y=1"));
+        assert!(parse_http_url("ftp://x").unwrap_err().contains("not an http:// or https:// URL"));
         assert!(parse_http_url("http://:80/").is_err());
         assert!(parse_http_url("http://h:99999/").is_err());
     }
@@ -243,6 +296,53 @@ mod http_tests {
             err.to_string(),
             format!("http://127.0.0.1:{port}/ answered HTTP/1.1 503 Service Unavailable; body: pong")
         );
+        server.await.unwrap();
+    }
+
+    /// An https server for "localhost" with a fresh self-signed certificate;
+    /// returns its port and the certificate's PEM.
+    async fn serve_tls_once(status: &'static str) -> (u16, String, tokio::task::JoinHandle<()>) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert_pem = key.cert.pem();
+        let cert = key.cert.der().clone();
+        let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert], private)
+                .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let handle = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let Ok(mut tls) = acceptor.accept(socket).await else { return };
+            let mut buf = vec![0u8; 4096];
+            let _ = tls.read(&mut buf).await.unwrap();
+            let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            tls.write_all(response.as_bytes()).await.unwrap();
+            tls.shutdown().await.unwrap();
+        });
+        (port, cert_pem, handle)
+    }
+
+    #[tokio::test]
+    async fn https_works_with_a_trusted_certificate_and_refuses_an_untrusted_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (port, pem, server) = serve_tls_once("200 OK").await;
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let args =
+            serde_json::json!({"url": format!("https://localhost:{port}/health"), "ca_cert": ca.to_str().unwrap()});
+        run_http(ctx(args)).await.unwrap();
+        server.await.unwrap();
+
+        let (port, _pem, server) = serve_tls_once("200 OK").await;
+        let err = run_http(ctx(serde_json::json!({"url": format!("https://localhost:{port}/")}))).await.unwrap_err();
+        assert!(err.to_string().starts_with(&format!("TLS with localhost:{port}")), "{err}");
+        assert!(err.to_string().contains("UnknownIssuer"), "{err}");
         server.await.unwrap();
     }
 

@@ -304,7 +304,7 @@ mod tests {
                 .contains("give only one")
         );
         assert!(error("[[job]]\nid = \"r\"\nevery = \"1h\"\ncommand = \"ls -l\"\n").contains("needs shell = true"));
-        assert!(error("[[job]]\nid = \"r\"\nevery = \"1h\"\nhttp = { url = \"https://x\" }\n").contains("http.url"));
+        assert!(error("[[job]]\nid = \"r\"\nevery = \"1h\"\nhttp = { url = \"ftp://x\" }\n").contains("http.url"));
         assert!(
             error("[[job]]\nid = \"r\"\nevery = \"1h\"\ncommand = [\"true\"]\ntimeout = \"0s\"\n").contains("timeout")
         );
