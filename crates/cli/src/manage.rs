@@ -239,13 +239,21 @@ async fn run_now(store: &StoreArg, id: &str, wait: bool, here: bool) -> Result<(
     // Ask the server: make the job due now. Its claim runs it once and
     // computes the next run from the trigger, so the schedule is unchanged.
     let requested = Timestamp::now();
-    let job = s.get_job(id).await.map_err(failed)?;
-    if job.is_paused() {
-        return Err(CliError::Failed(anyhow!("job {id} is paused: resume it first, or run it here with --here")));
-    }
-    let mut due = job.clone();
-    due.state.next_run_at = Some(requested);
-    s.store().update_job(due).await.map_err(failed)?;
+    let mut attempts = 0;
+    let job = loop {
+        let job = s.get_job(id).await.map_err(failed)?;
+        if job.is_paused() {
+            return Err(CliError::Failed(anyhow!("job {id} is paused: resume it first, or run it here with --here")));
+        }
+        let mut due = job.clone();
+        due.state.next_run_at = Some(requested);
+        match s.store().update_job(due).await {
+            Ok(_) => break job,
+            // The server advanced the job in between: read it again.
+            Err(e) if e.is_conflict() && attempts < 10 => attempts += 1,
+            Err(e) => return Err(failed(e)),
+        }
+    };
     println!("asked the server to run {id} now");
     if !wait {
         return Ok(());
