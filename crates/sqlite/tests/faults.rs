@@ -47,12 +47,12 @@ async fn a_database_from_a_newer_chime_is_refused() {
     conn.close().await.unwrap();
 
     let err = SqliteStore::open(path).await.unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "store error: {path}: the database was written by a newer chime (schema version 9999; this chime knows up to 1): upgrade chime, or use another file"
-        )
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("store error: {path}: the database was written by a newer chime (schema version 9999; this chime knows up to ")),
+        "{msg}"
     );
+    assert!(msg.ends_with("): upgrade chime, or use another file"), "{msg}");
     let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job").fetch_one(&mut conn).await.unwrap();
     assert_eq!(n, 1, "the stored job is still there");
