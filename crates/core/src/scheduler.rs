@@ -184,6 +184,7 @@ impl SchedulerBuilder {
                 running: Mutex::new(HashMap::default()),
                 in_flight: watch::Sender::new(0),
                 loop_task: Mutex::new(None),
+                last_tick: std::sync::atomic::AtomicI64::new(0),
                 wake: Notify::new(),
                 batch_size: self.batch_size,
                 cancel_grace: self.cancel_grace,
@@ -296,6 +297,8 @@ pub(crate) struct Inner {
     /// How many runs this process has in progress.
     pub(crate) in_flight: watch::Sender<usize>,
     loop_task: Mutex<Option<JoinHandle<()>>>,
+    /// When the loop last came round, in microseconds since the epoch (0: never).
+    last_tick: std::sync::atomic::AtomicI64,
     wake: Notify,
     batch_size: usize,
     pub(crate) cancel_grace: SignedDuration,
@@ -387,6 +390,16 @@ impl Scheduler {
     /// Where the scheduler is in its life.
     pub fn state(&self) -> SchedulerState {
         *self.inner.state.borrow()
+    }
+
+    /// When the scheduler loop last came round (it does at least once a
+    /// minute while running), or `None` before it first did. A health check
+    /// compares it with the clock.
+    pub fn last_tick(&self) -> Option<Timestamp> {
+        match self.inner.last_tick.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            us => Timestamp::from_microsecond(us).ok(),
+        }
     }
 
     /// This scheduler's node id.
@@ -853,6 +866,7 @@ async fn run_loop(inner: Arc<Inner>) {
         changes.borrow_and_update();
 
         let now = inner.clock.now();
+        inner.last_tick.store(now.as_microsecond(), std::sync::atomic::Ordering::Relaxed);
         if now >= next_prune {
             next_prune = later(now, PRUNE_EVERY);
             let cutoff = inner.retention.max_age.and_then(|age| now.checked_sub(age).ok());

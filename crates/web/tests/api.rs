@@ -1,0 +1,280 @@
+//! Every endpoint and every error, through the router with `oneshot`: no socket.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chime_core::{Job, JobContext, ManualClock, Scheduler, TaskRegistry, Trigger};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+fn scheduler() -> (Scheduler, ManualClock) {
+    let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut tasks = TaskRegistry::new();
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    tasks.register("command", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let s = Scheduler::builder().tasks(tasks).clock(clock.clone()).timezone("UTC").unwrap().node_id("web-test").build();
+    (s, clock)
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)))
+    };
+    (status, json)
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
+}
+
+async fn app_with_a_job() -> (axum::Router, Scheduler, ManualClock) {
+    let (s, clock) = scheduler();
+    s.add_job(
+        Job::new("report", "noop", Trigger::cron("0 9 * * *").unwrap()).unwrap(),
+        chime_core::ConflictPolicy::Error,
+    )
+    .await
+    .unwrap();
+    (chime_web::router(chime_web::Handle::new(s.clone())), s, clock)
+}
+
+#[tokio::test]
+async fn jobs_list_get_add_modify_remove() {
+    let (app, _s, _clock) = app_with_a_job().await;
+    let (st, list) = call(&app, "GET", "/api/v1/jobs", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list[0]["id"], "report");
+    assert_eq!(list[0]["trigger_description"], "At 09:00 (UTC)");
+    assert_eq!(list[0]["status"], "active");
+
+    let (st, job) = call(&app, "GET", "/api/v1/jobs/report?next=3", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(job["upcoming"], json!(["2026-01-01T09:00:00Z", "2026-01-02T09:00:00Z", "2026-01-03T09:00:00Z"]));
+
+    let new = json!({"id": "ping", "task": "noop", "trigger": {"type": "interval", "every": "5m"}, "args": {"x": 1}});
+    let (st, added) = call(&app, "POST", "/api/v1/jobs", Some(new.clone()), None).await;
+    assert_eq!(st, StatusCode::CREATED, "{added}");
+    assert_eq!(added["state"]["next_run_at"], "2026-01-01T00:05:00Z");
+    let (st, dup) = call(&app, "POST", "/api/v1/jobs", Some(new), None).await;
+    assert_eq!((st, code(&dup)), (StatusCode::CONFLICT, "conflict"));
+
+    let (st, modified) =
+        call(&app, "PATCH", "/api/v1/jobs/ping", Some(json!({"name": "Ping", "options": {"max_instances": 2}})), None)
+            .await;
+    assert_eq!(st, StatusCode::OK, "{modified}");
+    assert_eq!((modified["name"].as_str(), modified["options"]["max_instances"].as_u64()), (Some("Ping"), Some(2)));
+
+    let (st, page) = call(&app, "GET", "/api/v1/jobs?limit=1&offset=1", None, None).await;
+    assert_eq!((st, page.as_array().unwrap().len(), page[0]["id"].as_str()), (StatusCode::OK, 1, Some("report")));
+
+    let (st, removed) = call(&app, "DELETE", "/api/v1/jobs/ping", None, None).await;
+    assert_eq!((st, removed["removed"]["id"].as_str()), (StatusCode::OK, Some("ping")));
+    let (st, gone) = call(&app, "GET", "/api/v1/jobs/ping", None, None).await;
+    assert_eq!((st, code(&gone)), (StatusCode::NOT_FOUND, "not_found"));
+}
+
+#[tokio::test]
+async fn pause_resume_reschedule_run_and_stats() {
+    let (app, s, _clock) = app_with_a_job().await;
+    let (st, paused) = call(&app, "POST", "/api/v1/jobs/report/pause", Some(json!({"reason": "holiday"})), None).await;
+    assert_eq!(
+        (st, paused["state"]["paused"].as_str(), paused["status"].as_str()),
+        (StatusCode::OK, Some("holiday"), Some("paused"))
+    );
+    let (_, list) = call(&app, "GET", "/api/v1/jobs?status=paused", None, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (st, resumed) = call(&app, "POST", "/api/v1/jobs/report/resume", None, None).await;
+    assert_eq!((st, resumed["status"].as_str()), (StatusCode::OK, Some("active")));
+
+    let (st, r) = call(
+        &app,
+        "POST",
+        "/api/v1/jobs/report/reschedule",
+        Some(json!({"trigger": {"type": "cron", "expr": "30 8 * * *"}})),
+        None,
+    )
+    .await;
+    assert_eq!((st, r["state"]["next_run_at"].as_str()), (StatusCode::OK, Some("2026-01-01T08:30:00Z")));
+
+    let mut events = s.subscribe();
+    let (st, run) = call(&app, "POST", "/api/v1/jobs/report/run", None, None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{run}");
+    assert_eq!(run["run"]["kind"], "manual");
+    loop {
+        if let chime_core::Event::RunSucceeded { .. } = events.recv().await.unwrap() {
+            break;
+        }
+    }
+    let (st, runs) = call(&app, "GET", "/api/v1/runs?job=report&status=succeeded", None, None).await;
+    assert_eq!((st, runs.as_array().unwrap().len()), (StatusCode::OK, 1));
+    let (_, none) = call(&app, "GET", "/api/v1/runs?since=2027-01-01T00:00:00Z", None, None).await;
+    assert_eq!(none, json!([]));
+    let (st, stats) = call(&app, "GET", "/api/v1/jobs/report/stats", None, None).await;
+    assert_eq!((st, stats["succeeded"].as_u64()), (StatusCode::OK, Some(1)));
+    let (st, all) = call(&app, "GET", "/api/v1/stats", None, None).await;
+    assert_eq!((st, all["stats"]["jobs"].as_u64(), all["node"].as_str()), (StatusCode::OK, Some(1), Some("web-test")));
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_right_status_and_never_a_500() {
+    let (app, _s, _clock) = app_with_a_job().await;
+    let cases: Vec<(&str, &str, Option<Value>, StatusCode, &str)> = vec![
+        ("GET", "/api/v1/jobs/nope", None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/api/v1/nowhere", None, StatusCode::NOT_FOUND, "not_found"),
+        ("POST", "/api/v1/jobs/nope/pause", None, StatusCode::NOT_FOUND, "not_found"),
+        ("GET", "/api/v1/jobs?status=sleepy", None, StatusCode::BAD_REQUEST, "malformed"),
+        ("GET", "/api/v1/jobs?limit=many", None, StatusCode::BAD_REQUEST, "malformed"),
+        ("GET", "/api/v1/runs?status=done", None, StatusCode::BAD_REQUEST, "malformed"),
+        ("GET", "/api/v1/runs?since=yesterday", None, StatusCode::BAD_REQUEST, "malformed"),
+        ("POST", "/api/v1/jobs", Some(json!({"id": "x"})), StatusCode::BAD_REQUEST, "malformed"),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"id": "x", "task": "noop", "trigger": {"type": "cron", "expr": "0 9 * * 8"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"id": "x", "task": "noop", "trigger": {"type": "interval", "every": "0s"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"id": "x", "task": "ghost", "trigger": {"type": "interval", "every": "1h"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_task",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(json!({"id": "", "task": "noop", "trigger": {"type": "interval", "every": "1h"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(
+                json!({"id": "x", "task": "noop", "trigger": {"type": "interval", "every": "1h"}, "options": {"max_instances": 0}}),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            Some(
+                json!({"id": "x", "task": "command", "trigger": {"type": "interval", "every": "1h"}, "args": {"argv": ["rm", "-rf", "/"]}}),
+            ),
+            StatusCode::FORBIDDEN,
+            "forbidden_task",
+        ),
+        ("POST", "/api/v1/jobs/report/reschedule", Some(json!({})), StatusCode::BAD_REQUEST, "malformed"),
+        (
+            "POST",
+            "/api/v1/jobs/report/reschedule",
+            Some(json!({"trigger": {"type": "lunar"}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+        ),
+        ("PATCH", "/api/v1/jobs/report", Some(json!({"colour": "red"})), StatusCode::BAD_REQUEST, "malformed"),
+    ];
+    for (method, uri, body, status, expected) in cases {
+        let (st, v) = call(&app, method, uri, body.clone(), None).await;
+        assert_eq!((st, code(&v)), (status, expected), "{method} {uri} {body:?}: {v}");
+        assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Not JSON at all.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/jobs")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // Too large.
+    let big =
+        json!({"id": "x", "task": "noop", "trigger": {"type": "interval", "every": "1h"}, "args": "x".repeat(100_000)});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(big), None).await;
+    assert_eq!((st, code(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+}
+
+#[tokio::test]
+async fn a_token_guards_mutating_calls_only() {
+    let (s, _clock) = scheduler();
+    s.add_job(
+        Job::new("report", "noop", Trigger::cron("0 9 * * *").unwrap()).unwrap(),
+        chime_core::ConflictPolicy::Error,
+    )
+    .await
+    .unwrap();
+    let app = chime_web::router(chime_web::Handle::new(s).with_token(Some("s3cret".into())));
+    let (st, _) = call(&app, "GET", "/api/v1/jobs", None, None).await;
+    assert_eq!(st, StatusCode::OK, "reads stay open");
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/report/pause", None, None).await;
+    assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/report/pause", None, Some("guess")).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (st, _) = call(&app, "POST", "/api/v1/jobs/report/pause", None, Some("s3cret")).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = call(&app, "DELETE", "/api/v1/jobs/report", None, Some("s3cre")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn health_says_why_it_is_not_healthy() {
+    let (app, s, clock) = app_with_a_job().await;
+    let (st, v) = call(&app, "GET", "/health", None, None).await;
+    assert_eq!((st, v["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("the scheduler is stopped")));
+    s.start().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (st, v) = call(&app, "GET", "/health", None, None).await;
+        if st == StatusCode::OK {
+            assert_eq!(v["status"], "ok");
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "{v}");
+        tokio::task::yield_now().await;
+    }
+    let (st, v) = call(&app, "POST", "/api/v1/scheduler/pause", None, None).await;
+    assert_eq!((st, v["state"].as_str()), (StatusCode::OK, Some("paused")));
+    let (st, v) = call(&app, "GET", "/health", None, None).await;
+    assert_eq!((st, v["reason"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("the scheduler is paused")));
+    let (_, v) = call(&app, "POST", "/api/v1/scheduler/resume", None, None).await;
+    assert_eq!(v["state"], "running");
+    // A loop that has not come round for over two minutes is unhealthy. On
+    // this single-threaded test runtime the loop cannot run until the test
+    // yields, so right after the clock jumps its last tick is stale.
+    clock.advance(std::time::Duration::from_secs(180));
+    let (st, v) = call(&app, "GET", "/health", None, None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["reason"].as_str().unwrap().ends_with("over two minutes ago"), "{v}");
+}
