@@ -45,6 +45,13 @@ pub(crate) struct ServeArgs {
     /// This scheduler's name in run history [default: host-pid].
     #[arg(long, value_name = "ID")]
     pub(crate) node_id: Option<String>,
+    /// Serve the HTTP API and /health here. A non-loopback address needs a token
+    /// (CHIME_API_TOKEN or [http] token) [default: 127.0.0.1:8080, or [http] listen].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// Serve no HTTP at all.
+    #[arg(long)]
+    pub(crate) no_http: bool,
 }
 
 #[derive(Debug, Subcommand)]

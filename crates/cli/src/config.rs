@@ -22,6 +22,8 @@ pub(crate) struct Config {
     pub(crate) history_max_age: Option<SignedDuration>,
     pub(crate) shutdown_grace: SignedDuration,
     pub(crate) store: Option<String>,
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    pub(crate) api_token: Option<String>,
     pub(crate) jobs: Vec<Job>,
 }
 
@@ -32,6 +34,8 @@ struct File {
     scheduler: SchedulerSection,
     #[serde(default)]
     defaults: OptionsSection,
+    #[serde(default)]
+    http: HttpSection,
     #[serde(default, rename = "job")]
     jobs: Vec<toml::Spanned<JobSection>>,
 }
@@ -45,6 +49,13 @@ struct SchedulerSection {
     history_max_age: Option<String>,
     shutdown_grace: Option<String>,
     store: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    listen: Option<String>,
+    token: Option<String>,
 }
 
 /// Job options, in a job or as `[defaults]` for every job.
@@ -140,6 +151,16 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
         history_max_age: duration("history_max_age", &s.history_max_age)?,
         shutdown_grace: duration("shutdown_grace", &s.shutdown_grace)?.unwrap_or(SignedDuration::from_secs(30)),
         store: s.store,
+        listen: file
+            .http
+            .listen
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| format!("{shown}: [http] listen: {a:?} is not an address such as 127.0.0.1:8080: {e}"))
+            })
+            .transpose()?,
+        api_token: file.http.token,
         jobs: Vec::new(),
     };
     let defaults = options(&file.defaults, &JobOptions::default())

@@ -45,10 +45,44 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         };
         println!("  {}: {} — {next}", job.id, job.trigger.describe());
     }
+    // HTTP before the scheduler starts, so a bad address stops everything.
+    let token = std::env::var("CHIME_API_TOKEN").ok().filter(|t| !t.is_empty()).or(config.api_token.clone());
+    let http = if args.no_http {
+        None
+    } else {
+        let addr = args.listen.or(config.listen).unwrap_or_else(|| "127.0.0.1:8080".parse().expect("an address"));
+        if !addr.ip().is_loopback() && token.is_none() {
+            return Err(CliError::Usage(format!(
+                "refusing to serve the HTTP API on {addr} without a token: set CHIME_API_TOKEN (or [http] token), or listen on 127.0.0.1"
+            )));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (pass --listen ADDR, or --no-http)"))?;
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let app = chime_web::router(chime_web::Handle::new(scheduler.clone()).with_token(token.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        println!(
+            "HTTP API on http://{bound}/api/v1 (health: http://{bound}/health){}",
+            if token.is_some() { "; mutating calls need the token" } else { "" }
+        );
+        Some((stop, server))
+    };
     scheduler.start().context("starting the scheduler")?;
     println!("chime is running on {url}; Ctrl-C to stop");
 
     wait_for_signal().await;
+    if let Some((stop, server)) = http {
+        let _ = stop.send(());
+        let _ = server.await;
+    }
     let grace = Duration::try_from(config.shutdown_grace).unwrap_or(Duration::from_secs(30));
     println!("stopping: waiting up to {} for running jobs", chime_core::format_duration(config.shutdown_grace));
     scheduler.shutdown(ShutdownMode::Wait(grace)).await;

@@ -24,14 +24,37 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Kills the server if a test fails before stopping it.
-struct Server(Child);
+/// A running `chime serve`: killed if a test fails before stopping it. Its
+/// stdout is collected by a thread; `http` is the API address it printed.
+struct Server {
+    child: Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+    http: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+impl Server {
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+}
+
+/// A GET on the server's HTTP API: (status code, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }
 
 const CONFIG: &str = r#"
@@ -59,16 +82,31 @@ command = "echo 'something broke' >&2; exit 3"
 
 fn start_server(dir: &Path) -> Server {
     std::fs::write(dir.join("chime.toml"), CONFIG).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_chime"))
-        .args(["serve", "--config", "chime.toml", "--store", "sqlite://chime.db"])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["serve", "--config", "chime.toml", "--store", "sqlite://chime.db", "--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env_remove("CHIME_STORE")
+        .env_remove("CHIME_API_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server(child);
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let collected = std::sync::Arc::clone(&out);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("HTTP API on http://") {
+                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
+            }
+            collected.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let http = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its HTTP address");
+    let server = Server { child, out, http };
     wait_until("the server to sync its jobs", || {
         let out = chime(dir, &["jobs", "list", "--json"]);
         out.status.success()
@@ -157,20 +195,26 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
     let all: serde_json::Value = serde_json::from_str(&stdout(&chime(d, &["stats", "--json"]))).unwrap();
     assert_eq!(all["jobs"], 3);
 
+    // The HTTP API of the same server.
+    let (status, body) = http_get(&server.http, "/health");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(&server.http, "/api/v1/jobs/fails");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"last_status\":\"failed\""), "{body}");
+
     // SIGTERM: a graceful stop.
-    let pid = server.0.id().to_string();
+    let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.0.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut out = String::new();
-    server.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = server.output();
     assert!(out.contains("jobs synced from the config: added 3, updated 0, kept 0, orphaned 0"), "{out}");
     assert!(out.contains("stopped"), "{out}");
 
     // The jobs and their state outlive the server; a second start keeps them.
-    let mut server = start_server(d);
+    let _server = start_server(d);
     assert!(stdout(&chime(d, &["jobs", "list"])).contains("At 02:15 (UTC)"), "the runtime reschedule is kept");
-    server.0.kill().unwrap();
 }
 
 #[test]
@@ -206,6 +250,10 @@ fn errors_have_messages_and_exit_codes() {
     assert!(stderr(&out).contains("opening store at sqlite:///nonexistent-dir/x.db"), "{}", stderr(&out));
     assert!(!d.join("chime.db").exists(), "no command created a database by accident");
 
+    let out = chime(d, &["serve", "--store", "memory:", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("refusing to serve the HTTP API on 0.0.0.0:0 without a token"), "{}", stderr(&out));
+
     let out = chime(d, &["jobs", "list", "--store", "postgres://localhost/x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not built yet"));
@@ -225,9 +273,7 @@ fn run_here_executes_in_the_cli_process() {
     let d = dir.path();
     std::fs::write(d.join("chime.toml"), CONFIG).unwrap();
     // Sync the jobs into the store without running them: a server started and stopped at once.
-    let mut server = start_server(d);
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    drop(start_server(d));
     let out = chime(d, &["jobs", "run", "nightly", "--here"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("succeeded"), "{}", stdout(&out));
