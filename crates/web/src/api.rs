@@ -38,6 +38,7 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
     Router::new()
         .nest("/api/v1", api)
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(handle.clone(), require_token))
         .layer(DefaultBodyLimit::max(max_body))
@@ -350,6 +351,11 @@ async fn pause_scheduler(State(h): State<Handle>) -> ApiResult {
 async fn resume_scheduler(State(h): State<Handle>) -> ApiResult {
     h.scheduler.resume();
     Ok(Json(json!({"state": state_name(h.scheduler.state())})).into_response())
+}
+
+async fn metrics(State(h): State<Handle>) -> Response {
+    let text = h.metrics.render(&h.scheduler).await;
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// 200 while the loop has come round within the last two minutes (it does at

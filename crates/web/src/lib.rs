@@ -1,5 +1,5 @@
-//! chime's HTTP surface as an axum [`Router`]: the REST API under `/api/v1`
-//! and `/health`, to serve on its own or mount in a service's own app.
+//! chime's HTTP surface as an axum [`Router`]: the REST API under `/api/v1`,
+//! `/health` and `/metrics`, to serve on its own or mount in a service's own app.
 //!
 //! ```no_run
 //! # async fn example(scheduler: chime_core::Scheduler) -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +23,10 @@
 //! limited to 64 KiB. Jobs running the `command` task cannot be created over
 //! HTTP: commands come only from the server's config file.
 //!
-//! Not built yet: the dashboard at `/`, `/metrics` and the OpenAPI document.
+//! `/metrics` serves Prometheus figures: runs by job and status, run duration
+//! and lateness histograms, running runs, jobs by state, loop lag.
+//!
+//! Not built yet: the dashboard at `/` and the OpenAPI document.
 //!
 //! # Crate features
 //!
@@ -31,6 +34,7 @@
 
 mod api;
 mod error;
+mod metrics;
 
 use std::sync::Arc;
 
@@ -48,13 +52,18 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct Handle {
     pub(crate) scheduler: Scheduler,
     pub(crate) token: Option<Arc<str>>,
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl Handle {
     /// A handle on `scheduler` with no token: mutating calls are open, so
     /// serve it on a loopback address only.
+    ///
+    /// Inside a tokio runtime it also starts counting the scheduler's events
+    /// for `/metrics`.
     pub fn new(scheduler: Scheduler) -> Handle {
-        Handle { scheduler, token: None }
+        let metrics = metrics::Metrics::collect(&scheduler);
+        Handle { scheduler, token: None, metrics }
     }
 
     /// Requires `Authorization: Bearer TOKEN` on mutating calls (`None` or an
@@ -70,7 +79,7 @@ impl Handle {
     }
 }
 
-/// The REST API and `/health` with the default body limit.
+/// The REST API, `/health` and `/metrics` with the default body limit.
 pub fn router(handle: Handle) -> Router {
     router_with_limit(handle, MAX_BODY)
 }

@@ -278,3 +278,37 @@ async fn health_says_why_it_is_not_healthy() {
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert!(v["reason"].as_str().unwrap().ends_with("over two minutes ago"), "{v}");
 }
+
+#[tokio::test]
+async fn metrics_count_runs_by_job_and_status() {
+    let (s, clock) = scheduler();
+    let app = chime_web::router(chime_web::Handle::new(s.clone()));
+    s.add_job(Job::new("a\"b", "noop", Trigger::every("1m").unwrap()).unwrap(), chime_core::ConflictPolicy::Error)
+        .await
+        .unwrap();
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    for _ in 0..3 {
+        clock.advance(std::time::Duration::from_secs(60));
+        loop {
+            if let chime_core::Event::RunSucceeded { .. } = events.recv().await.unwrap() {
+                break;
+            }
+        }
+    }
+    // Let the collector see the last event.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(text.contains("chime_runs_total{job=\"a\\\"b\",status=\"succeeded\"} 3"), "{text}");
+    assert!(text.contains("chime_run_duration_seconds_count{job=\"a\\\"b\"} 3"), "{text}");
+    assert!(text.contains("chime_run_lateness_seconds_bucket{job=\"a\\\"b\",le=\"0.005\"} 3"), "{text}");
+    assert!(text.contains("chime_jobs{state=\"active\"} 1"), "{text}");
+    assert!(text.contains("chime_running_runs 0"), "{text}");
+    assert!(text.contains("chime_loop_lag_seconds "), "{text}");
+}
