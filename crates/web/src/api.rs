@@ -37,6 +37,8 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
         .route("/scheduler/resume", post(resume_scheduler));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(crate::dashboard::index))
+        .route("/jobs/{id}", get(crate::dashboard::job))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)

@@ -26,13 +26,19 @@
 //! `/metrics` serves Prometheus figures: runs by job and status, run duration
 //! and lateness histograms, running runs, jobs by state, loop lag.
 //!
-//! Not built yet: the dashboard at `/` and the OpenAPI document.
+//! The dashboard at `/` lists jobs with live countdowns, their last runs
+//! and pause / resume / run-now buttons; `/jobs/{id}` shows a job's next
+//! fire times, a chart of its recent runs and the errors of failed ones.
+//! Pages are server-rendered and refresh themselves every 5 seconds.
+//!
+//! Not built yet: the OpenAPI document.
 //!
 //! # Crate features
 //!
 //! None.
 
 mod api;
+mod dashboard;
 mod error;
 mod metrics;
 

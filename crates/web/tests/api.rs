@@ -312,3 +312,60 @@ async fn metrics_count_runs_by_job_and_status() {
     assert!(text.contains("chime_running_runs 0"), "{text}");
     assert!(text.contains("chime_loop_lag_seconds "), "{text}");
 }
+
+async fn get_html(app: &axum::Router, uri: &str) -> (StatusCode, String) {
+    let res = app.clone().oneshot(Request::builder().uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let status = res.status();
+    let ct = res.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    if status == StatusCode::OK {
+        assert!(ct.starts_with("text/html"), "{ct}");
+    }
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_dashboard_lists_jobs_escapes_names_and_charts_runs() {
+    let (s, clock) = scheduler();
+    let mut tasks_job = Job::new("xss", "noop", Trigger::every("1m").unwrap()).unwrap();
+    tasks_job.name = Some("<script>alert(1)</script>".into());
+    s.add_job(tasks_job, chime_core::ConflictPolicy::Error).await.unwrap();
+    s.add_job(
+        Job::new("report", "noop", Trigger::cron("0 9 * * *").unwrap()).unwrap(),
+        chime_core::ConflictPolicy::Error,
+    )
+    .await
+    .unwrap();
+    let app = chime_web::router(chime_web::Handle::new(s.clone()).with_token(Some("t".into())));
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    clock.advance(std::time::Duration::from_secs(60));
+    loop {
+        if let chime_core::Event::RunSucceeded { .. } = events.recv().await.unwrap() {
+            break;
+        }
+    }
+
+    let (st, page) = get_html(&app, "/").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "the name is escaped");
+    assert!(!page.contains("<script>alert(1)"), "and never raw");
+    assert!(page.contains(r#"data-action="pause" data-id="report""#));
+    assert!(page.contains(r#"data-action="run" data-id="xss""#));
+    assert!(page.contains(r#"data-at="2026-01-01T09:00:00Z""#), "a live countdown to the next run");
+    assert!(page.contains(r#"<input id="token""#), "a token field when the API needs one");
+    assert!(page.contains("<b>2</b> jobs"));
+    assert!(page.contains(r#"<span class="pill succeeded">succeeded</span>"#));
+
+    s.pause_job("report", "maintenance <now>").await.unwrap();
+    let (_, page) = get_html(&app, "/").await;
+    assert!(page.contains("maintenance &#60;now&#62;"));
+    assert!(page.contains(r#"data-action="resume" data-id="report""#));
+
+    let (st, page) = get_html(&app, "/jobs/xss").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(page.contains("<svg") && page.contains("<rect"), "a chart of the recent runs");
+    assert!(page.contains("2026-01-01T00:02:00Z"), "the next fire times");
+    let (st, _) = get_html(&app, "/jobs/nope").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
