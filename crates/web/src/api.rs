@@ -34,7 +34,8 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
         .route("/runs", get(list_runs))
         .route("/stats", get(scheduler_stats))
         .route("/scheduler/pause", post(pause_scheduler))
-        .route("/scheduler/resume", post(resume_scheduler));
+        .route("/scheduler/resume", post(resume_scheduler))
+        .route("/openapi.json", get(openapi));
     Router::new()
         .nest("/api/v1", api)
         .route("/", get(crate::dashboard::index))
@@ -45,6 +46,13 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
         .layer(middleware::from_fn_with_state(handle.clone(), require_token))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(handle)
+}
+
+/// The OpenAPI 3.1 description of this API.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found() -> ApiError {

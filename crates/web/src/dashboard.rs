@@ -137,7 +137,7 @@ fn job_row(j: &Job, recent: &[Run]) -> JobRow {
 pub(crate) async fn job(State(h): State<Handle>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let s = &h.scheduler;
     let job = s.get_job(&id).await?;
-    let upcoming = s.upcoming(&id, 10).await?.into_iter().map(iso).collect();
+    let upcoming = s.upcoming(&id, 5).await?.into_iter().map(iso).collect();
     let runs = s.history(&RunQuery { job_id: Some(job.id.clone()), limit: Some(50), ..RunQuery::default() }).await?;
     let status = if job.is_paused() {
         "paused"

@@ -31,7 +31,7 @@
 //! fire times, a chart of its recent runs and the errors of failed ones.
 //! Pages are server-rendered and refresh themselves every 5 seconds.
 //!
-//! Not built yet: the OpenAPI document.
+//! `/api/v1/openapi.json` describes the API (OpenAPI 3.1).
 //!
 //! # Crate features
 //!

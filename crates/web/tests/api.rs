@@ -369,3 +369,36 @@ async fn the_dashboard_lists_jobs_escapes_names_and_charts_runs() {
     let (st, _) = get_html(&app, "/jobs/nope").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let (app, _s, _clock) = app_with_a_job().await;
+    let (st, doc) = call(&app, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    for route in [
+        "/api/v1/jobs",
+        "/api/v1/jobs/{id}",
+        "/api/v1/jobs/{id}/pause",
+        "/api/v1/jobs/{id}/resume",
+        "/api/v1/jobs/{id}/run",
+        "/api/v1/jobs/{id}/reschedule",
+        "/api/v1/jobs/{id}/stats",
+        "/api/v1/runs",
+        "/api/v1/stats",
+        "/api/v1/scheduler/pause",
+        "/api/v1/scheduler/resume",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(paths.contains(&route), "{route} is not described");
+    }
+    // Every described path answers (not with the router's 404).
+    for path in paths {
+        let uri = path.replace("{id}", "report");
+        let method = if doc["paths"][path].get("get").is_some() { "GET" } else { "POST" };
+        let (st, v) = call(&app, method, &uri, None, None).await;
+        assert!(!(st == StatusCode::NOT_FOUND && v["error"]["message"] == "no such route"), "{method} {uri}");
+    }
+}
