@@ -46,7 +46,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) node_id: Option<String>,
     /// Serve the HTTP API and /health here. A non-loopback address needs a token
-    /// (CHIME_API_TOKEN or [http] token) [default: 127.0.0.1:8080, or [http] listen].
+    /// (CHIME_API_TOKEN or the config's http.token) [default: 127.0.0.1:8080, or the config's http.listen].
     #[arg(long, value_name = "ADDR", conflicts_with = "no_http")]
     pub(crate) listen: Option<std::net::SocketAddr>,
     /// Serve no HTTP at all.
