@@ -6,6 +6,15 @@ use anyhow::Context as _;
 use chime_core::{Scheduler, ShutdownMode};
 
 use crate::args::ServeArgs;
+
+/// Prints a line for the operator, ignoring a closed stdout: a server whose
+/// output nobody reads any more must keep running (`println!` would panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use crate::error::CliError;
 use crate::{builtin, config, store};
 
@@ -33,9 +42,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     tracing::info!(store = %url, node = %scheduler.node_id(), zone = %scheduler.timezone(), "chime serve starting");
 
     let report = scheduler.sync(config.jobs).await.context("syncing the config file's jobs into the store")?;
-    println!("jobs synced from the config: {report}");
+    say!("jobs synced from the config: {report}");
     for id in &report.orphaned {
-        println!("  {id}: no longer in the config; paused, not deleted (remove it with `chime jobs remove {id}`)");
+        say!("  {id}: no longer in the config; paused, not deleted (remove it with `chime jobs remove {id}`)");
     }
     for job in scheduler.jobs().await.context("listing jobs")? {
         let next = match (&job.state.paused, job.state.next_run_at) {
@@ -43,7 +52,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             (None, Some(t)) => format!("next {t}"),
             (None, None) => "finished".to_owned(),
         };
-        println!("  {}: {} — {next}", job.id, job.trigger.describe());
+        say!("  {}: {} — {next}", job.id, job.trigger.describe());
     }
     // HTTP before the scheduler starts, so a bad address stops everything.
     let token = std::env::var("CHIME_API_TOKEN").ok().filter(|t| !t.is_empty()).or(config.api_token.clone());
@@ -69,14 +78,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
                 })
                 .await
         });
-        println!(
+        say!(
             "HTTP API on http://{bound}/api/v1 (health: http://{bound}/health){}",
             if token.is_some() { "; mutating calls need the token" } else { "" }
         );
         Some((stop, server))
     };
     scheduler.start().context("starting the scheduler")?;
-    println!("chime is running on {url}; Ctrl-C to stop");
+    say!("chime is running on {url}; Ctrl-C to stop");
 
     wait_for_signal().await;
     if let Some((stop, server)) = http {
@@ -84,9 +93,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         let _ = server.await;
     }
     let grace = Duration::try_from(config.shutdown_grace).unwrap_or(Duration::from_secs(30));
-    println!("stopping: waiting up to {} for running jobs", chime_core::format_duration(config.shutdown_grace));
+    say!("stopping: waiting up to {} for running jobs", chime_core::format_duration(config.shutdown_grace));
     scheduler.shutdown(ShutdownMode::Wait(grace)).await;
-    println!("stopped");
+    say!("stopped");
     Ok(())
 }
 

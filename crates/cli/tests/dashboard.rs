@@ -118,15 +118,17 @@ fn clicking_pause_in_chromium_pauses_the_job() {
             .spawn()
             .unwrap(),
     );
+    // Read the server's output to the end on a thread, so it never writes to a closed pipe.
     let stdout = std::io::BufReader::new(server.0.stdout.take().unwrap());
-    let mut http = None;
-    for line in stdout.lines().map_while(Result::ok) {
-        if let Some(rest) = line.strip_prefix("HTTP API on http://") {
-            http = Some(rest.split('/').next().unwrap().to_owned());
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("HTTP API on http://") {
+                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
+            }
         }
-    }
-    let http = http.expect("the server printed its address");
+    });
+    let http = rx.recv_timeout(Duration::from_secs(30)).expect("the server printed its address");
 
     let port = free_port();
     let _driver = KillOnDrop(

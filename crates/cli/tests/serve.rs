@@ -281,3 +281,29 @@ fn run_here_executes_in_the_cli_process() {
     let out = chime(d, &["jobs", "run", "fails", "--here"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn the_server_keeps_running_when_nobody_reads_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("chime.toml"), CONFIG).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["serve", "--config", "chime.toml", "--store", "memory:", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(d)
+        .env_remove("DATABASE_URL")
+        .env_remove("CHIME_STORE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let addr = format!("127.0.0.1:{port}");
+    wait_until("the server to answer", || std::net::TcpStream::connect(&addr).is_ok());
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, body) = http_get(&addr, "/health");
+    assert_eq!(status, 200, "{body}");
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
