@@ -69,13 +69,7 @@ fn status_of(job: &Job) -> String {
 fn job_json(job: &Job) -> serde_json::Value {
     let mut v = serde_json::to_value(job).expect("jobs serialize");
     v["trigger_description"] = json!(job.trigger.describe());
-    v["status"] = json!(if job.is_paused() {
-        "paused"
-    } else if job.state.next_run_at.is_some() {
-        "active"
-    } else {
-        "finished"
-    });
+    v["status"] = json!(job.status());
     v
 }
 

@@ -332,6 +332,18 @@ impl Job {
         self.state.paused.is_some()
     }
 
+    /// `"paused"`, `"active"` (it has a next run) or `"finished"` (its
+    /// trigger has no more fire times), as the CLI and the API show it.
+    pub fn status(&self) -> &'static str {
+        if self.is_paused() {
+            "paused"
+        } else if self.state.next_run_at.is_some() {
+            "active"
+        } else {
+            "finished"
+        }
+    }
+
     /// A stable hash of the definition (name, task, arguments, trigger as
     /// written, options), used by `Scheduler::sync`.
     pub fn definition_hash(&self) -> String {

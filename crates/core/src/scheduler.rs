@@ -43,6 +43,19 @@ pub enum SchedulerState {
     ShutDown,
 }
 
+impl SchedulerState {
+    /// The lowercase name the CLI, the API and the dashboard show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerState::Stopped => "stopped",
+            SchedulerState::Running => "running",
+            SchedulerState::Paused => "paused",
+            SchedulerState::ShuttingDown => "shutting_down",
+            SchedulerState::ShutDown => "shut_down",
+        }
+    }
+}
+
 /// How `shutdown` treats runs in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShutdownMode {

@@ -124,13 +124,7 @@ fn trigger(value: Value) -> ApiResult<Trigger> {
 fn job_json(job: &Job) -> Value {
     let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
     v["trigger_description"] = json!(job.trigger.describe());
-    v["status"] = json!(if job.is_paused() {
-        "paused"
-    } else if job.state.next_run_at.is_some() {
-        "active"
-    } else {
-        "finished"
-    });
+    v["status"] = json!(job.status());
     v
 }
 
@@ -339,28 +333,18 @@ async fn list_runs(
 
 async fn scheduler_stats(State(h): State<Handle>) -> ApiResult {
     let stats = h.scheduler.scheduler_stats().await?;
-    Ok(Json(json!({"state": state_name(h.scheduler.state()), "node": h.scheduler.node_id(), "stats": stats}))
+    Ok(Json(json!({"state": h.scheduler.state().as_str(), "node": h.scheduler.node_id(), "stats": stats}))
         .into_response())
-}
-
-fn state_name(s: SchedulerState) -> &'static str {
-    match s {
-        SchedulerState::Stopped => "stopped",
-        SchedulerState::Running => "running",
-        SchedulerState::Paused => "paused",
-        SchedulerState::ShuttingDown => "shutting_down",
-        _ => "shut_down",
-    }
 }
 
 async fn pause_scheduler(State(h): State<Handle>) -> ApiResult {
     h.scheduler.pause();
-    Ok(Json(json!({"state": state_name(h.scheduler.state())})).into_response())
+    Ok(Json(json!({"state": h.scheduler.state().as_str()})).into_response())
 }
 
 async fn resume_scheduler(State(h): State<Handle>) -> ApiResult {
     h.scheduler.resume();
-    Ok(Json(json!({"state": state_name(h.scheduler.state())})).into_response())
+    Ok(Json(json!({"state": h.scheduler.state().as_str()})).into_response())
 }
 
 async fn metrics(State(h): State<Handle>) -> Response {
@@ -376,12 +360,12 @@ async fn health(State(h): State<Handle>) -> Response {
     let unhealthy = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "reason": reason, "state": state_name(s.state())})),
+            Json(json!({"status": "unhealthy", "reason": reason, "state": s.state().as_str()})),
         )
             .into_response()
     };
     if s.state() != SchedulerState::Running {
-        return unhealthy(format!("the scheduler is {}", state_name(s.state())));
+        return unhealthy(format!("the scheduler is {}", s.state().as_str()));
     }
     match s.last_tick() {
         None => return unhealthy("the scheduler loop has not run yet".into()),

@@ -5,7 +5,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chime_core::{Job, JobFilter, Run, RunQuery, RunStatus, SchedulerState};
+use chime_core::{Job, JobFilter, Run, RunQuery, RunStatus};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::{ApiError, Handle};
@@ -66,16 +66,6 @@ struct JobPage {
     runs: Vec<RunRow>,
 }
 
-fn state_name(s: SchedulerState) -> &'static str {
-    match s {
-        SchedulerState::Stopped => "stopped",
-        SchedulerState::Running => "running",
-        SchedulerState::Paused => "paused",
-        SchedulerState::ShuttingDown => "shutting_down",
-        _ => "shut_down",
-    }
-}
-
 fn iso(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -112,7 +102,7 @@ pub(crate) async fn index(State(h): State<Handle>) -> Result<Response, ApiError>
     };
     let rows = jobs.iter().map(|j| job_row(j, &recent)).collect();
     Ok(html(DashboardPage {
-        state: state_name(s.state()),
+        state: s.state().as_str(),
         node: s.node_id().to_owned(),
         token_required: h.has_token(),
         counts,
@@ -139,15 +129,9 @@ pub(crate) async fn job(State(h): State<Handle>, Path(id): Path<String>) -> Resu
     let job = s.get_job(&id).await?;
     let upcoming = s.upcoming(&id, 5).await?.into_iter().map(iso).collect();
     let runs = s.history(&RunQuery { job_id: Some(job.id.clone()), limit: Some(50), ..RunQuery::default() }).await?;
-    let status = if job.is_paused() {
-        "paused"
-    } else if job.state.next_run_at.is_some() {
-        "active"
-    } else {
-        "finished"
-    };
+    let status = job.status();
     Ok(html(JobPage {
-        state: state_name(s.state()),
+        state: s.state().as_str(),
         node: s.node_id().to_owned(),
         token_required: h.has_token(),
         id: job.id.to_string(),
