@@ -151,7 +151,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
     }
 }
 
-/// Runs the handler once, on its own tokio task.
+/// Runs the handler once: inline for an async task, on the blocking pool for a blocking one.
 async fn attempt(
     inner: &Inner,
     handler: &crate::task::Handler,
