@@ -279,25 +279,13 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<()> {
     // 100 rows of 10 parameters stay well under SQLite's parameter limit.
     for chunk in runs.chunks(100) {
         let sql = format!(
-            "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
-             VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, \
+            "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, \
              finished_at = excluded.finished_at, attempt = excluded.attempt, node = excluded.node, error = excluded.error, output = excluded.output",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            run_rows(chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for run in chunk {
-            q = q
-                .bind(run.id.to_string())
-                .bind(run.job_id.as_str())
-                .bind(micros(run.scheduled_for))
-                .bind(kind_str(run.kind))
-                .bind(run.status.as_str())
-                .bind(run.started_at.map(micros))
-                .bind(run.finished_at.map(micros))
-                .bind(i64::from(run.attempt))
-                .bind(run.node.as_deref().map(str::to_owned))
-                .bind(run.error.clone())
-                .bind(run.output.clone());
+            q = bind_run!(q, run);
         }
         q.execute(&mut *tx).await?;
     }
@@ -462,25 +450,40 @@ fn kind_str(kind: RunKind) -> &'static str {
     }
 }
 
-const INSERT_RUN: &str = "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, scheduled_for) DO NOTHING";
+/// The columns of `chime_run` in the order [`bind_run!`] binds them.
+const RUN_COLUMNS: &str =
+    "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output)";
+
+/// `n` rows of placeholders for [`RUN_COLUMNS`].
+fn run_rows(n: usize) -> String {
+    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+}
+
+/// Binds one run's values, in [`RUN_COLUMNS`] order, to a query of any kind.
+macro_rules! bind_run {
+    ($q:expr, $run:expr) => {{
+        let run: &Run = $run;
+        $q.bind(run.id.to_string())
+            .bind(run.job_id.as_str().to_owned())
+            .bind(micros(run.scheduled_for))
+            .bind(kind_str(run.kind))
+            .bind(run.status.as_str())
+            .bind(run.started_at.map(micros))
+            .bind(run.finished_at.map(micros))
+            .bind(i64::from(run.attempt))
+            .bind(run.node.as_deref().map(str::to_owned))
+            .bind(run.error.clone())
+            .bind(run.output.clone())
+    }};
+}
+use bind_run;
 
 async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(e: E, run: &Run) -> sqlx::Result<u64> {
-    Ok(sqlx::query(INSERT_RUN)
-        .bind(run.id.to_string())
-        .bind(run.job_id.as_str())
-        .bind(micros(run.scheduled_for))
-        .bind(kind_str(run.kind))
-        .bind(run.status.as_str())
-        .bind(run.started_at.map(micros))
-        .bind(run.finished_at.map(micros))
-        .bind(i64::from(run.attempt))
-        .bind(run.node.as_deref())
-        .bind(run.error.as_deref())
-        .bind(run.output.as_deref())
-        .execute(e)
-        .await?
-        .rows_affected())
+    let sql = format!(
+        "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+        run_rows(1)
+    );
+    Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
 }
 
 const IN_FLIGHT: &str = "('pending', 'running')";
@@ -678,24 +681,12 @@ impl JobStore for SqliteStore {
         let mut inserted = std::collections::HashSet::new();
         for chunk in all_runs.chunks(100) {
             let sql = format!(
-                "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output) \
-                 VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                run_rows(chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
             for run in chunk {
-                q = q
-                    .bind(run.id.to_string())
-                    .bind(run.job_id.as_str().to_owned())
-                    .bind(micros(run.scheduled_for))
-                    .bind(kind_str(run.kind))
-                    .bind(run.status.as_str())
-                    .bind(run.started_at.map(micros))
-                    .bind(run.finished_at.map(micros))
-                    .bind(i64::from(run.attempt))
-                    .bind(run.node.as_deref().map(str::to_owned))
-                    .bind(run.error.clone())
-                    .bind(run.output.clone());
+                q = bind_run!(q, run);
             }
             inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
         }
