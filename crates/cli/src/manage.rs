@@ -66,20 +66,13 @@ fn status_of(job: &Job) -> String {
     }
 }
 
-fn job_json(job: &Job) -> serde_json::Value {
-    let mut v = serde_json::to_value(job).expect("jobs serialize");
-    v["trigger_description"] = json!(job.trigger.describe());
-    v["status"] = json!(job.status());
-    v
-}
-
 pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
     match cmd {
         JobsCommand::List { store, json } => {
             let s = scheduler(&store).await?;
             let jobs = s.jobs().await.context("listing jobs")?;
             if json {
-                println!("{}", serde_json::Value::Array(jobs.iter().map(job_json).collect()));
+                println!("{}", serde_json::Value::Array(jobs.iter().map(Job::to_json).collect()));
                 return Ok(());
             }
             let now = Timestamp::now();
@@ -120,7 +113,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 .await
                 .map_err(failed)?;
             if json {
-                println!("{}", json!({"job": job_json(&job), "upcoming": upcoming, "runs": runs}));
+                println!("{}", json!({"job": job.to_json(), "upcoming": upcoming, "runs": runs}));
                 return Ok(());
             }
             let now = Timestamp::now();

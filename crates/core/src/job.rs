@@ -362,6 +362,15 @@ impl Job {
         format!("{hash:016x}")
     }
 
+    /// The job as JSON with `trigger_description` and `status` added: the
+    /// shape `chime jobs list --json` prints and the HTTP API answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        v["trigger_description"] = serde_json::json!(self.trigger.describe());
+        v["status"] = serde_json::json!(self.status());
+        v
+    }
+
     /// Checks the trigger and the options.
     ///
     /// # Errors

@@ -93,8 +93,8 @@ pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error};
 pub use crate::scheduler::{
-    JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats, ShutdownMode,
-    SyncReport, node_is_alive,
+    JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,
+    ShutdownMode, SyncReport, node_is_alive,
 };
 pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};

@@ -207,6 +207,21 @@ impl SchedulerBuilder {
     }
 }
 
+/// Jobs by state; see [`Scheduler::job_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    /// Jobs stored, broken ones included.
+    pub jobs: usize,
+    /// Jobs with a next run.
+    pub active: usize,
+    /// Jobs paused.
+    pub paused: usize,
+    /// Jobs whose trigger has no more fire times.
+    pub finished: usize,
+    /// Stored jobs that no longer decode.
+    pub broken: usize,
+}
+
 /// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SchedulerStats {
@@ -352,14 +367,7 @@ impl Scheduler {
     ///
     /// [`Error::Invalid`] if it was already started, [`Error::ShutDown`] after shutdown.
     pub fn start(&self) -> Result<()> {
-        let mut started = false;
-        self.inner.state.send_if_modified(|s| {
-            started = *s == SchedulerState::Stopped;
-            if started {
-                *s = SchedulerState::Running;
-            }
-            started
-        });
+        let started = self.transition(SchedulerState::Stopped, SchedulerState::Running);
         if !started {
             return match self.state() {
                 SchedulerState::ShuttingDown | SchedulerState::ShutDown => Err(Error::ShutDown),
@@ -376,26 +384,25 @@ impl Scheduler {
     /// Stops starting runs; runs in progress go on. Due times met while
     /// paused are handled by the misfire rules on resume.
     pub fn pause(&self) {
-        if self.inner.state.send_if_modified(|s| {
-            let change = *s == SchedulerState::Running;
-            if change {
-                *s = SchedulerState::Paused;
-            }
-            change
-        }) {
+        if self.transition(SchedulerState::Running, SchedulerState::Paused) {
             self.inner.emit(Event::SchedulerPaused);
         }
     }
 
-    /// Starts runs again after [`pause`](Scheduler::pause).
-    pub fn resume(&self) {
-        if self.inner.state.send_if_modified(|s| {
-            let change = *s == SchedulerState::Paused;
+    /// Moves from `from` to `to` if the scheduler is in `from`; says whether it moved.
+    fn transition(&self, from: SchedulerState, to: SchedulerState) -> bool {
+        self.inner.state.send_if_modified(|s| {
+            let change = *s == from;
             if change {
-                *s = SchedulerState::Running;
+                *s = to;
             }
             change
-        }) {
+        })
+    }
+
+    /// Starts runs again after [`pause`](Scheduler::pause).
+    pub fn resume(&self) {
+        if self.transition(SchedulerState::Paused, SchedulerState::Running) {
             self.inner.emit(Event::SchedulerResumed);
         }
     }
@@ -798,17 +805,40 @@ impl Scheduler {
     ///
     /// A store error.
     pub async fn scheduler_stats(&self) -> Result<SchedulerStats> {
-        let jobs = self.inner.store.list_jobs(&JobFilter::default()).await?;
-        let broken = self.inner.store.broken_jobs().await?.len();
+        let counts = self.job_counts().await?;
         let runs = self.inner.store.history(&RunQuery { limit: Some(usize::MAX), ..RunQuery::default() }).await?;
         Ok(SchedulerStats {
-            jobs: jobs.len() + broken,
-            paused: jobs.iter().filter(|j| j.is_paused()).count(),
-            finished: jobs.iter().filter(|j| !j.is_paused() && j.state.next_run_at.is_none()).count(),
-            broken,
-            running_here: *self.inner.in_flight.borrow(),
+            jobs: counts.jobs,
+            paused: counts.paused,
+            finished: counts.finished,
+            broken: counts.broken,
+            running_here: self.running_here(),
             runs: JobStats::from_runs(&runs),
         })
+    }
+
+    /// How many jobs there are in each state, without reading run history
+    /// (what a metrics scrape needs).
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn job_counts(&self) -> Result<JobCounts> {
+        let jobs = self.inner.store.list_jobs(&JobFilter::default()).await?;
+        let broken = self.inner.store.broken_jobs().await?.len();
+        let count = |status: &str| jobs.iter().filter(|j| j.status() == status).count();
+        Ok(JobCounts {
+            jobs: jobs.len() + broken,
+            active: count("active"),
+            paused: count("paused"),
+            finished: count("finished"),
+            broken,
+        })
+    }
+
+    /// Runs in progress in this process.
+    pub fn running_here(&self) -> usize {
+        *self.inner.in_flight.borrow()
     }
 
     /// Read-modify-write with the store's version check, retried when

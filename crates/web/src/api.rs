@@ -121,13 +121,6 @@ fn trigger(value: Value) -> ApiResult<Trigger> {
     serde_json::from_value(value).map_err(|e| ApiError::invalid(format!("invalid trigger: {e}")))
 }
 
-fn job_json(job: &Job) -> Value {
-    let mut v = serde_json::to_value(job).unwrap_or(Value::Null);
-    v["trigger_description"] = json!(job.trigger.describe());
-    v["status"] = json!(job.status());
-    v
-}
-
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ListJobs {
@@ -150,7 +143,7 @@ async fn list_jobs(
     };
     let filter = JobFilter { paused, limit: Some(q.limit.unwrap_or(100).min(1000)), offset: q.offset };
     let jobs = h.scheduler.store().list_jobs(&filter).await?;
-    Ok(Json(Value::Array(jobs.iter().map(job_json).collect())).into_response())
+    Ok(Json(Value::Array(jobs.iter().map(Job::to_json).collect())).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -168,7 +161,7 @@ async fn get_job(
     let id = job_id(&id)?;
     let job = h.scheduler.get_job(id.as_str()).await?;
     let upcoming = h.scheduler.upcoming(id.as_str(), q.next.unwrap_or(5).min(100)).await?;
-    Ok(Json(json!({"job": job_json(&job), "upcoming": upcoming})).into_response())
+    Ok(Json(json!({"job": job.to_json(), "upcoming": upcoming})).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -204,7 +197,7 @@ async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) 
     }
     let policy = if new.replace { ConflictPolicy::Replace } else { ConflictPolicy::Error };
     let job = h.scheduler.add_job(job, policy).await?;
-    Ok((StatusCode::CREATED, Json(job_json(&job))).into_response())
+    Ok((StatusCode::CREATED, Json(job.to_json())).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -230,13 +223,13 @@ async fn modify_job(
         .transpose()?;
     let patch = JobPatch { name: m.name.map(Some), args: m.args, options };
     let job = h.scheduler.modify_job(id.as_str(), patch).await?;
-    Ok(Json(job_json(&job)).into_response())
+    Ok(Json(job.to_json()).into_response())
 }
 
 async fn remove_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
     let id = job_id(&id)?;
     let job = h.scheduler.remove_job(id.as_str(), RemoveMode::LetFinish).await?;
-    Ok(Json(json!({"removed": job_json(&job)})).into_response())
+    Ok(Json(json!({"removed": job.to_json()})).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -249,13 +242,13 @@ async fn pause_job(State(h): State<Handle>, Path(id): Path<String>, bytes: Resul
     let p: Pause = body(bytes)?;
     let id = job_id(&id)?;
     let job = h.scheduler.pause_job(id.as_str(), p.reason.as_deref().unwrap_or("paused over HTTP")).await?;
-    Ok(Json(job_json(&job)).into_response())
+    Ok(Json(job.to_json()).into_response())
 }
 
 async fn resume_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
     let id = job_id(&id)?;
     let job = h.scheduler.resume_job(id.as_str()).await?;
-    Ok(Json(job_json(&job)).into_response())
+    Ok(Json(job.to_json()).into_response())
 }
 
 async fn run_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
@@ -283,7 +276,7 @@ async fn reschedule_job(
     }
     let id = job_id(&id)?;
     let job = h.scheduler.reschedule_job(id.as_str(), trigger(r.trigger)?).await?;
-    Ok(Json(job_json(&job)).into_response())
+    Ok(Json(job.to_json()).into_response())
 }
 
 async fn job_stats(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {

@@ -97,15 +97,12 @@ impl Metrics {
             out.push_str("# TYPE chime_events_dropped_total counter\n");
             let _ = writeln!(out, "chime_events_dropped_total {}", s.lagged);
         }
-        if let Ok(stats) = scheduler.scheduler_stats().await {
-            out.push_str(
-                "# HELP chime_running_runs Runs in progress in this process.\n# TYPE chime_running_runs gauge\n",
-            );
-            let _ = writeln!(out, "chime_running_runs {}", stats.running_here);
+        out.push_str("# HELP chime_running_runs Runs in progress in this process.\n# TYPE chime_running_runs gauge\n");
+        let _ = writeln!(out, "chime_running_runs {}", scheduler.running_here());
+        if let Ok(c) = scheduler.job_counts().await {
             out.push_str("# HELP chime_jobs Jobs by state.\n# TYPE chime_jobs gauge\n");
-            let active = stats.jobs - stats.paused - stats.finished - stats.broken;
             for (state, n) in
-                [("active", active), ("paused", stats.paused), ("finished", stats.finished), ("broken", stats.broken)]
+                [("active", c.active), ("paused", c.paused), ("finished", c.finished), ("broken", c.broken)]
             {
                 let _ = writeln!(out, "chime_jobs{{state=\"{state}\"}} {n}");
             }
