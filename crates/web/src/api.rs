@@ -94,17 +94,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Parses an optional JSON body: empty means `T::default()`.
 fn body<T: DeserializeOwned + Default>(bytes: Result<Bytes, BytesRejection>) -> ApiResult<T> {
-    let bytes = bytes.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the request body is larger than {} bytes", crate::MAX_BODY),
-            )
-        } else {
-            ApiError::malformed(r.body_text())
-        }
-    })?;
+    let bytes = bytes?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
