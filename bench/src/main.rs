@@ -257,12 +257,17 @@ async fn claims(n: usize) -> serde_json::Value {
         scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
     }
     let store = Arc::clone(scheduler.store());
+    let ttl = chime_core::DEFAULT_NODE_LEASE;
+    let node = chime_core::NodeRegistration::this_process(Arc::from("bench"));
+    let lease = store.register_node(&node, ttl, Timestamp::now()).await.unwrap();
+    let tasks: Vec<Arc<str>> = vec![Arc::from("noop")];
     let mut batches = Vec::new();
     let start = Instant::now();
     let mut claimed = 0;
     loop {
         let t = Instant::now();
-        let got = store.acquire_due(Timestamp::now(), 64, "bench").await.unwrap();
+        let request = chime_core::ClaimRequest { now: Timestamp::now(), limit: 64, lease: &lease, ttl, tasks: &tasks };
+        let got = store.acquire_due(&request).await.unwrap();
         if got.is_empty() {
             break;
         }

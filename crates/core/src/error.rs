@@ -40,6 +40,32 @@ pub enum Error {
     /// The scheduler has been shut down.
     #[error("the scheduler has shut down")]
     ShutDown,
+    /// The node no longer holds the lease it acted under: it was not heard
+    /// from within its lease, and another node's sweeper took its runs.
+    #[error("node {node:?} lost its lease (epoch {epoch}): another node may have taken over its runs")]
+    LeaseLost {
+        /// The node.
+        node: String,
+        /// The epoch it held.
+        epoch: u64,
+    },
+    /// A live node already uses this id.
+    #[error("node id {id:?} is in use by a live node (its lease runs until {until}); give each node its own id")]
+    NodeIdInUse {
+        /// The id.
+        id: String,
+        /// When the other node's lease runs out.
+        until: jiff::Timestamp,
+    },
+    /// The stored job no longer decodes (a hand-edited row, a newer chime's
+    /// shape). It is kept, never deleted or claimed.
+    #[error("job {id:?} is stored but does not decode: {problem}")]
+    BrokenJob {
+        /// The stored id.
+        id: String,
+        /// What does not decode.
+        problem: String,
+    },
     /// The store failed; `transient` says whether retrying may help.
     #[error("store error: {message}")]
     Store {
@@ -59,7 +85,15 @@ impl Error {
     /// True when the operation conflicts with existing state: the id exists,
     /// or the job changed since it was read.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::JobExists(_) | Error::RunExists { .. } | Error::VersionConflict { .. })
+        matches!(
+            self,
+            Error::JobExists(_) | Error::RunExists { .. } | Error::VersionConflict { .. } | Error::NodeIdInUse { .. }
+        )
+    }
+
+    /// True when a node acted under a lease it no longer holds.
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self, Error::LeaseLost { .. })
     }
 
     /// True when the input was invalid (a bad id, trigger, duration or option).

@@ -3,6 +3,9 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use tokio::sync::broadcast;
+
+use crate::error::Error;
 use crate::job::JobId;
 use crate::run::RunId;
 
@@ -107,7 +110,8 @@ pub enum Event {
         /// The run.
         run_id: RunId,
     },
-    /// Sent at start-up for a run that a dead process left unfinished.
+    /// Sent by the sweeper for a run whose node stopped renewing its lease
+    /// (it died, froze, or lost the store) before the run finished.
     RunAbandoned {
         /// The job.
         job_id: JobId,
@@ -115,6 +119,19 @@ pub enum Event {
         run_id: RunId,
         /// Its scheduled time.
         scheduled_for: Timestamp,
+        /// The node that held it.
+        node: String,
+        /// Whether it was re-queued as its next attempt (its job's retry
+        /// policy had attempts left) rather than left `abandoned`.
+        requeued: bool,
+    },
+    /// Sent when this node finds it lost its lease: another node's sweeper
+    /// may have taken its runs. It cancels them and registers again.
+    LeaseLost {
+        /// The node.
+        node: String,
+        /// The epoch it lost.
+        epoch: u64,
     },
     /// Sent when a scheduled time is not run because it was too late or coalesced.
     RunMissed {
@@ -169,7 +186,24 @@ impl Event {
             | Event::SchedulerPaused
             | Event::SchedulerResumed
             | Event::SchedulerShutDown
+            | Event::LeaseLost { .. }
             | Event::StoreError { .. } => None,
         }
+    }
+}
+
+/// Where the engine's parts send events: the scheduler's broadcast channel.
+#[derive(Clone, Debug)]
+pub(crate) struct Events(pub(crate) broadcast::Sender<Event>);
+
+impl Events {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.0.send(event);
+    }
+
+    pub(crate) fn store_error(&self, operation: &str, err: &Error) {
+        tracing::error!(operation, error = %err, "store error");
+        self.emit(Event::StoreError { operation: operation.to_owned(), message: err.to_string() });
     }
 }

@@ -1,17 +1,20 @@
-//! Running one claimed run: jitter, a concurrency slot, the task itself,
-//! timeouts (cancel, then abort), retries with backoff, and the run record.
+//! Running claimed runs: jitter, a concurrency slot, the task itself,
+//! timeouts (cancel, then abort), retries with backoff, and the run record,
+//! every update of it fenced by the lease the run was claimed under.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::later;
-use crate::event::Event;
-use crate::job::Job;
-use crate::run::{Run, RunStatus, cap_error};
-use crate::scheduler::Inner;
-use crate::task::{JobContext, Started, TaskResult};
+use crate::clock::{Clock, later};
+use crate::event::{Event, Events};
+use crate::job::{Job, JobId};
+use crate::run::{Run, RunId, RunStatus, cap_error};
+use crate::store::JobStore;
+use crate::task::{JobContext, Started, TaskRegistry, TaskResult};
 
 /// How one attempt ended.
 enum Attempt {
@@ -21,26 +24,111 @@ enum Attempt {
     Cancelled,
 }
 
-/// Spawns the execution of `run` for `job`. The run is registered as in
-/// flight before this returns, so shutdown waits for it.
-pub(crate) fn dispatch(inner: &Arc<Inner>, job: Arc<Job>, run: Run) {
-    let token = CancellationToken::new();
-    {
-        let mut running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.insert(run.id, (run.job_id.clone(), token.clone()));
-        inner.in_flight.send_replace(running.len());
-    }
-    let inner = Arc::clone(inner);
-    tokio::spawn(async move {
-        let run_id = run.id;
-        execute(&inner, job, run, token).await;
-        let mut running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
-        running.remove(&run_id);
-        inner.in_flight.send_replace(running.len());
-    });
+/// A run in progress in this process.
+#[derive(Debug)]
+struct InFlight {
+    job_id: JobId,
+    /// The lease epoch it was claimed under.
+    epoch: Option<u64>,
+    token: CancellationToken,
 }
 
-async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: CancellationToken) {
+/// Executes runs: owns the concurrency slots and the map of runs in progress.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    pub(crate) store: Arc<dyn JobStore>,
+    pub(crate) tasks: TaskRegistry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) events: Events,
+    slots: Arc<Semaphore>,
+    running: Mutex<HashMap<RunId, InFlight, foldhash::fast::RandomState>>,
+    in_flight: watch::Sender<usize>,
+    cancel_grace: SignedDuration,
+}
+
+impl Executor {
+    pub(crate) fn new(
+        store: Arc<dyn JobStore>,
+        tasks: TaskRegistry,
+        clock: Arc<dyn Clock>,
+        events: Events,
+        max_concurrency: usize,
+        cancel_grace: SignedDuration,
+    ) -> Executor {
+        Executor {
+            store,
+            tasks,
+            clock,
+            events,
+            slots: Arc::new(Semaphore::new(max_concurrency)),
+            running: Mutex::new(HashMap::default()),
+            in_flight: watch::Sender::new(0),
+            cancel_grace,
+        }
+    }
+
+    /// Spawns the execution of `run` for `job`. The run is registered as in
+    /// flight before this returns, so shutdown waits for it.
+    pub(crate) fn dispatch(self: &Arc<Self>, job: Arc<Job>, run: Run) {
+        let token = CancellationToken::new();
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.insert(run.id, InFlight { job_id: run.job_id.clone(), epoch: run.epoch, token: token.clone() });
+            self.in_flight.send_replace(running.len());
+        }
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let run_id = run.id;
+            execute(&this, job, run, token).await;
+            let mut running = this.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.remove(&run_id);
+            this.in_flight.send_replace(running.len());
+        });
+    }
+
+    /// Cancels the runs in progress of the jobs `which` selects.
+    pub(crate) fn cancel_jobs(&self, which: impl Fn(&JobId) -> bool) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for run in running.values().filter(|r| which(&r.job_id)) {
+            run.token.cancel();
+        }
+    }
+
+    /// Cancels the runs claimed under a lease epoch this node has lost.
+    pub(crate) fn cancel_epoch(&self, epoch: u64) -> usize {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let lost: Vec<_> = running.values().filter(|r| r.epoch == Some(epoch)).collect();
+        for run in &lost {
+            run.token.cancel();
+        }
+        lost.len()
+    }
+
+    /// How many runs are in progress, as a signal.
+    pub(crate) fn in_flight(&self) -> watch::Receiver<usize> {
+        self.in_flight.subscribe()
+    }
+
+    /// How many runs are in progress now.
+    pub(crate) fn running_count(&self) -> usize {
+        *self.in_flight.borrow()
+    }
+
+    /// Writes a run update. When the store says the run's lease is gone, the
+    /// run is cancelled: another node's sweeper has decided it.
+    async fn record(&self, run: &Run, token: &CancellationToken, what: &str) {
+        match self.store.update_run(run).await {
+            Ok(()) => {}
+            Err(e) if e.is_lease_lost() => {
+                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "{what}: the run's lease was lost; its result is kept as a late result only");
+                token.cancel();
+            }
+            Err(e) => self.events.store_error(what, &e),
+        }
+    }
+}
+
+async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: CancellationToken) {
     let clock = &inner.clock;
 
     if let Some(jitter) = job.options.jitter {
@@ -69,11 +157,9 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
     loop {
         run.attempt += 1;
         run.status = RunStatus::Running;
-        if let Err(e) = inner.store.update_run(&run).await {
-            inner.store_error("recording a run start", &e);
-        }
+        inner.record(&run, &token, "recording a run start").await;
         tracing::info!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
-        inner.emit(Event::RunStarted {
+        inner.events.emit(Event::RunStarted {
             job_id: job.id.clone(),
             run_id: run.id,
             scheduled_for: run.scheduled_for,
@@ -98,19 +184,19 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
             Attempt::Succeeded => {
                 let duration = clock.now().duration_since(attempt_started);
                 tracing::info!(job_id = %job.id, run_id = %run.id, ?duration, "run succeeded");
-                inner.emit(Event::RunSucceeded { job_id: job.id.clone(), run_id: run.id, duration });
+                inner.events.emit(Event::RunSucceeded { job_id: job.id.clone(), run_id: run.id, duration });
                 (RunStatus::Succeeded, None)
             }
             Attempt::Cancelled => {
                 tracing::warn!(job_id = %job.id, run_id = %run.id, "run cancelled");
-                inner.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
+                inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
                 (RunStatus::Cancelled, Some("cancelled".to_owned()))
             }
             ref failure @ (Attempt::Failed(_) | Attempt::TimedOut) => {
                 let (status, error) = match failure {
                     Attempt::Failed(e) => {
                         tracing::warn!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, will_retry = again, error = %e, "run failed");
-                        inner.emit(Event::RunFailed {
+                        inner.events.emit(Event::RunFailed {
                             job_id: job.id.clone(),
                             run_id: run.id,
                             attempt: run.attempt,
@@ -123,7 +209,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
                         let timeout = job.options.timeout.unwrap_or_default();
                         let e = format!("timed out after {}", crate::duration::format_duration(timeout));
                         tracing::warn!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, will_retry = again, "run timed out");
-                        inner.emit(Event::RunTimedOut {
+                        inner.events.emit(Event::RunTimedOut {
                             job_id: job.id.clone(),
                             run_id: run.id,
                             attempt: run.attempt,
@@ -138,7 +224,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
                     tokio::select! {
                         _ = clock.sleep_until(later(clock.now(), delay)) => continue,
                         _ = token.cancelled() => {
-                            inner.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
+                            inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
                             (RunStatus::Cancelled, Some("cancelled while waiting to retry".to_owned()))
                         }
                     }
@@ -153,7 +239,7 @@ async fn execute(inner: &Arc<Inner>, job: Arc<Job>, mut run: Run, token: Cancell
 
 /// Runs the handler once: inline for an async task, on the blocking pool for a blocking one.
 async fn attempt(
-    inner: &Inner,
+    inner: &Executor,
     handler: &crate::task::Handler,
     ctx: JobContext,
     timeout: Option<SignedDuration>,
@@ -196,7 +282,7 @@ fn outcome(result: Result<TaskResult, String>) -> Attempt {
 
 /// Gives a cancelled task the grace period to return, then aborts it by
 /// dropping it (a blocking task cannot be stopped; it is left to finish).
-async fn stop(inner: &Inner, mut handle: Started) {
+async fn stop(inner: &Executor, mut handle: Started) {
     let grace_end: Timestamp = later(inner.clock.now(), inner.cancel_grace);
     tokio::select! {
         _ = &mut handle => {}
@@ -204,12 +290,16 @@ async fn stop(inner: &Inner, mut handle: Started) {
     }
 }
 
-async fn finish(inner: &Inner, mut run: Run, status: RunStatus, error: Option<String>) {
+async fn finish(inner: &Executor, mut run: Run, status: RunStatus, error: Option<String>) {
     run.status = status;
     run.error = error.map(cap_error);
     run.finished_at = Some(inner.clock.now());
-    if let Err(e) = inner.store.update_run(&run).await {
+    match inner.store.update_run(&run).await {
+        Ok(()) => {}
+        Err(e) if e.is_lease_lost() => {
+            tracing::warn!(job_id = %run.job_id, run_id = %run.id, %status, "run finished after its node lost its lease; kept as its late result, the sweeper's decision stands");
+        }
         // A failed history write never stops scheduling.
-        inner.store_error("recording a run result", &e);
+        Err(e) => inner.events.store_error("recording a run result", &e),
     }
 }

@@ -75,8 +75,10 @@ mod duration;
 mod error;
 mod event;
 mod executor;
+mod heartbeat;
 mod job;
 mod memory;
+mod node;
 mod plan;
 mod run;
 mod scheduler;
@@ -90,11 +92,15 @@ pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::job::{Job, JobId, JobOptions, JobState, MAX_JOB_ID_LEN, RetryPolicy};
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
-pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
+pub use crate::node::{
+    ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,
+    host_name, swept_reason,
+};
+pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, max_instances_reason, plan_fire};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error};
 pub use crate::scheduler::{
     JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,
-    ShutdownMode, SyncReport, node_is_alive,
+    ShutdownMode, SyncReport,
 };
 pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};

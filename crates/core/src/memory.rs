@@ -12,26 +12,32 @@
 //! * `runs`: per job, the last `history_limit` finished runs plus every run
 //!   still pending or running (those are never evicted), and a count of the
 //!   latter for `max_instances`.
+//! * `unclaimed`: requested (or re-queued) runs that no node holds yet, by
+//!   scheduled time.
+//! * `nodes`: the registered nodes and their leases. Two schedulers in one
+//!   process may share a store, so leases hold here too.
 //!
 //! Invariant: a job is in `due` exactly when it has a `next_run_at` and is
 //! not paused, under that same key. Every mutation goes through
 //! [`Inner::put`] and [`Inner::take`] to keep it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+
+use crate::clock::later;
+use crate::error::{Error, Result};
+use crate::job::{Job, JobId};
+use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, swept_reason};
+use crate::plan::{max_instances_reason, plan_fire};
+use crate::run::{JobStats, Run, RunId, RunKind, RunQuery, RunStatus};
+use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
 
 /// A `HashMap` with foldhash: job ids are hashed on every claim and update.
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::Mutex;
-
-use async_trait::async_trait;
-use jiff::Timestamp;
-use tokio::sync::watch;
-
-use crate::error::{Error, Result};
-use crate::job::{Job, JobId};
-use crate::plan::{Decision, plan_fire};
-use crate::run::{JobStats, Run, RunKind, RunQuery, RunStatus};
-use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
 
 /// Finished runs kept per job by default.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
@@ -51,6 +57,25 @@ struct Inner {
     jobs: FoldMap<JobId, Box<Job>>,
     due: BTreeSet<(Timestamp, JobId)>,
     runs: FoldMap<JobId, JobRuns>,
+    unclaimed: BTreeSet<(Timestamp, RunId, JobId)>,
+    nodes: BTreeMap<Arc<str>, NodeRow>,
+    /// The last epoch granted.
+    epoch: u64,
+}
+
+#[derive(Debug)]
+struct NodeRow {
+    registration: NodeRegistration,
+    epoch: u64,
+    started_at: Timestamp,
+    heartbeat_at: Timestamp,
+    expires_at: Timestamp,
+}
+
+impl NodeRow {
+    fn lease(&self) -> Lease {
+        Lease { node: Arc::clone(&self.registration.id), epoch: self.epoch, expires_at: self.expires_at }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +133,9 @@ impl Inner {
     }
 
     fn record(&mut self, run: Run, history_limit: usize) {
+        if run.status == RunStatus::Pending && run.node.is_none() {
+            self.unclaimed.insert((run.scheduled_for, run.id, run.job_id.clone()));
+        }
         let entry = self.runs.entry(run.job_id.clone()).or_default();
         if !run.status.is_finished() {
             entry.in_flight += 1;
@@ -115,6 +143,54 @@ impl Inner {
         entry.runs.push_back(run);
         trim(entry, history_limit);
     }
+
+    fn has_run_at(&self, id: &JobId, at: Timestamp) -> bool {
+        self.runs.get(id).is_some_and(|r| r.runs.iter().any(|r| r.scheduled_for == at))
+    }
+
+    fn run_mut(&mut self, job: &JobId, run: RunId) -> Option<&mut Run> {
+        self.runs.get_mut(job)?.runs.iter_mut().find(|r| r.id == run)
+    }
+
+    /// Renews `lease` if this store still has it.
+    fn renew(&mut self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        match self.nodes.get_mut(&lease.node) {
+            Some(row) if row.epoch == lease.epoch => {
+                row.heartbeat_at = now;
+                row.expires_at = later(now, ttl);
+                Ok(row.lease())
+            }
+            _ => Err(lost(lease)),
+        }
+    }
+
+    fn holds(&self, lease: &Lease) -> bool {
+        self.nodes.get(&lease.node).is_some_and(|row| row.epoch == lease.epoch)
+    }
+
+    /// A finished run's effect on its job: last run time and status.
+    fn note_finished(&mut self, run: &Run) {
+        if let Some(job) = self.jobs.get_mut(&run.job_id) {
+            if run.started_at.is_some() {
+                job.state.last_run_at = run.started_at;
+            }
+            job.state.last_status = Some(run.status);
+        }
+    }
+}
+
+fn lost(lease: &Lease) -> Error {
+    Error::LeaseLost { node: lease.node.to_string(), epoch: lease.epoch }
+}
+
+/// The scheduled time for a run requested at `now`: `now`, or the first
+/// microsecond after it that the job has no run for (runs are unique per time).
+fn free_time(inner: &Inner, id: &JobId, now: Timestamp) -> Timestamp {
+    let mut at = now;
+    while inner.has_run_at(id, at) {
+        at = later(at, SignedDuration::from_micros(1));
+    }
+    at
 }
 
 /// Drops the oldest finished runs beyond `limit`; in-flight runs stay.
@@ -197,83 +273,142 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
-    async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
-        let node: std::sync::Arc<str> = std::sync::Arc::from(node);
-        let node = &node;
+    async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        let now = req.now;
         let mut inner = self.lock();
+        let lease = inner.renew(req.lease, req.ttl, now)?;
         let mut claims = Vec::new();
-        while claims.len() < limit {
-            let Some((at, id)) = inner.due.first().cloned() else {
-                break;
-            };
-            if at > now {
-                break;
+
+        // Requested and re-queued runs first: someone is waiting for them.
+        let waiting: Vec<(Timestamp, RunId, JobId)> = inner
+            .unclaimed
+            .iter()
+            .filter(|(at, _, job)| *at <= now && inner.jobs.get(job).is_none_or(|j| req.has_task(&j.task)))
+            .take(req.limit)
+            .cloned()
+            .collect();
+        for key in waiting {
+            inner.unclaimed.remove(&key);
+            let (_, run_id, job_id) = key;
+            let job = inner.jobs.get(&job_id).map(|j| (**j).clone());
+            let Some(run) = inner.run_mut(&job_id, run_id) else { continue };
+            match job {
+                Some(job) => {
+                    run.node = Some(Arc::clone(&lease.node));
+                    run.epoch = Some(lease.epoch);
+                    let run = run.clone();
+                    claims.push(Claim { job, runs: vec![run], uncounted: 0 });
+                }
+                None => {
+                    run.status = RunStatus::Cancelled;
+                    run.finished_at = Some(now);
+                    run.error = Some("cancelled: its job was removed before a node took it".into());
+                    let entry = inner.runs.get_mut(&job_id).expect("the run was found");
+                    entry.in_flight = entry.in_flight.saturating_sub(1);
+                }
             }
+        }
+
+        let due: Vec<JobId> = inner
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter(|(_, id)| inner.jobs.get(id).is_some_and(|j| req.has_task(&j.task)))
+            .take(req.limit.saturating_sub(claims.len()))
+            .map(|(_, id)| id.clone())
+            .collect();
+        for id in due {
             let mut job = inner.take(&id).expect("every indexed job exists");
             let running = inner.runs.get(&id).map_or(0, |r| r.in_flight);
             let plan = plan_fire(&job, now, running);
-            let runs: Vec<Run> = plan
-                .runs
-                .into_iter()
-                .map(|p| match p.decision {
-                    Decision::Run => Run::pending(id.clone(), p.scheduled_for, RunKind::Scheduled, node),
-                    Decision::Missed(why) => {
-                        Run::not_run(id.clone(), p.scheduled_for, RunStatus::Missed, why, node, now)
-                    }
-                    Decision::Skipped(why) => {
-                        Run::not_run(id.clone(), p.scheduled_for, RunStatus::Skipped, why, node, now)
-                    }
-                })
-                .collect();
+            job.state.next_run_at = plan.next_run_at;
+            let uncounted = plan.uncounted;
+            let runs = plan.into_runs(&id, now, &lease);
             for run in &runs {
                 inner.record(run.clone(), self.history_limit);
             }
-            job.state.next_run_at = plan.next_run_at;
-            job.state.version += 1;
             inner.put(job.clone());
-            claims.push(Claim { job, runs, uncounted: plan.uncounted });
+            claims.push(Claim { job, runs, uncounted });
         }
         Ok(claims)
     }
 
-    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        Ok(self.lock().due.first().map(|(at, _)| *at))
+    async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        let inner = self.lock();
+        let runnable = |id: &JobId| inner.jobs.get(id).is_none_or(|j| tasks.iter().any(|t| **t == *j.task));
+        let job = inner.due.iter().find(|(_, id)| runnable(id)).map(|(at, _)| *at);
+        let run = inner.unclaimed.iter().find(|(_, _, id)| runnable(id)).map(|(at, _, _)| *at);
+        Ok(job.into_iter().chain(run).min())
     }
 
     async fn insert_run(&self, run: Run) -> Result<()> {
         let mut inner = self.lock();
-        let exists =
-            inner.runs.get(&run.job_id).is_some_and(|r| r.runs.iter().any(|r2| r2.scheduled_for == run.scheduled_for));
-        if exists {
+        if inner.has_run_at(&run.job_id, run.scheduled_for) {
             return Err(Error::RunExists { job_id: run.job_id, scheduled_for: run.scheduled_for });
         }
         inner.record(run, self.history_limit);
+        drop(inner);
+        self.changed();
         Ok(())
     }
 
     async fn update_run(&self, run: &Run) -> Result<()> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let entry = inner.runs.entry(run.job_id.clone()).or_default();
-        match entry.runs.iter_mut().find(|r| r.id == run.id) {
-            Some(stored) => {
-                if !stored.status.is_finished() && run.status.is_finished() {
-                    entry.in_flight = entry.in_flight.saturating_sub(1);
-                }
-                *stored = run.clone();
+        let Some(stored) = inner.run_mut(&run.job_id, run.id) else {
+            return Err(Error::Store {
+                message: format!("memory store: no run {} to update", run.id),
+                transient: false,
+            });
+        };
+        let held = !stored.status.is_finished() && stored.node == run.node && stored.epoch == run.epoch;
+        if !held {
+            if run.status.is_finished() {
+                stored.late_result = Some(run.late_result_text());
             }
-            None => entry.runs.push_back(run.clone()),
+            let epoch = run.epoch.unwrap_or(0);
+            return Err(Error::LeaseLost { node: run.node.as_deref().unwrap_or("").to_owned(), epoch });
         }
-        trim(entry, self.history_limit);
-        if run.status.is_finished()
-            && let Some(job) = inner.jobs.get_mut(&run.job_id)
-        {
-            if run.started_at.is_some() {
-                job.state.last_run_at = run.started_at;
-            }
-            job.state.last_status = Some(run.status);
+        *stored = run.clone();
+        if run.status.is_finished() {
+            let entry = inner.runs.get_mut(&run.job_id).expect("the run was found");
+            entry.in_flight = entry.in_flight.saturating_sub(1);
+            trim(entry, self.history_limit);
+            inner.note_finished(run);
         }
         Ok(())
+    }
+
+    async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        let run = {
+            let mut inner = self.lock();
+            let job = inner.jobs.get(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
+            let max_instances = job.options.max_instances;
+            if let Some(lease) = lease
+                && !inner.holds(lease)
+            {
+                return Err(lost(lease));
+            }
+            let at = free_time(&inner, id, now);
+            let running = inner.runs.get(id).map_or(0, |r| r.in_flight);
+            let run = if running >= max_instances {
+                let node = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
+                let mut run =
+                    Run::not_run(id.clone(), at, RunStatus::Skipped, max_instances_reason(max_instances), &node, now);
+                run.kind = RunKind::Manual;
+                run.node = lease.map(|l| Arc::clone(&l.node));
+                run
+            } else {
+                match lease {
+                    Some(lease) => Run::claimed(id.clone(), at, RunKind::Manual, lease),
+                    None => Run::requested(id.clone(), at),
+                }
+            };
+            inner.record(run.clone(), self.history_limit);
+            run
+        };
+        self.changed();
+        Ok(run)
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {
@@ -311,6 +446,102 @@ impl JobStore for MemoryStore {
             deleted += (before - entry.runs.len()) as u64;
         }
         Ok(deleted)
+    }
+
+    async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        let mut inner = self.lock();
+        if let Some(row) = inner.nodes.get(&node.id)
+            && row.expires_at >= now
+        {
+            return Err(Error::NodeIdInUse { id: node.id.to_string(), until: row.expires_at });
+        }
+        inner.epoch += 1;
+        let row = NodeRow {
+            registration: node.clone(),
+            epoch: inner.epoch,
+            started_at: now,
+            heartbeat_at: now,
+            expires_at: later(now, ttl),
+        };
+        let lease = row.lease();
+        inner.nodes.insert(Arc::clone(&node.id), row);
+        Ok(lease)
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.lock().renew(lease, ttl, now)
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.holds(lease) {
+            inner.nodes.remove(&lease.node);
+        }
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let inner = self.lock();
+        let mut running: FoldMap<(&str, u64), u32> = FoldMap::default();
+        for run in inner.runs.values().filter(|r| r.in_flight > 0).flat_map(|r| r.runs.iter()) {
+            if let (false, Some(node), Some(epoch)) = (run.status.is_finished(), run.node.as_deref(), run.epoch) {
+                *running.entry((node, epoch)).or_default() += 1;
+            }
+        }
+        Ok(inner
+            .nodes
+            .values()
+            .map(|row| NodeInfo {
+                id: row.registration.id.to_string(),
+                epoch: row.epoch,
+                host: row.registration.host.clone(),
+                pid: row.registration.pid,
+                version: row.registration.version.clone(),
+                started_at: row.started_at,
+                heartbeat_at: row.heartbeat_at,
+                lease_expires_at: row.expires_at,
+                running: running.get(&(&*row.registration.id, row.epoch)).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.nodes.retain(|_, row| row.expires_at >= now);
+        let mut swept = Vec::new();
+        let Inner { jobs, runs, unclaimed, nodes, .. } = inner;
+        for entry in runs.values_mut().filter(|r| r.in_flight > 0) {
+            for run in entry.runs.iter_mut().filter(|r| !r.status.is_finished()) {
+                let Some(node) = run.node.clone() else { continue };
+                if nodes.get(&node).is_some_and(|row| Some(row.epoch) == run.epoch) {
+                    continue;
+                }
+                let retry = jobs.get(&run.job_id).and_then(|j| j.options.retry.as_ref());
+                let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
+                run.error = Some(swept_reason(&node, run.started_at.is_some(), requeued));
+                if requeued {
+                    run.status = RunStatus::Pending;
+                    run.attempt = run.attempt.max(1);
+                    run.node = None;
+                    run.epoch = None;
+                    unclaimed.insert((run.scheduled_for, run.id, run.job_id.clone()));
+                } else {
+                    run.status = RunStatus::Abandoned;
+                    run.finished_at = Some(now);
+                    entry.in_flight = entry.in_flight.saturating_sub(1);
+                }
+                swept.push(SweptRun { run: run.clone(), node: node.to_string(), requeued });
+            }
+        }
+        for s in swept.iter().filter(|s| !s.requeued) {
+            inner.note_finished(&s.run);
+        }
+        drop(guard);
+        if swept.iter().any(|s| s.requeued) {
+            self.changed();
+        }
+        Ok(swept)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

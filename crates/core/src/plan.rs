@@ -8,7 +8,9 @@
 
 use jiff::Timestamp;
 
-use crate::job::Job;
+use crate::job::{Job, JobId};
+use crate::node::Lease;
+use crate::run::{Run, RunKind, RunStatus};
 
 /// The most scheduled times one plan enumerates. Beyond it (a job every
 /// second, down for a day), the oldest times are counted in
@@ -25,6 +27,26 @@ pub struct FirePlan {
     pub uncounted: u64,
     /// The job's next fire time after `now`; none when the trigger is finished.
     pub next_run_at: Option<Timestamp>,
+}
+
+impl FirePlan {
+    /// The run rows of this plan, oldest first: pending runs held by `lease`
+    /// for the times that run, final `missed` and `skipped` rows for the
+    /// rest. The one mapping from a plan to rows that every store writes.
+    pub fn into_runs(self, job_id: &JobId, now: Timestamp, lease: &Lease) -> Vec<Run> {
+        self.runs
+            .into_iter()
+            .map(|p| match p.decision {
+                Decision::Run => Run::claimed(job_id.clone(), p.scheduled_for, RunKind::Scheduled, lease),
+                Decision::Missed(why) => {
+                    Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Missed, why, &lease.node, now)
+                }
+                Decision::Skipped(why) => {
+                    Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Skipped, why, &lease.node, now)
+                }
+            })
+            .collect()
+    }
 }
 
 /// One due scheduled time and its fate.
@@ -105,7 +127,7 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
                     latest_fresh.expect("a fresh time exists")
                 ))
             } else if running + started >= options.max_instances {
-                Decision::Skipped(format!("max_instances ({}) runs were already in progress", options.max_instances))
+                Decision::Skipped(max_instances_reason(options.max_instances))
             } else {
                 started += 1;
                 Decision::Run
@@ -114,6 +136,11 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
         })
         .collect();
     FirePlan { runs, uncounted, next_run_at }
+}
+
+/// Why a run beyond `max_instances` is skipped, in every store's words.
+pub fn max_instances_reason(max_instances: u32) -> String {
+    format!("max_instances ({max_instances}) runs were already in progress")
 }
 
 /// Where to resume walking an enormous backlog: the first fire time within

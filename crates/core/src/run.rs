@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::job::JobId;
+use crate::node::Lease;
 
 /// Error text kept per run, in bytes.
 pub const MAX_ERROR_LEN: usize = 4096;
@@ -71,7 +72,8 @@ pub enum RunStatus {
     Missed,
     /// Not run: `max_instances` runs were already going.
     Skipped,
-    /// Its process died while it ran (found at the next start).
+    /// Its node stopped renewing its lease (died, froze, lost the store)
+    /// before the run finished; the sweeper of another node decided it.
     Abandoned,
     /// Cancelled by shutdown or by removing its job.
     Cancelled,
@@ -161,14 +163,24 @@ pub struct Run {
     pub finished_at: Option<Timestamp>,
     /// The attempt number, from 1.
     pub attempt: u32,
-    /// The node that ran it.
+    /// The node that holds it (claimed or ran it); none for a requested run
+    /// no node has claimed yet.
     pub node: Option<Arc<str>>,
+    /// The epoch of that node's lease when it claimed the run: updates are
+    /// fenced by node and epoch (see [`crate::Lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
     /// The error of the last attempt, or why it was missed or skipped; at most 4 KiB.
     pub error: Option<String>,
     /// What the task reported of itself (`JobContext::set_output`), such as
     /// the tail of a command's output; at most 4 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+    /// What its node reported after losing its lease, when the sweeper had
+    /// already decided the run ("succeeded at …, after its lease was lost").
+    /// The status stays the sweeper's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_result: Option<String>,
 }
 
 impl Run {
@@ -184,9 +196,27 @@ impl Run {
             finished_at: None,
             attempt: 0,
             node: Some(Arc::clone(node)),
+            epoch: None,
             error: None,
             output: None,
+            late_result: None,
         }
+    }
+
+    /// A run claimed under `lease`: pending, held by its node and epoch.
+    pub fn claimed(job_id: JobId, scheduled_for: Timestamp, kind: RunKind, lease: &Lease) -> Run {
+        Run { epoch: Some(lease.epoch), ..Run::pending(job_id, scheduled_for, kind, &lease.node) }
+    }
+
+    /// A run requested (run now) but held by no node yet: the next claim of
+    /// any node that has its task takes it.
+    pub fn requested(job_id: JobId, at: Timestamp) -> Run {
+        Run { node: None, ..Run::pending(job_id, at, RunKind::Manual, &Arc::from("")) }
+    }
+
+    /// Whether `lease` holds this run.
+    pub fn is_held_by(&self, lease: &Lease) -> bool {
+        self.node.as_deref() == Some(&*lease.node) && self.epoch == Some(lease.epoch)
     }
 
     /// A run that was decided against: `missed` or `skipped`, with the reason.
@@ -204,6 +234,18 @@ impl Run {
             error: Some(cap_error(reason)),
             ..Run::pending(job_id, scheduled_for, RunKind::Scheduled, node)
         }
+    }
+
+    /// The `late_result` text for this (finished) run: what its node saw
+    /// after the sweeper had decided the run.
+    pub fn late_result_text(&self) -> String {
+        let at = self.finished_at.map_or_else(String::new, |t| format!(" at {t}"));
+        let error = self.error.as_deref().map_or_else(String::new, |e| format!(": {e}"));
+        cap_error(format!(
+            "{}{at} on node {}, after its lease was lost{error}",
+            self.status,
+            self.node.as_deref().unwrap_or("?")
+        ))
     }
 
     /// How long it ran.

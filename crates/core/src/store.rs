@@ -1,11 +1,14 @@
 //! The seam between the engine and persistence.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::job::{Job, JobId};
+use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun};
 use crate::run::{JobStats, Run, RunQuery};
 
 /// What `add_job` does when the id is taken.
@@ -20,9 +23,9 @@ pub enum ConflictPolicy {
     KeepExisting,
 }
 
-/// A due job claimed by `acquire_due`: its state after the claim and the run
-/// records the claim wrote (pending ones to execute, missed and skipped ones
-/// already final).
+/// What one claim took for a job: the job's state after the claim and the
+/// run records the claim wrote or took (pending ones, held by the claiming
+/// lease, to execute; missed and skipped ones already final).
 #[derive(Clone, Debug)]
 pub struct Claim {
     /// The job, with its next fire time already advanced.
@@ -46,10 +49,17 @@ pub struct JobFilter {
 
 /// Where jobs and runs live.
 ///
-/// Every store passes the same conformance suite, and every store decides
-/// what to do with a due job by calling [`crate::plan_fire`] inside
-/// `acquire_due`, so no store re-implements misfire, coalesce or trigger
-/// rules. A run is unique per (job, scheduled time) in every store.
+/// Every store passes the same conformance suite (`chime-storetest`), and
+/// every store decides what to do with a due job by calling
+/// [`crate::plan_fire`] inside `acquire_due` and writing
+/// [`crate::FirePlan::into_runs`], so no store re-implements misfire, coalesce
+/// or trigger rules. A run is unique per (job, scheduled time) in every store.
+///
+/// # Nodes, leases and time
+///
+/// Methods that judge a lease take `now`, the caller's clock. A store with a
+/// clock of its own (PostgreSQL's `now()`) uses that instead, so expiry is
+/// never judged on a mix of two machines' clocks. See [`crate::Lease`].
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Adds a job. `job.state.next_run_at` must already be computed.
@@ -57,10 +67,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Returns the stored job: the new one, or with `KeepExisting` the old one.
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job>;
 
-    /// The job with this id.
+    /// The job with this id. A stored row that no longer decodes is
+    /// [`Error::BrokenJob`](crate::Error::BrokenJob).
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>>;
 
-    /// Jobs, ordered by id.
+    /// Jobs, ordered by id. Broken rows are left out (see `broken_jobs`).
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
 
     /// Replaces a job if its version is still `job.state.version`; the stored
@@ -70,24 +81,70 @@ pub trait JobStore: Send + Sync + 'static {
     /// Removes a job and returns it. Its run history stays.
     async fn remove_job(&self, id: &JobId) -> Result<Job>;
 
-    /// Claims up to `limit` jobs due at `now`, earliest first: for each,
-    /// applies [`crate::plan_fire`], stores the new next fire time and the
-    /// planned runs, atomically.
-    async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>>;
+    /// The claim: renews `req.lease` (or fails with `LeaseLost`), then takes
+    /// up to `req.limit` of what is ready for this node, earliest first:
+    ///
+    /// * jobs of `req.tasks` due at `req.now`: for each, applies
+    ///   [`crate::plan_fire`] and stores the new next fire time (without
+    ///   bumping the definition's version) and the planned runs, atomically;
+    /// * runs requested with `request_run` (or re-queued by the sweeper) that
+    ///   no node holds yet: each becomes this lease's, as a claim with the job
+    ///   unchanged. A requested run whose job is gone is recorded `cancelled`.
+    async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>>;
 
-    /// The earliest next fire time of any active job.
-    async fn next_due_at(&self) -> Result<Option<Timestamp>>;
+    /// When the next claim of a node with `tasks` would find something: the
+    /// earliest next fire time of an active job of those tasks, or the
+    /// scheduled time of a run waiting for a node.
+    async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>>;
 
-    /// Records a new run (a manual run). Fails with a conflict if the job
-    /// already has a run for that scheduled time.
+    /// Records a run as given (imports, tests). Fails with a conflict if the
+    /// job already has a run for that scheduled time. Run-now is `request_run`.
     async fn insert_run(&self, run: Run) -> Result<()>;
 
-    /// Updates a run: started, retried, finished. A finished run also sets
-    /// its job's last run time and status, when the job still exists.
+    /// Updates a run: started, retried, finished. Fenced: the stored run must
+    /// still be pending or running and held by `run.node` and `run.epoch`;
+    /// otherwise (its node lost its lease and the sweeper decided it) nothing
+    /// of the decision is overwritten, the result is kept as the run's
+    /// `late_result`, and the call fails with `LeaseLost`. A finished run also
+    /// sets its job's last run time and status, when the job still exists.
     async fn update_run(&self, run: &Run) -> Result<()>;
+
+    /// Run now, as one atomic step: counts the job's runs in flight and
+    /// either inserts a pending `manual` run for `now` or, at
+    /// `max_instances`, a `skipped` one with the reason. With a lease the run
+    /// is that node's at once (it executes it itself); without, the next claim
+    /// of any node that has the task takes it. The schedule is untouched and
+    /// a paused job can be run.
+    async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run>;
 
     /// How many of a job's runs are pending or running.
     async fn count_running(&self, id: &JobId) -> Result<u32>;
+
+    /// Registers a node and grants it a lease of `ttl` from `now`, under an
+    /// epoch the store has never given before. Fails with a conflict when a
+    /// node of that id holds a lease that has not expired.
+    async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease>;
+
+    /// The heartbeat: extends the lease to `now + ttl`. Succeeds while the
+    /// store still has the node's row for that epoch, even past its expiry
+    /// (no sweeper has decided anything yet); fails with `LeaseLost` once a
+    /// sweeper has taken it.
+    async fn renew_lease(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease>;
+
+    /// Ends a lease at once (a clean shutdown). Runs it still holds are left
+    /// to the sweeper.
+    async fn release_lease(&self, lease: &Lease) -> Result<()>;
+
+    /// The registered nodes, ordered by id, with their runs in flight.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>>;
+
+    /// The sweeper: removes every node whose lease expired before `now` and,
+    /// atomically with it, decides each pending or running run held by a
+    /// lease the store no longer has: re-queued (pending, held by no node) as
+    /// its next attempt when its job's retry policy has attempts left,
+    /// otherwise `abandoned`. Safe to call from any number of nodes at once:
+    /// each run is decided exactly once.
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>>;
 
     /// Runs matching `query`, newest scheduled time first.
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>>;
@@ -99,26 +156,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// those scheduled before `older_than`. Returns how many were deleted.
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64>;
 
-    /// A signal that changes whenever a job is added, updated or removed by
-    /// anyone, including another process sharing the store.
+    /// A signal that changes whenever a job is added, updated or removed, or
+    /// a run is requested, by anyone, including another process sharing the store.
     fn changes(&self) -> watch::Receiver<u64>;
 
     /// Stored jobs that no longer decode (a trigger or arguments written by
     /// another version, a hand-edited row). They are kept, never deleted, and
     /// never claimed; each is reported with its problem.
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
-        Ok(Vec::new())
-    }
-
-    /// Marks runs left `pending` or `running` by a process that died as
-    /// `abandoned`, and returns them. `is_alive` says whether a run's node
-    /// still exists. Stores that live and die with their process have none.
-    async fn reap_abandoned(
-        &self,
-        is_alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync),
-        now: Timestamp,
-    ) -> Result<Vec<Run>> {
-        let _ = (is_alive, now);
         Ok(Vec::new())
     }
 }

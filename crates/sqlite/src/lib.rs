@@ -38,19 +38,27 @@
 //!
 //! None. SQLite itself is bundled (compiled from source by `libsqlite3-sys`).
 
+mod claim;
+mod nodes;
+mod rows;
+mod writer;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chime_core::{
-    BrokenJob, Claim, ConflictPolicy, Decision, Error, Job, JobFilter, JobId, JobOptions, JobState, JobStats, JobStore,
-    Result, Run, RunId, RunKind, RunQuery, RunStatus, Trigger, plan_fire,
+    BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease, NodeInfo,
+    NodeRegistration, Result, Run, RunQuery, RunStatus, SweptRun,
 };
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::rows::{IN_FLIGHT, JobRow, RunRow, encode, micros};
+use crate::writer::RunWrite;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -69,22 +77,15 @@ pub struct SqliteStore {
     /// up in one transaction (group commit): a burst of runs costs a few
     /// transactions, not two per run.
     run_writes: mpsc::UnboundedSender<RunWrite>,
-    writer: tokio::task::JoinHandle<()>,
 }
-
-/// A run update (or, with `None`, a barrier: "tell me when everything queued
-/// before me is written") and where to send the outcome of its transaction.
-type RunWrite = (Option<Run>, oneshot::Sender<std::result::Result<(), (String, bool)>>);
-
-/// Runs per group-commit transaction, at most.
-const MAX_RUN_BATCH: usize = 1024;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         if let Some(p) = &self.poller {
             p.abort();
         }
-        self.writer.abort();
+        // The writer is not aborted: with the store's sender gone, it writes
+        // what is still queued and then stops.
     }
 }
 
@@ -181,9 +182,9 @@ impl SqliteStore {
             }))
         };
         let (run_writes, queue) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(run_writer(pool.clone(), shown.clone(), queue));
+        tokio::spawn(writer::run_writer(pool.clone(), shown.clone(), queue));
         tracing::info!(database = %shown, "sqlite store open");
-        Ok(SqliteStore { pool, location: shown, changes, poller, run_writes, writer })
+        Ok(SqliteStore { pool, location: shown, changes, poller, run_writes })
     }
 
     /// The file this store uses.
@@ -203,10 +204,16 @@ impl SqliteStore {
     /// reads of run history see this store's own writes.
     async fn flush_runs(&self) -> Result<()> {
         let (reply, outcome) = oneshot::channel();
-        let gone =
-            || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
-        self.run_writes.send((None, reply)).map_err(|_| gone())?;
-        outcome.await.map_err(|_| gone())?.map_err(|(message, transient)| Error::Store { message, transient })
+        self.run_writes.send((None, reply)).map_err(|_| self.writer_gone())?;
+        outcome.await.map_err(|_| self.writer_gone())?.into_result(None)
+    }
+
+    fn writer_gone(&self) -> Error {
+        Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false }
+    }
+
+    fn instant(&self, us: i64) -> Result<Timestamp> {
+        rows::instant(us).map_err(|e| Error::Store { message: format!("{}: {e}", self.location), transient: false })
     }
 
     async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
@@ -219,10 +226,7 @@ impl SqliteStore {
 
     fn decode(&self, row: JobRow) -> Result<Job> {
         let id = row.id.clone();
-        row.decode().map_err(|problem| Error::Store {
-            message: format!("{}: job {id:?} does not decode: {problem}", self.location),
-            transient: false,
-        })
+        row.decode().map_err(|problem| Error::BrokenJob { id, problem })
     }
 }
 
@@ -252,74 +256,7 @@ async fn check_schema_version(pool: &SqlitePool, display: &str) -> Result<()> {
     }
 }
 
-/// The group-commit writer: takes every run update queued so far, writes
-/// them in one transaction, and tells each caller the outcome.
-async fn run_writer(pool: SqlitePool, location: String, mut queue: mpsc::UnboundedReceiver<RunWrite>) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MAX_RUN_BATCH).await > 0 {
-        let runs: Vec<&Run> = batch.iter().filter_map(|(run, _)| run.as_ref()).collect();
-        let outcome = if runs.is_empty() { Ok(()) } else { write_runs(&pool, &runs).await }.map_err(|e| {
-            match store_error(&location, "recording runs", &e) {
-                Error::Store { message, transient } => (message, transient),
-                other => (other.to_string(), false),
-            }
-        });
-        if let Err((message, _)) = &outcome {
-            // Callers that did not wait for the write learn of it here.
-            tracing::error!(runs = runs.len(), error = %message, "run history write failed");
-        }
-        for (_, reply) in batch.drain(..) {
-            let _ = reply.send(outcome.clone());
-        }
-    }
-}
-
-async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<()> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    // 100 rows of 10 parameters stay well under SQLite's parameter limit.
-    for chunk in runs.chunks(100) {
-        let sql = format!(
-            "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (id) DO UPDATE SET status = excluded.status, started_at = excluded.started_at, \
-             finished_at = excluded.finished_at, attempt = excluded.attempt, node = excluded.node, error = excluded.error, output = excluded.output",
-            run_rows(chunk.len())
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for run in chunk {
-            q = bind_run!(q, run);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    // The job's last run and status, from its latest finished run in the batch.
-    let mut last: Vec<&Run> = Vec::new();
-    for run in runs.iter().filter(|r| r.status.is_finished()) {
-        match last.iter_mut().find(|l| l.job_id == run.job_id) {
-            Some(l) => *l = run,
-            None => last.push(run),
-        }
-    }
-    for chunk in last.chunks(100) {
-        let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
-        let sql = format!(
-            "UPDATE chime_job SET last_run_at = COALESCE(CASE id {cases} END, last_run_at), last_status = CASE id {cases} END \
-             WHERE id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for run in chunk {
-            q = q.bind(run.job_id.as_str().to_owned()).bind(run.started_at.map(micros));
-        }
-        for run in chunk {
-            q = q.bind(run.job_id.as_str().to_owned()).bind(run.status.as_str());
-        }
-        for run in chunk {
-            q = q.bind(run.job_id.as_str().to_owned());
-        }
-        q.execute(&mut *tx).await?;
-    }
-    tx.commit().await
-}
-
-fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
+pub(crate) fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
     let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
     let (what, transient) = match code {
         Some(5) => ("the database is busy (locked by another process)".to_owned(), true),
@@ -334,159 +271,6 @@ fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
     };
     Error::Store { message: format!("{location}: {op}: {what}"), transient }
 }
-
-fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-fn instant(us: i64) -> std::result::Result<Timestamp, String> {
-    Timestamp::from_microsecond(us).map_err(|e| format!("instant {us} is out of range: {e}"))
-}
-
-fn opt_instant(us: Option<i64>) -> std::result::Result<Option<Timestamp>, String> {
-    us.map(instant).transpose()
-}
-
-/// A `chime_job` row as stored.
-#[derive(sqlx::FromRow)]
-struct JobRow {
-    id: String,
-    name: Option<String>,
-    task: String,
-    args: String,
-    trigger: String,
-    options: String,
-    next_run_at: Option<i64>,
-    paused: Option<String>,
-    last_run_at: Option<i64>,
-    last_status: Option<String>,
-    version: i64,
-    code_hash: Option<String>,
-    broken: Option<String>,
-}
-
-impl JobRow {
-    fn decode(self) -> std::result::Result<Job, String> {
-        if let Some(why) = self.broken {
-            return Err(why);
-        }
-        let id = JobId::new(&self.id).map_err(|e| e.to_string())?;
-        let trigger: Trigger =
-            serde_json::from_str(&self.trigger).map_err(|e| format!("its trigger does not parse: {e}"))?;
-        let args: serde_json::Value =
-            serde_json::from_str(&self.args).map_err(|e| format!("its arguments do not parse: {e}"))?;
-        let options: JobOptions =
-            serde_json::from_str(&self.options).map_err(|e| format!("its options do not parse: {e}"))?;
-        let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
-        Ok(Job {
-            id,
-            name: self.name,
-            task: Arc::from(self.task),
-            args,
-            trigger,
-            options,
-            state: JobState {
-                next_run_at: opt_instant(self.next_run_at)?,
-                paused: self.paused,
-                last_run_at: opt_instant(self.last_run_at)?,
-                last_status,
-                version: self.version as u64,
-                code_hash: self.code_hash,
-            },
-        })
-    }
-}
-
-/// The JSON columns of a job.
-fn encode(job: &Job) -> Result<(String, String, String)> {
-    let json = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| Error::Invalid(format!("job {:?}: its {what} cannot be stored: {e}", job.id.as_str())))
-    };
-    Ok((
-        json("arguments", serde_json::to_string(&job.args))?,
-        json("trigger", serde_json::to_string(&job.trigger))?,
-        json("options", serde_json::to_string(&job.options))?,
-    ))
-}
-
-/// A `chime_run` row as stored.
-#[derive(sqlx::FromRow)]
-struct RunRow {
-    id: String,
-    job_id: String,
-    scheduled_for: i64,
-    kind: String,
-    status: String,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    attempt: i64,
-    node: Option<String>,
-    error: Option<String>,
-    output: Option<String>,
-}
-
-impl RunRow {
-    fn decode(self) -> std::result::Result<Run, String> {
-        Ok(Run {
-            id: RunId(self.id.parse().map_err(|e| format!("run id {:?}: {e}", self.id))?),
-            job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
-            scheduled_for: instant(self.scheduled_for)?,
-            kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
-            status: self.status.parse().map_err(|e: Error| e.to_string())?,
-            started_at: opt_instant(self.started_at)?,
-            finished_at: opt_instant(self.finished_at)?,
-            attempt: self.attempt as u32,
-            node: self.node.map(Arc::from),
-            error: self.error,
-            output: self.output,
-        })
-    }
-}
-
-fn kind_str(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Scheduled => "scheduled",
-        RunKind::Manual => "manual",
-    }
-}
-
-/// The columns of `chime_run` in the order [`bind_run!`] binds them.
-const RUN_COLUMNS: &str =
-    "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, error, output)";
-
-/// `n` rows of placeholders for [`RUN_COLUMNS`].
-fn run_rows(n: usize) -> String {
-    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
-}
-
-/// Binds one run's values, in [`RUN_COLUMNS`] order, to a query of any kind.
-macro_rules! bind_run {
-    ($q:expr, $run:expr) => {{
-        let run: &Run = $run;
-        $q.bind(run.id.to_string())
-            .bind(run.job_id.as_str().to_owned())
-            .bind(micros(run.scheduled_for))
-            .bind(kind_str(run.kind))
-            .bind(run.status.as_str())
-            .bind(run.started_at.map(micros))
-            .bind(run.finished_at.map(micros))
-            .bind(i64::from(run.attempt))
-            .bind(run.node.as_deref().map(str::to_owned))
-            .bind(run.error.clone())
-            .bind(run.output.clone())
-    }};
-}
-use bind_run;
-
-async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(e: E, run: &Run) -> sqlx::Result<u64> {
-    let sql = format!(
-        "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
-        run_rows(1)
-    );
-    Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
-}
-
-const IN_FLIGHT: &str = "('pending', 'running')";
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -546,8 +330,8 @@ impl JobStore for SqliteStore {
         };
         let sql = format!("SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?");
         let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(filter.limit.map_or(-1, |l| l as i64))
-            .bind(filter.offset as i64)
+            .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
+            .bind(filter.offset.min(i64::MAX as usize) as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err("listing jobs", e))?;
@@ -600,139 +384,16 @@ impl JobStore for SqliteStore {
         Ok(job)
     }
 
-    /// # Implementation
-    ///
-    /// One `BEGIN IMMEDIATE` transaction and four statements per batch,
-    /// whatever its size: read the due jobs; count their runs in flight;
-    /// insert every planned run (`ON CONFLICT DO NOTHING RETURNING id`, so a
-    /// time that already has a run is not run again); advance every job's
-    /// next fire time and version. The write lock makes the read-plan-write
-    /// atomic against other processes.
-    async fn acquire_due(&self, now: Timestamp, limit: usize, node: &str) -> Result<Vec<Claim>> {
-        let fail = |e| self.err("claiming due jobs", e);
-        let node: Arc<str> = Arc::from(node);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-             AND next_run_at <= ? ORDER BY next_run_at, id LIMIT ?",
-        )
-        .bind(micros(now))
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
-
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id = row.id.clone();
-            match row.decode() {
-                Ok(job) => jobs.push(job),
-                Err(problem) => {
-                    tracing::error!(job_id = %id, %problem, database = %self.location, "stored job does not decode; marked broken, kept");
-                    sqlx::query("UPDATE chime_job SET broken = ? WHERE id = ?")
-                        .bind(&problem)
-                        .bind(&id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(fail)?;
-                }
-            }
-        }
-        if jobs.is_empty() {
-            tx.commit().await.map_err(fail)?;
-            return Ok(Vec::new());
-        }
-
-        let placeholders = vec!["?"; jobs.len()].join(", ");
-        let sql = format!(
-            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id IN ({placeholders}) GROUP BY job_id"
-        );
-        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
-        for job in &jobs {
-            q = q.bind(job.id.as_str().to_owned());
-        }
-        let running: std::collections::HashMap<String, i64> =
-            q.fetch_all(&mut *tx).await.map_err(fail)?.into_iter().collect();
-
-        let mut planned = Vec::with_capacity(jobs.len());
-        for mut job in jobs {
-            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
-            let plan = plan_fire(&job, now, in_flight as u32);
-            let runs: Vec<Run> = plan
-                .runs
-                .into_iter()
-                .map(|p| match p.decision {
-                    Decision::Run => Run::pending(job.id.clone(), p.scheduled_for, RunKind::Scheduled, &node),
-                    Decision::Missed(why) => {
-                        Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Missed, why, &node, now)
-                    }
-                    Decision::Skipped(why) => {
-                        Run::not_run(job.id.clone(), p.scheduled_for, RunStatus::Skipped, why, &node, now)
-                    }
-                })
-                .collect();
-            job.state.next_run_at = plan.next_run_at;
-            job.state.version += 1;
-            planned.push((job, runs, plan.uncounted));
-        }
-
-        // Insert every planned run; keep those that really were inserted.
-        let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
-        let mut inserted = std::collections::HashSet::new();
-        for chunk in all_runs.chunks(100) {
-            let sql = format!(
-                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                run_rows(chunk.len())
-            );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-            for run in chunk {
-                q = bind_run!(q, run);
-            }
-            inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
-        }
-
-        for chunk in planned.chunks(100) {
-            let sql = format!(
-                "UPDATE chime_job SET next_run_at = CASE id {} END, version = version + 1 WHERE id IN ({})",
-                vec!["WHEN ? THEN ?"; chunk.len()].join(" "),
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (job, _, _) in chunk {
-                q = q.bind(job.id.as_str().to_owned()).bind(job.state.next_run_at.map(micros));
-            }
-            for (job, _, _) in chunk {
-                q = q.bind(job.id.as_str().to_owned());
-            }
-            q.execute(&mut *tx).await.map_err(fail)?;
-        }
-        tx.commit().await.map_err(fail)?;
-
-        Ok(planned
-            .into_iter()
-            .map(|(job, runs, uncounted)| {
-                // A time that already had a run was claimed before: not run again.
-                let runs = runs.into_iter().filter(|r| inserted.contains(&r.id.to_string())).collect();
-                Claim { job, runs, uncounted }
-            })
-            .collect())
+    async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        self.claim(req).await
     }
 
-    async fn next_due_at(&self) -> Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_run_at) FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| self.err("reading the next due time", e))?;
-        next.map(|us| {
-            instant(us).map_err(|e| Error::Store { message: format!("{}: {e}", self.location), transient: false })
-        })
-        .transpose()
+    async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        self.next_due(tasks).await
     }
 
     async fn insert_run(&self, run: Run) -> Result<()> {
-        if insert_run(&self.pool, &run).await.map_err(|e| self.err("recording a run", e))? == 0 {
+        if rows::insert_run(&self.pool, &run).await.map_err(|e| self.err("recording a run", e))? == 0 {
             return Err(Error::RunExists { job_id: run.job_id, scheduled_for: run.scheduled_for });
         }
         Ok(())
@@ -741,19 +402,38 @@ impl JobStore for SqliteStore {
     /// Queues the update for the group-commit writer. A finished run waits
     /// for its transaction; a run that is only starting does not, so its task
     /// is not delayed by the write (a crash before that write leaves the run
-    /// `pending` rather than `running`, and it is reaped as abandoned either way).
+    /// `pending` rather than `running`; the sweeper decides it either way).
     async fn update_run(&self, run: &Run) -> Result<()> {
         let (reply, outcome) = oneshot::channel();
-        let gone =
-            || Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false };
-        self.run_writes.send((Some(run.clone()), reply)).map_err(|_| gone())?;
+        self.run_writes.send((Some(run.clone()), reply)).map_err(|_| self.writer_gone())?;
         if !run.status.is_finished() {
             return Ok(());
         }
-        match outcome.await.map_err(|_| gone())? {
-            Ok(()) => Ok(()),
-            Err((message, transient)) => Err(Error::Store { message, transient }),
-        }
+        outcome.await.map_err(|_| self.writer_gone())?.into_result(Some(run))
+    }
+
+    async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        self.request(id, now, lease).await
+    }
+
+    async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.register(node, ttl, now).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.renew(lease, ttl, now).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.release(lease).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.list_nodes().await
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        self.sweep_expired(now).await
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {
@@ -854,34 +534,5 @@ impl JobStore for SqliteStore {
                 r.decode().err().map(|problem| BrokenJob { id, problem })
             })
             .collect())
-    }
-
-    async fn reap_abandoned(
-        &self,
-        is_alive: &(dyn for<'a> Fn(&'a str) -> bool + Send + Sync),
-        now: Timestamp,
-    ) -> Result<Vec<Run>> {
-        let rows: Vec<RunRow> =
-            sqlx::query_as(AssertSqlSafe(format!("SELECT * FROM chime_run WHERE status IN {IN_FLIGHT}")))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err("looking for abandoned runs", e))?;
-        let mut reaped = Vec::new();
-        for row in rows {
-            let Ok(mut run) = row.decode() else { continue };
-            let node = run.node.as_deref().unwrap_or("").to_owned();
-            if is_alive(&node) {
-                continue;
-            }
-            run.status = RunStatus::Abandoned;
-            run.finished_at = Some(now);
-            run.error = Some(format!(
-                "its process ({node}) stopped while the run was {}",
-                if run.started_at.is_some() { "running" } else { "waiting to start" }
-            ));
-            self.update_run(&run).await?;
-            reaped.push(run);
-        }
-        Ok(reaped)
     }
 }

@@ -1,7 +1,10 @@
-//! Crash safety with a real process: a scheduler on SQLite is killed with
-//! SIGKILL while a run is in flight; the next start loses no job, marks the
-//! run `abandoned`, and applies the misfire rules to what fell due meanwhile.
-//! Along the way, a pause made by this process reaches the child's scheduler.
+//! Crash safety with a real process: a scheduler on SQLite (in a "container"
+//! with its own `HOSTNAME`) is killed with SIGKILL while a run is in flight;
+//! the next start, on another host name, loses no job, finds the run through
+//! the dead node's expired lease and marks it `abandoned` (or re-queues it when
+//! its job has retries left), and applies the misfire rules to what fell due
+//! meanwhile. Along the way, a pause made by this process reaches the child's
+//! scheduler.
 //!
 //! The child is this test binary again, run with `CHIME_CRASH_CHILD_DB` set.
 
@@ -13,6 +16,10 @@ use chime_core::{
 };
 use chime_sqlite::SqliteStore;
 use jiff::{SignedDuration, Timestamp};
+
+/// Both schedulers' lease: the restarted one sweeps the dead child's runs
+/// once this has passed since the child's last heartbeat.
+const LEASE: SignedDuration = SignedDuration::from_secs(2);
 
 fn tasks() -> TaskRegistry {
     let mut tasks = TaskRegistry::new();
@@ -31,7 +38,14 @@ fn crash_child() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(&db).await.unwrap();
-        let scheduler = Scheduler::builder().store(store).tasks(tasks()).timezone("UTC").unwrap().build();
+        let scheduler = Scheduler::builder()
+            .store(store)
+            .tasks(tasks())
+            .timezone("UTC")
+            .unwrap()
+            .node_lease(LEASE)
+            .unwrap()
+            .build();
         scheduler.start().unwrap();
         println!("child ready");
         std::future::pending::<()>().await;
@@ -97,6 +111,7 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
         Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
             .env("CHIME_CRASH_CHILD_DB", db)
+            .env("HOSTNAME", "old-container")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -140,6 +155,9 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
         .tasks(tasks())
         .timezone("UTC")
         .unwrap()
+        .node_lease(LEASE)
+        .unwrap()
+        .node_id("new-container-1")
         .build();
     let mut events = restarted.subscribe();
     restarted.start().unwrap();
@@ -149,7 +167,11 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
     while abandoned.is_none() || !every_sec_ran || !graced_missed || retried.is_none() {
         assert!(Instant::now() < deadline, "restart did not abandon/run/miss as expected");
         match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap() {
-            Event::RunAbandoned { job_id, run_id, .. } if job_id.as_str() == "stuck" => abandoned = Some(run_id),
+            Event::RunAbandoned { job_id, run_id, node, requeued, .. } if job_id.as_str() == "stuck" => {
+                assert!(node.starts_with("old-container-"), "the dead node is named: {node}");
+                assert!(!requeued, "no retries: abandoned for good");
+                abandoned = Some(run_id)
+            }
             Event::RunSucceeded { job_id, .. } if job_id.as_str() == "every-sec" => every_sec_ran = true,
             Event::RunMissed { job_id, .. } if job_id.as_str() == "graced" => graced_missed = true,
             Event::RunStarted { job_id, attempt, run_id, .. } if job_id.as_str() == "stuck-retry" => {
@@ -174,7 +196,7 @@ async fn kill_9_loses_nothing_and_restart_applies_the_misfire_rules() {
     assert_eq!(stuck_runs[0].status, RunStatus::Abandoned);
     assert_eq!(Some(stuck_runs[0].id), abandoned);
     assert!(
-        stuck_runs[0].error.as_deref().unwrap().contains("stopped while the run was running"),
+        stuck_runs[0].error.as_deref().unwrap().contains("stopped renewing its lease while the run was running"),
         "{:?}",
         stuck_runs[0].error
     );

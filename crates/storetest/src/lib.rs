@@ -31,7 +31,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chime_core::{
-    ConflictPolicy, Job, JobFilter, JobId, JobStore, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
+    Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, RetryPolicy, Run,
+    RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -85,6 +86,12 @@ pub async fn run_all(h: Harness) {
     retention_prunes_finished_runs(&h).await;
     the_change_signal_fires(&h).await;
     an_unknown_task_name_is_kept(&h).await;
+    nodes_register_renew_and_release(&h).await;
+    max_instances_holds_across_nodes(&h).await;
+    an_expired_lease_is_swept_exactly_once(&h).await;
+    a_swept_run_with_retries_left_is_requeued(&h).await;
+    request_run_is_atomic(&h).await;
+    requested_runs_are_claimed_by_a_node_with_the_task(&h).await;
     if h.corrupt.is_some() {
         a_corrupt_job_is_kept_and_reported(&h).await;
     }
@@ -115,6 +122,29 @@ fn job(name: &str, every: i64, first: i64) -> Job {
 
 async fn add(store: &Arc<dyn JobStore>, job: Job) -> Job {
     store.add_job(job, ConflictPolicy::Error).await.expect("add_job")
+}
+
+/// The lease every test node takes.
+const TTL: SignedDuration = SignedDuration::from_secs(30);
+
+/// The tasks every test node has.
+fn tasks() -> Vec<Arc<str>> {
+    vec![Arc::from("task")]
+}
+
+fn registration(name: &str) -> NodeRegistration {
+    NodeRegistration { id: Arc::from(name), host: "test-host".into(), pid: 4242, version: "test".into() }
+}
+
+/// Registers node `name` at T0.
+async fn lease(store: &Arc<dyn JobStore>, name: &str) -> Lease {
+    store.register_node(&registration(name), TTL, at(0)).await.expect("register_node")
+}
+
+/// A claim by `lease` at `now` of the tasks in [`tasks`].
+async fn claim(store: &Arc<dyn JobStore>, lease: &Lease, now: Timestamp, limit: usize) -> Vec<Claim> {
+    let tasks = tasks();
+    store.acquire_due(&ClaimRequest { now, limit, lease, ttl: TTL, tasks: &tasks }).await.expect("acquire_due")
 }
 
 async fn crud_and_conflict_policies(h: &Harness) {
@@ -170,13 +200,15 @@ async fn acquire_due_claims_each_due_job_once(h: &Harness) {
     add(&store, job("due-early", 60, 10)).await;
     add(&store, job("due-late", 60, 20)).await;
     add(&store, job("not-due", 60, 90)).await;
-    let claims = store.acquire_due(at(30), 10, "node-1").await.unwrap();
+    let n1 = lease(&store, "node-1").await;
+    let claims = claim(&store, &n1, at(30), 10).await;
     let ids: Vec<&str> = claims.iter().map(|c| c.job.id.as_str()).collect();
     assert_eq!(ids, ["due-early", "due-late"], "due jobs, earliest first, and only those");
     for c in &claims {
         assert_eq!(c.runs.len(), 1);
         assert_eq!(c.runs[0].status, RunStatus::Pending);
         assert_eq!(c.runs[0].node.as_deref(), Some("node-1"));
+        assert_eq!(c.runs[0].epoch, Some(n1.epoch), "a claimed run records its node's lease epoch");
         assert!(c.job.state.next_run_at.unwrap() > at(30), "the claim advanced the next run");
     }
     assert_eq!(
@@ -184,16 +216,20 @@ async fn acquire_due_claims_each_due_job_once(h: &Harness) {
         Some(at(70)),
         "the advanced next run is stored"
     );
-    assert!(store.acquire_due(at(30), 10, "node-1").await.unwrap().is_empty(), "a claimed time is not claimed again");
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(70)));
+    assert!(claim(&store, &n1, at(30), 10).await.is_empty(), "a claimed time is not claimed again");
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(70)));
+    let version = store.get_job(&id("due-early")).await.unwrap().unwrap().state.version;
+    assert_eq!(version, 1, "a claim advances the next fire time without bumping the definition's version");
 
     // The limit holds.
     let store = h.store().await;
     for i in 0..5 {
         add(&store, job(&format!("j{i}"), 60, i)).await;
     }
-    assert_eq!(store.acquire_due(at(30), 3, "n").await.unwrap().len(), 3);
-    assert_eq!(store.acquire_due(at(30), 3, "n").await.unwrap().len(), 2);
+    let n = lease(&store, "n").await;
+    assert_eq!(claim(&store, &n, at(30), 3).await.len(), 3);
+    assert_eq!(claim(&store, &n, at(30), 3).await.len(), 2);
+    assert!(claim(&store, &n, at(30), 0).await.is_empty(), "a limit of 0 claims nothing");
 }
 
 async fn concurrent_claims_never_overlap(h: &Harness) {
@@ -204,10 +240,11 @@ async fn concurrent_claims_never_overlap(h: &Harness) {
     let mut tasks = Vec::new();
     for n in 0..4 {
         let s = Arc::clone(&store);
+        let node = lease(&store, &format!("node-{n}")).await;
         tasks.push(tokio::spawn(async move {
             let mut claimed = Vec::new();
             loop {
-                let claims = s.acquire_due(at(30), 7, &format!("node-{n}")).await.unwrap();
+                let claims = claim(&s, &node, at(30), 7).await;
                 if claims.is_empty() {
                     break;
                 }
@@ -234,7 +271,8 @@ async fn claims_apply_plan_fire(h: &Harness) {
     late.state.next_run_at = Some(at(10));
     let expected = plan_fire(&late, at(60), 0);
     add(&store, late).await;
-    let claims = store.acquire_due(at(60), 10, "n").await.unwrap();
+    let n = lease(&store, "n").await;
+    let claims = claim(&store, &n, at(60), 10).await;
     let statuses: Vec<(Timestamp, RunStatus)> = claims[0].runs.iter().map(|r| (r.scheduled_for, r.status)).collect();
     assert_eq!(
         statuses,
@@ -255,10 +293,11 @@ async fn claims_apply_plan_fire(h: &Harness) {
     // max_instances counts runs in flight across claims.
     let store = h.store().await;
     add(&store, job("busy", 10, 10)).await;
-    let first = store.acquire_due(at(10), 10, "n").await.unwrap();
+    let n = lease(&store, "n").await;
+    let first = claim(&store, &n, at(10), 10).await;
     assert_eq!(first[0].runs[0].status, RunStatus::Pending);
     assert_eq!(store.count_running(&id("busy")).await.unwrap(), 1);
-    let second = store.acquire_due(at(20), 10, "n").await.unwrap();
+    let second = claim(&store, &n, at(20), 10).await;
     assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "a second instance beyond max_instances is skipped");
     let history = store.history(&RunQuery::default()).await.unwrap();
     assert_eq!(history.len(), 2, "the skipped time is a history row too");
@@ -270,8 +309,9 @@ async fn pause_and_resume_survive_a_read(h: &Harness) {
     j.state.paused = Some("maintenance window".into());
     j.state.next_run_at = None;
     let j = store.update_job(j).await.unwrap();
-    assert!(store.acquire_due(at(100), 10, "n").await.unwrap().is_empty(), "a paused job is never claimed");
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    let n = lease(&store, "n").await;
+    assert!(claim(&store, &n, at(100), 10).await.is_empty(), "a paused job is never claimed");
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), None);
     let read = store.get_job(&id("p")).await.unwrap().unwrap();
     assert_eq!(read.state.paused.as_deref(), Some("maintenance window"));
     assert_eq!(store.list_jobs(&JobFilter { paused: Some(true), ..JobFilter::default() }).await.unwrap().len(), 1);
@@ -280,7 +320,7 @@ async fn pause_and_resume_survive_a_read(h: &Harness) {
     resumed.state.paused = None;
     resumed.state.next_run_at = Some(at(110));
     store.update_job(resumed).await.unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), Some(at(110)));
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(110)));
 }
 
 fn finished(mut run: Run, status: RunStatus, start: i64, secs: i64) -> Run {
@@ -421,7 +461,12 @@ async fn an_unknown_task_name_is_kept(h: &Harness) {
     add(&store, j).await;
     let back = store.get_job(&id("orphan-task")).await.unwrap().unwrap();
     assert_eq!(&*back.task, "a_task_nobody_registered", "the store keeps any task name; the scheduler reports it");
-    assert_eq!(store.acquire_due(at(10), 10, "n").await.unwrap().len(), 1);
+    let n = lease(&store, "n").await;
+    assert!(claim(&store, &n, at(10), 10).await.is_empty(), "a node without the task leaves the job alone");
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), None, "and does not wake for it");
+    let all: Vec<Arc<str>> = vec![Arc::from("task"), Arc::from("a_task_nobody_registered")];
+    let req = ClaimRequest { now: at(10), limit: 10, lease: &n, ttl: TTL, tasks: &all };
+    assert_eq!(store.acquire_due(&req).await.unwrap().len(), 1, "a node that has the task claims it");
 }
 
 async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
@@ -435,9 +480,213 @@ async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].id, "bad");
     assert!(broken[0].problem.contains("trigger"), "the problem names what is unreadable: {}", broken[0].problem);
-    let claims = store.acquire_due(at(10), 10, "n").await.expect("claims survive a corrupt row");
-    assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"]);
-    assert!(store.acquire_due(at(100), 10, "n").await.is_ok(), "and keep surviving it");
+    let n = lease(&store, "n").await;
+    let claims = claim(&store, &n, at(10), 10).await;
+    assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"], "claims survive a corrupt row");
+    claim(&store, &n, at(100), 10).await;
     assert_eq!(store.broken_jobs().await.unwrap().len(), 1, "the corrupt job is still stored, never deleted");
-    assert!(store.get_job(&id("bad")).await.is_err(), "reading it alone is an error that says why");
+    let err = store.get_job(&id("bad")).await.unwrap_err();
+    assert!(
+        matches!(&err, chime_core::Error::BrokenJob { id, problem } if id == "bad" && problem.contains("trigger")),
+        "reading it alone is a BrokenJob error that says why: {err}"
+    );
+}
+
+async fn nodes_register_renew_and_release(h: &Harness) {
+    let store = h.store().await;
+    let a = lease(&store, "a").await;
+    assert_eq!((&*a.node, a.expires_at), ("a", at(0) + TTL));
+    let err = store.register_node(&registration("a"), TTL, at(0) + SignedDuration::from_secs(10)).await.unwrap_err();
+    assert!(
+        matches!(&err, chime_core::Error::NodeIdInUse { until, .. } if *until == a.expires_at),
+        "a live node's id cannot be taken: {err}"
+    );
+    let renewed = store.renew_lease(&a, TTL, at(1)).await.unwrap();
+    assert_eq!((renewed.epoch, renewed.expires_at), (a.epoch, at(1) + TTL), "a heartbeat extends the lease");
+    // Past its expiry but not yet swept, the lease is still held.
+    let late = store.renew_lease(&a, TTL, at(30)).await.expect("a late heartbeat before any sweep still renews");
+    let b = lease(&store, "b").await;
+    assert_ne!(a.epoch, b.epoch, "every registration has its own epoch");
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!((nodes[0].host.as_str(), nodes[0].pid, nodes[0].epoch), ("test-host", 4242, a.epoch));
+    assert_eq!((nodes[0].heartbeat_at, nodes[0].lease_expires_at), (at(30), late.expires_at));
+
+    store.release_lease(&a).await.unwrap();
+    assert!(store.renew_lease(&a, TTL, at(31)).await.unwrap_err().is_lease_lost(), "a released lease is gone");
+    assert!(
+        store
+            .acquire_due(&ClaimRequest { now: at(31), limit: 1, lease: &a, ttl: TTL, tasks: &tasks() })
+            .await
+            .unwrap_err()
+            .is_lease_lost(),
+        "a claim under a released lease fails"
+    );
+    let again = store.register_node(&registration("a"), TTL, at(31)).await.unwrap();
+    assert!(again.epoch != a.epoch && again.epoch != b.epoch, "an epoch is never handed out twice");
+    let stale = store.register_node(&registration("b"), TTL, at(31) + TTL).await.expect("an expired id can be taken");
+    assert!(store.renew_lease(&b, TTL, at(32)).await.unwrap_err().is_lease_lost(), "the old holder lost it");
+    assert_eq!(
+        store.nodes().await.unwrap().iter().filter(|n| n.id == "b").map(|n| n.epoch).collect::<Vec<_>>(),
+        [stale.epoch]
+    );
+}
+
+async fn max_instances_holds_across_nodes(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("shared", 10, 10)).await;
+    let a = lease(&store, "a").await;
+    let b = lease(&store, "b").await;
+    let first = claim(&store, &a, at(10), 10).await;
+    assert_eq!(first[0].runs[0].status, RunStatus::Pending);
+    assert!(first[0].runs[0].is_held_by(&a));
+    let second = claim(&store, &b, at(20), 10).await;
+    assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "node b sees node a's run in flight");
+    let nodes = store.nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.running)).collect::<Vec<_>>(), [("a", 1), ("b", 0)]);
+}
+
+/// Node a claims a run and goes silent; node b's sweeper takes it.
+async fn an_expired_lease_is_swept_exactly_once(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("j", 10, 10)).await;
+    let a = lease(&store, "a").await;
+    let b = lease(&store, "b").await;
+    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
+    run.status = RunStatus::Running;
+    run.attempt = 1;
+    run.started_at = Some(at(10));
+    store.update_run(&run).await.unwrap();
+
+    let later = at(11);
+    store.renew_lease(&b, TTL, later).await.unwrap();
+    assert!(store.sweep(at(10)).await.unwrap().is_empty(), "a lease within its term is not swept");
+    let (one, two) = tokio::join!(store.sweep(later), store.sweep(later));
+    let swept: Vec<_> = one.unwrap().into_iter().chain(two.unwrap()).collect();
+    assert_eq!(swept.len(), 1, "two sweepers decide the run exactly once: {swept:?}");
+    assert_eq!((swept[0].node.as_str(), swept[0].requeued, swept[0].run.status), ("a", false, RunStatus::Abandoned));
+    assert!(store.sweep(later).await.unwrap().is_empty(), "and a later sweep finds nothing");
+    assert_eq!(store.nodes().await.unwrap().iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["b"]);
+    assert!(store.renew_lease(&a, TTL, later).await.unwrap_err().is_lease_lost(), "a's heartbeat learns it lost");
+
+    // a wakes up and finishes its run: fenced out, kept as a late result.
+    let mut done = run.clone();
+    done.status = RunStatus::Succeeded;
+    done.finished_at = Some(later);
+    assert!(store.update_run(&done).await.unwrap_err().is_lease_lost(), "a finish under a lost lease fails");
+    let stored = store.history(&RunQuery::default()).await.unwrap().remove(0);
+    assert_eq!(stored.status, RunStatus::Abandoned, "the sweeper's decision stands");
+    assert!(stored.error.as_deref().unwrap().contains("its node a stopped renewing its lease"), "{stored:?}");
+    let late = stored.late_result.as_deref().expect("the late result is kept");
+    assert!(late.starts_with("succeeded at ") && late.contains("on node a"), "{late}");
+    assert_eq!(store.get_job(&id("j")).await.unwrap().unwrap().state.last_status, Some(RunStatus::Abandoned));
+    assert_eq!(store.count_running(&id("j")).await.unwrap(), 0);
+}
+
+async fn a_swept_run_with_retries_left_is_requeued(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("r", 10, 10).with_retry(RetryPolicy::new(3, SignedDuration::from_secs(1)))).await;
+    let a = lease(&store, "a").await;
+    let b = lease(&store, "b").await;
+    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
+    run.status = RunStatus::Running;
+    run.attempt = 1;
+    run.started_at = Some(at(10));
+    store.update_run(&run).await.unwrap();
+    store.renew_lease(&b, TTL, at(11)).await.unwrap();
+    let swept = store.sweep(at(11)).await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert!(swept[0].requeued, "attempts are left, so the run is re-queued");
+    assert_eq!((swept[0].run.status, swept[0].run.node.as_deref()), (RunStatus::Pending, None));
+    assert_eq!(store.count_running(&id("r")).await.unwrap(), 1, "a re-queued run is still in flight");
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(10)), "it is ready for a node now");
+
+    let taken = claim(&store, &b, at(11), 10).await;
+    assert_eq!(taken.len(), 1, "the next claim takes the re-queued run: {taken:?}");
+    let mut again = taken[0].runs[0].clone();
+    assert_eq!((again.id, again.attempt), (run.id, 1), "the same run (same idempotency key), its attempt so far");
+    assert!(again.is_held_by(&b));
+    assert!(claim(&store, &b, at(11), 10).await.is_empty(), "it is taken once");
+    again.attempt = 2;
+    again.status = RunStatus::Succeeded;
+    again.finished_at = Some(at(12));
+    store.update_run(&again).await.unwrap();
+    let mut stale = run.clone();
+    stale.status = RunStatus::Failed;
+    stale.finished_at = Some(at(12));
+    assert!(store.update_run(&stale).await.unwrap_err().is_lease_lost(), "node a's attempt cannot finish it");
+    let stored = store.history(&RunQuery::default()).await.unwrap().remove(0);
+    assert_eq!((stored.status, stored.attempt), (RunStatus::Succeeded, 2), "{stored:?}");
+}
+
+async fn request_run_is_atomic(h: &Harness) {
+    let store = h.store().await;
+    let mut paused = job("manual", 10, 10);
+    paused.state.paused = Some("held".into());
+    paused.state.next_run_at = None;
+    add(&store, paused).await;
+    let requests = (0..8).map(|_| {
+        let s = Arc::clone(&store);
+        tokio::spawn(async move { s.request_run(&id("manual"), at(5), None).await.unwrap() })
+    });
+    let mut runs = Vec::new();
+    for r in requests {
+        runs.push(r.await.unwrap());
+    }
+    let pending: Vec<&Run> = runs.iter().filter(|r| r.status == RunStatus::Pending).collect();
+    assert_eq!(pending.len(), 1, "eight racing requests for a max_instances = 1 job start one run: {runs:?}");
+    assert!(runs.iter().all(|r| r.kind == RunKind::Manual), "every requested run is manual");
+    assert!(
+        runs.iter().filter(|r| r.status == RunStatus::Skipped).all(|r| r
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("max_instances (1)"))
+    );
+    assert_eq!(pending[0].node, None, "a request without a lease waits for any node");
+    let mut times: Vec<Timestamp> = runs.iter().map(|r| r.scheduled_for).collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), 8, "each request has its own row");
+    let j = store.get_job(&id("manual")).await.unwrap().unwrap();
+    assert_eq!((j.state.next_run_at, j.state.paused.as_deref()), (None, Some("held")), "the schedule is untouched");
+    assert!(store.request_run(&id("nobody"), at(5), None).await.unwrap_err().is_not_found());
+
+    // With a lease the run is that node's at once.
+    let store = h.store().await;
+    add(&store, job("here", 10, 10).with_max_instances(2)).await;
+    let a = lease(&store, "a").await;
+    let run = store.request_run(&id("here"), at(5), Some(&a)).await.unwrap();
+    assert!(run.status == RunStatus::Pending && run.is_held_by(&a), "{run:?}");
+    assert!(claim(&store, &a, at(5), 10).await.is_empty(), "a run already held is not claimed again");
+    store.release_lease(&a).await.unwrap();
+    assert!(store.request_run(&id("here"), at(6), Some(&a)).await.unwrap_err().is_lease_lost());
+}
+
+async fn requested_runs_are_claimed_by_a_node_with_the_task(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("asked", 60, 60)).await;
+    let mut other = job("other-task", 60, 60);
+    other.task = Arc::from("not_here");
+    add(&store, other).await;
+    let a = lease(&store, "a").await;
+    let asked = store.request_run(&id("asked"), at(1), None).await.unwrap();
+    let not_mine = store.request_run(&id("other-task"), at(1), None).await.unwrap();
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(1)), "a requested run is ready now");
+    let claims = claim(&store, &a, at(2), 10).await;
+    assert_eq!(claims.len(), 1, "only the run of a task this node has: {claims:?}");
+    assert_eq!((claims[0].runs[0].id, claims[0].job.state.next_run_at), (asked.id, Some(at(60))));
+    assert!(claims[0].runs[0].is_held_by(&a));
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(60)));
+    let in_flight = store.history(&RunQuery { job_id: Some(id("other-task")), ..RunQuery::default() }).await.unwrap();
+    assert_eq!((in_flight[0].id, in_flight[0].node.as_deref()), (not_mine.id, None), "left for a node that has it");
+
+    // A requested run whose job is removed before any node takes it is cancelled.
+    let gone = job("gone", 60, 60);
+    add(&store, gone).await;
+    store.request_run(&id("gone"), at(3), None).await.unwrap();
+    store.remove_job(&id("gone")).await.unwrap();
+    assert!(claim(&store, &a, at(4), 10).await.is_empty());
+    let left = store.history(&RunQuery { job_id: Some(id("gone")), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(left[0].status, RunStatus::Cancelled, "{left:?}");
 }

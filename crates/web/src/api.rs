@@ -357,8 +357,12 @@ async fn health(State(h): State<Handle>) -> Response {
         }
         Some(_) => {}
     }
-    if let Err(e) = s.store().next_due_at().await {
+    if let Err(e) = s.nodes().await {
         return unhealthy(format!("the store does not answer: {e}"));
     }
-    (StatusCode::OK, Json(json!({"status": "ok", "state": "running", "node": s.node_id()}))).into_response()
+    let Some(epoch) = s.lease_epoch() else {
+        return unhealthy("this node holds no lease in the store (registering, or it lost its lease)".into());
+    };
+    (StatusCode::OK, Json(json!({"status": "ok", "state": "running", "node": s.node_id(), "epoch": epoch})))
+        .into_response()
 }

@@ -1,0 +1,185 @@
+//! Nodes and their leases: how several schedulers share one store, and how a
+//! dead one's runs are found.
+//!
+//! Every scheduler is a **node**. It registers in the store and gets a
+//! [`Lease`]: its id and an epoch, a number the store never hands out twice.
+//! Every run it executes records that node and epoch, and every update of the
+//! run is conditional on them ([`crate::JobStore::update_run`]), so a node that
+//! lost its lease cannot overwrite what another node decided.
+//!
+//! A lease is held while the store keeps its node row. The node renews it by a
+//! heartbeat (one per node, every third of the lease). Once it is past its
+//! expiry, any node's sweeper may delete the row and, in the same
+//! transaction, mark that node's unfinished runs `abandoned` or re-queue them
+//! as their next attempt. A node whose row is gone gets [`crate::Error::LeaseLost`]
+//! from its next heartbeat, claim or run update: it cancels its runs and
+//! registers again under a new epoch.
+//!
+//! ```text
+//! register ─▶ lease (node, epoch 7) ─▶ heartbeat, heartbeat, …   (each: expires_at = now + ttl)
+//!                 │ SIGSTOP for longer than the lease
+//!                 ▼
+//!     another node's sweep: expired → delete node row + abandon / re-queue its runs  (one transaction)
+//!                 │ SIGCONT
+//!                 ▼
+//!     heartbeat → LeaseLost → cancel runs (their late results are kept beside the sweeper's decision)
+//!               → register again (node, epoch 9)
+//! ```
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::run::Run;
+
+/// The default lease: a node not heard from for this long is taken for dead.
+pub const DEFAULT_NODE_LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+/// The shortest lease a scheduler accepts. Below it, a loaded machine's
+/// scheduling delays would be mistaken for death.
+pub const MIN_NODE_LEASE: SignedDuration = SignedDuration::from_millis(300);
+
+/// A node's hold on the runs it executes, as granted by the store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Lease {
+    /// The node's id.
+    pub node: Arc<str>,
+    /// Which registration of the node this is; never reused by a store.
+    pub epoch: u64,
+    /// When it runs out unless renewed, on the store's clock.
+    pub expires_at: Timestamp,
+}
+
+/// What a node says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRegistration {
+    /// The node's id, unique among live nodes of a store.
+    pub id: Arc<str>,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The chime version it runs.
+    pub version: String,
+}
+
+impl NodeRegistration {
+    /// This process, under `id`.
+    pub fn this_process(id: Arc<str>) -> NodeRegistration {
+        NodeRegistration {
+            id,
+            host: host_name(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// A registered node, as the store sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: String,
+    /// Its current epoch.
+    pub epoch: u64,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The chime version it runs.
+    pub version: String,
+    /// When this registration began.
+    pub started_at: Timestamp,
+    /// When it last renewed its lease.
+    pub heartbeat_at: Timestamp,
+    /// When its lease runs out; in the past for a node the sweeper has not
+    /// reached yet.
+    pub lease_expires_at: Timestamp,
+    /// Its runs pending or running.
+    pub running: u32,
+}
+
+/// What one claim asks of the store; see [`crate::JobStore::acquire_due`].
+#[derive(Clone, Copy, Debug)]
+pub struct ClaimRequest<'a> {
+    /// The scheduler's time. Due means `next_run_at <= now`.
+    pub now: Timestamp,
+    /// At most this many jobs (and requested runs).
+    pub limit: usize,
+    /// The claiming node's lease; the claim renews it, and fails with
+    /// `LeaseLost` when the store no longer has it.
+    pub lease: &'a Lease,
+    /// How long the renewed lease lasts.
+    pub ttl: SignedDuration,
+    /// The tasks this node can run: jobs of other tasks are left for nodes
+    /// that have them (a rolling deploy adds a task to some nodes first).
+    pub tasks: &'a [Arc<str>],
+}
+
+impl ClaimRequest<'_> {
+    /// Whether this node can run `task`.
+    pub fn has_task(&self, task: &str) -> bool {
+        self.tasks.iter().any(|t| &**t == task)
+    }
+}
+
+/// A run the sweeper took from a node whose lease ran out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SweptRun {
+    /// The run as the sweeper left it: `abandoned`, or `pending` again for
+    /// any node to claim as its next attempt.
+    pub run: Run,
+    /// The node that held it.
+    pub node: String,
+    /// Whether it was re-queued (true) or abandoned.
+    pub requeued: bool,
+}
+
+/// The error text of a run whose node's lease ran out.
+pub fn swept_reason(node: &str, started: bool, requeued: bool) -> String {
+    let was = if started { "running" } else { "waiting to start" };
+    if requeued {
+        format!("its node {node} stopped renewing its lease while the run was {was}; re-queued as the next attempt")
+    } else {
+        format!("its node {node} stopped renewing its lease while the run was {was}")
+    }
+}
+
+/// This host's name: `HOSTNAME`, else `/etc/hostname`, else "node".
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME").ok().filter(|h| !h.trim().is_empty()).unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into())
+    })
+}
+
+/// A node id for this process: host, pid and four random hex digits, so a
+/// restarted container that reuses PID 1 under the same host name is a new node.
+pub fn default_node_id() -> String {
+    format!("{}-{}-{:04x}", host_name(), std::process::id(), fastrand::u16(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ids_differ_between_schedulers_of_one_process() {
+        let ids: std::collections::HashSet<String> = (0..50).map(|_| default_node_id()).collect();
+        assert!(ids.len() > 40, "ids repeat: {ids:?}");
+        assert!(ids.iter().all(|id| id.contains(&format!("-{}-", std::process::id()))));
+    }
+
+    #[test]
+    fn swept_reasons_say_what_happened() {
+        assert_eq!(
+            swept_reason("web-1", true, false),
+            "its node web-1 stopped renewing its lease while the run was running"
+        );
+        assert!(swept_reason("web-1", false, true).ends_with("waiting to start; re-queued as the next attempt"));
+    }
+}

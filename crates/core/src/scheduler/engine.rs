@@ -1,0 +1,160 @@
+//! The scheduler loop. See DESIGN.md, "Engine": claim what is ready for this
+//! node, hand the runs to the executor, sleep until the next due time, a
+//! store change, or a state change.
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+
+use super::{Inner, SchedulerState};
+use crate::clock::later;
+use crate::event::Event;
+use crate::node::ClaimRequest;
+use crate::run::{RunKind, RunStatus};
+use crate::store::Claim;
+
+/// The longest the loop sleeps before re-reading the clock, so that a clock
+/// jump or a suspended host is noticed within a minute.
+const MAX_SLEEP: SignedDuration = SignedDuration::from_secs(60);
+
+/// After a store error, how long the loop waits before trying again.
+const STORE_RETRY: SignedDuration = SignedDuration::from_secs(1);
+
+/// How often the loop prunes run history.
+const PRUNE_EVERY: SignedDuration = SignedDuration::from_mins(10);
+
+pub(super) async fn run_loop(inner: Arc<Inner>) {
+    match inner.store.broken_jobs().await {
+        Ok(broken) => {
+            for b in broken {
+                tracing::error!(job_id = %b.id, problem = %b.problem, "stored job does not decode; kept, not scheduled");
+            }
+        }
+        Err(e) => inner.events.store_error("listing broken jobs", &e),
+    }
+    let mut state = inner.state.subscribe();
+    let mut leases = inner.keeper.watch();
+    let mut next_prune = inner.clock.now();
+    loop {
+        let current = *state.borrow_and_update();
+        match current {
+            SchedulerState::ShuttingDown | SchedulerState::ShutDown => return,
+            SchedulerState::Paused | SchedulerState::Stopped => {
+                let _ = state.changed().await;
+                continue;
+            }
+            SchedulerState::Running => {}
+        }
+        // Registers this node the first time; after a lost lease, waits for
+        // the heartbeat to register it again.
+        let Some(lease) = inner.keeper.ensure().await else { return };
+        leases.borrow_and_update();
+
+        // Subscribe before reading the store, so a change made after the
+        // read still wakes the sleep below.
+        let mut changes = inner.store.changes();
+        changes.borrow_and_update();
+
+        let now = inner.clock.now();
+        inner.last_tick.store(now.as_microsecond(), std::sync::atomic::Ordering::Relaxed);
+        if now >= next_prune {
+            next_prune = later(now, PRUNE_EVERY);
+            let cutoff = inner.retention.max_age.and_then(|age| now.checked_sub(age).ok());
+            match inner.store.prune(inner.retention.keep_per_job, cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(deleted = n, "pruned run history"),
+                Err(e) => inner.events.store_error("pruning run history", &e),
+            }
+        }
+        let request = ClaimRequest {
+            now,
+            limit: inner.batch_size,
+            lease: &lease,
+            ttl: inner.keeper.ttl(),
+            tasks: &inner.task_names,
+        };
+        let claimed = match inner.store.acquire_due(&request).await {
+            Ok(claims) => {
+                let n = claims.len();
+                for claim in claims {
+                    handle_claim(&inner, claim);
+                }
+                n
+            }
+            Err(e) if e.is_lease_lost() => {
+                inner.keeper.lost(&lease);
+                continue;
+            }
+            Err(e) => {
+                inner.events.store_error("claiming due jobs", &e);
+                inner.clock.sleep_until(later(now, STORE_RETRY)).await;
+                continue;
+            }
+        };
+        if claimed == inner.batch_size {
+            // There may be more due right now.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let next = match inner.store.next_due_at(&inner.task_names).await {
+            Ok(next) => next,
+            Err(e) => {
+                inner.events.store_error("reading the next due time", &e);
+                Some(later(now, STORE_RETRY))
+            }
+        };
+        let cap = later(now, MAX_SLEEP);
+        let wake_at = next.map_or(cap, |n| n.min(cap));
+        if wake_at <= now {
+            continue;
+        }
+        tokio::select! {
+            _ = inner.clock.sleep_until(wake_at) => {}
+            _ = changes.changed() => {}
+            _ = state.changed() => {}
+            _ = leases.wait_for(Option::is_none) => {}
+            _ = inner.wake.notified() => {}
+        }
+    }
+}
+
+fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
+    let Claim { job, runs, uncounted } = claim;
+    let job = Arc::new(job);
+    if uncounted > 0 {
+        tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
+    }
+    let fired = runs.iter().any(|r| r.kind == RunKind::Scheduled);
+    for run in runs {
+        match run.status {
+            RunStatus::Pending => inner.executor.dispatch(Arc::clone(&job), run),
+            RunStatus::Missed => {
+                let reason = run.error.clone().unwrap_or_default();
+                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run missed");
+                inner.events.emit(Event::RunMissed {
+                    job_id: job.id.clone(),
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                    reason,
+                });
+            }
+            RunStatus::Skipped => {
+                let reason = run.error.clone().unwrap_or_default();
+                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run skipped");
+                inner.events.emit(Event::RunSkipped {
+                    job_id: job.id.clone(),
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                    reason,
+                });
+            }
+            other => {
+                tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
+            }
+        }
+    }
+    if fired && job.state.next_run_at.is_none() && !job.is_paused() {
+        tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
+        inner.events.emit(Event::JobFinished { job_id: job.id.clone() });
+    }
+}

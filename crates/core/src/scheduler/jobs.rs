@@ -1,0 +1,355 @@
+//! The job API: add, read, pause, resume, remove, modify, reschedule, run
+//! now, and the figures about jobs and runs.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{RemoveMode, Scheduler, SchedulerState};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::job::{Job, JobId, JobOptions};
+use crate::run::{JobStats, Run, RunQuery, RunStatus};
+use crate::store::{ConflictPolicy, JobFilter};
+use crate::trigger::Trigger;
+
+/// Changes to a job's definition for `modify_job`; `None` leaves a field as is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobPatch {
+    /// A new display name (`Some(None)` clears it).
+    pub name: Option<Option<String>>,
+    /// New arguments.
+    pub args: Option<serde_json::Value>,
+    /// New options.
+    pub options: Option<JobOptions>,
+}
+
+/// Jobs by state; see [`Scheduler::job_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    /// Jobs stored, broken ones included.
+    pub jobs: usize,
+    /// Jobs with a next run.
+    pub active: usize,
+    /// Jobs paused.
+    pub paused: usize,
+    /// Jobs whose trigger has no more fire times.
+    pub finished: usize,
+    /// Stored jobs that no longer decode.
+    pub broken: usize,
+}
+
+/// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SchedulerStats {
+    /// Jobs stored, broken ones included.
+    pub jobs: usize,
+    /// Jobs paused.
+    pub paused: usize,
+    /// Jobs whose trigger has no more fire times.
+    pub finished: usize,
+    /// Stored jobs that no longer decode.
+    pub broken: usize,
+    /// Runs in progress in this process.
+    pub running_here: usize,
+    /// Over every retained run of every job.
+    pub runs: JobStats,
+}
+
+impl Scheduler {
+    /// Adds a job; its first run is its trigger's first fire time from now.
+    /// A one-off job whose time has already passed runs once, late (subject
+    /// to its misfire grace time).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a bad trigger or option, [`Error::UnknownTask`]
+    /// if its task is not registered, [`Error::JobExists`] if the id is taken
+    /// and the policy is `Error`, or a store error.
+    pub async fn add_job(&self, mut job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        job.validate()?;
+        match self.inner.tasks.interned(&job.task) {
+            Some(name) => job.task = name,
+            None => return Err(Error::UnknownTask(job.task.to_string())),
+        }
+        let now = self.inner.clock.now();
+        job.trigger.resolve(now, &self.inner.zone);
+        job.state = crate::job::JobState { next_run_at: first_fire(&job.trigger, now), ..job.state };
+        let stored = self.inner.store.add_job(job, on_conflict).await?;
+        tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
+        self.inner.events.emit(Event::JobAdded { job_id: stored.id.clone() });
+        Ok(stored)
+    }
+
+    /// The job with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn get_job(&self, id: &str) -> Result<Job> {
+        let id = JobId::new(id)?;
+        self.inner.store.get_job(&id).await?.ok_or(Error::JobNotFound(id))
+    }
+
+    /// Every job, ordered by id, with its next run time.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn jobs(&self) -> Result<Vec<Job>> {
+        self.inner.store.list_jobs(&JobFilter::default()).await
+    }
+
+    /// Pauses a job: it has no next run until resumed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn pause_job(&self, id: &str, reason: &str) -> Result<Job> {
+        let reason = if reason.trim().is_empty() { "paused".to_owned() } else { reason.to_owned() };
+        let job = self
+            .update(id, |job| {
+                job.state.paused = Some(reason.clone());
+                job.state.next_run_at = None;
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, reason, "job paused");
+        self.inner.events.emit(Event::JobPaused { job_id: job.id.clone(), reason });
+        Ok(job)
+    }
+
+    /// Resumes a paused job. Its next run is computed from now: the times it
+    /// missed while paused are not run.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn resume_job(&self, id: &str) -> Result<Job> {
+        let now = self.inner.clock.now();
+        let job = self
+            .update(id, |job| {
+                job.state.paused = None;
+                job.state.next_run_at = job.trigger.next_after(now);
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, next_run_at = ?job.state.next_run_at, "job resumed");
+        self.inner.events.emit(Event::JobResumed { job_id: job.id.clone(), next_run_at: job.state.next_run_at });
+        Ok(job)
+    }
+
+    /// Removes a job. Its history stays. Runs in progress finish or are
+    /// cancelled, as `mode` says.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn remove_job(&self, id: &str, mode: RemoveMode) -> Result<Job> {
+        let id = JobId::new(id)?;
+        let job = self.inner.store.remove_job(&id).await?;
+        if mode == RemoveMode::Cancel {
+            self.inner.executor.cancel_jobs(|j| *j == id);
+        }
+        tracing::info!(job_id = %id, ?mode, "job removed");
+        self.inner.events.emit(Event::JobRemoved { job_id: id });
+        Ok(job)
+    }
+
+    /// Changes a job's name, arguments or options; its schedule is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::Invalid`] for bad options, or a store error.
+    pub async fn modify_job(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        let job = self
+            .update(id, |job| {
+                if let Some(name) = &patch.name {
+                    job.name = name.clone();
+                }
+                if let Some(args) = &patch.args {
+                    job.args = args.clone();
+                }
+                if let Some(options) = &patch.options {
+                    job.options = options.clone();
+                }
+                job.validate()
+            })
+            .await?;
+        self.inner.events.emit(Event::JobUpdated { job_id: job.id.clone() });
+        Ok(job)
+    }
+
+    /// Gives a job a new trigger; its next run is the new trigger's first
+    /// fire time from now (none while paused).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::Invalid`] for a bad trigger, or a store error.
+    pub async fn reschedule_job(&self, id: &str, mut trigger: Trigger) -> Result<Job> {
+        trigger.validate()?;
+        let now = self.inner.clock.now();
+        trigger.resolve(now, &self.inner.zone);
+        let job = self
+            .update(id, |job| {
+                job.trigger = trigger.clone();
+                if !job.is_paused() {
+                    job.state.next_run_at = first_fire(&job.trigger, now);
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(job_id = %job.id, trigger = %job.trigger.describe(), "job rescheduled");
+        self.inner.events.emit(Event::JobUpdated { job_id: job.id.clone() });
+        Ok(job)
+    }
+
+    /// Runs a job once now, in addition to its schedule (which is unchanged),
+    /// as a `manual` run. Works on paused jobs too. Subject to
+    /// `max_instances` across every node of the store: if that many runs are
+    /// going, the run is recorded as `skipped` and returned so.
+    ///
+    /// When this scheduler has the job's task it runs it itself (registering
+    /// its node first if it was not started); otherwise the run waits for a
+    /// node that has the task.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::ShutDown`], or a store error.
+    pub async fn run_job_now(&self, id: &str) -> Result<Run> {
+        if matches!(self.state(), SchedulerState::ShuttingDown | SchedulerState::ShutDown) {
+            return Err(Error::ShutDown);
+        }
+        let job = self.get_job(id).await?;
+        let lease = match self.inner.tasks.contains(&job.task) {
+            true => Some(self.inner.keeper.ensure().await.ok_or(Error::ShutDown)?),
+            false => None,
+        };
+        let run = self.inner.store.request_run(&job.id, self.inner.clock.now(), lease.as_ref()).await?;
+        match run.status {
+            RunStatus::Skipped => {
+                let reason = run.error.clone().unwrap_or_default();
+                tracing::warn!(job_id = %job.id, run_id = %run.id, reason, "requested run skipped");
+                self.inner.events.emit(Event::RunSkipped {
+                    job_id: job.id.clone(),
+                    run_id: run.id,
+                    scheduled_for: run.scheduled_for,
+                    reason,
+                });
+            }
+            _ if lease.is_some() => {
+                tracing::info!(job_id = %job.id, run_id = %run.id, "run requested; running it here");
+                self.inner.executor.dispatch(Arc::new(job), run.clone());
+            }
+            _ => {
+                tracing::info!(job_id = %job.id, run_id = %run.id, task = %job.task, "run requested; waiting for a node that has its task")
+            }
+        }
+        Ok(run)
+    }
+
+    /// The next `n` fire times of a job (from its next run, or from now when paused).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn upcoming(&self, id: &str, n: usize) -> Result<Vec<Timestamp>> {
+        let job = self.get_job(id).await?;
+        Ok(match job.state.next_run_at {
+            Some(next) => {
+                let mut times = vec![next];
+                times.extend(job.trigger.upcoming(next, n.saturating_sub(1)));
+                times.truncate(n);
+                times
+            }
+            None if job.is_paused() => job.trigger.upcoming(self.inner.clock.now(), n),
+            None => Vec::new(),
+        })
+    }
+
+    /// Run history, newest first.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        self.inner.store.history(query).await
+    }
+
+    /// Figures over a job's retained runs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], or a store error.
+    pub async fn stats(&self, id: &str) -> Result<JobStats> {
+        self.inner.store.job_stats(&JobId::new(id)?).await
+    }
+
+    /// Figures for the whole scheduler: jobs by state, runs in progress here,
+    /// and [`JobStats`] over every retained run.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn scheduler_stats(&self) -> Result<SchedulerStats> {
+        let counts = self.job_counts().await?;
+        let runs = self.inner.store.history(&RunQuery { limit: Some(usize::MAX), ..RunQuery::default() }).await?;
+        Ok(SchedulerStats {
+            jobs: counts.jobs,
+            paused: counts.paused,
+            finished: counts.finished,
+            broken: counts.broken,
+            running_here: self.running_here(),
+            runs: JobStats::from_runs(&runs),
+        })
+    }
+
+    /// How many jobs there are in each state, without reading run history
+    /// (what a metrics scrape needs).
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn job_counts(&self) -> Result<JobCounts> {
+        let jobs = self.inner.store.list_jobs(&JobFilter::default()).await?;
+        let broken = self.inner.store.broken_jobs().await?.len();
+        let count = |status: &str| jobs.iter().filter(|j| j.status() == status).count();
+        Ok(JobCounts {
+            jobs: jobs.len() + broken,
+            active: count("active"),
+            paused: count("paused"),
+            finished: count("finished"),
+            broken,
+        })
+    }
+
+    /// Runs in progress in this process.
+    pub fn running_here(&self) -> usize {
+        self.inner.executor.running_count()
+    }
+
+    /// Read-modify-write with the store's version check, retried when
+    /// something else (usually the scheduler loop advancing the job) wrote
+    /// in between.
+    pub(super) async fn update(&self, id: &str, change: impl Fn(&mut Job) -> Result<()>) -> Result<Job> {
+        let id = JobId::new(id)?;
+        let mut attempts = 0;
+        loop {
+            let mut job = self.inner.store.get_job(&id).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
+            change(&mut job)?;
+            match self.inner.store.update_job(job).await {
+                Err(Error::VersionConflict { .. }) if attempts < 20 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+}
+
+/// A new job's first fire time: its trigger's first time at or after now,
+/// or, for a one-off whose time has passed, that time (it runs once, late).
+pub(super) fn first_fire(trigger: &Trigger, now: Timestamp) -> Option<Timestamp> {
+    if let Trigger::Date(d) = trigger {
+        return Some(d.at);
+    }
+    trigger.next_after(now.checked_sub(SignedDuration::from_nanos(1)).unwrap_or(now))
+}

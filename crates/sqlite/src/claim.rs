@@ -1,0 +1,294 @@
+//! The claim and run-now: the two places runs are created, each one
+//! `BEGIN IMMEDIATE` transaction, so the write lock makes read-decide-write
+//! atomic against every other process on the file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chime_core::{
+    Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, RunKind, RunStatus, max_instances_reason, plan_fire,
+};
+use jiff::{SignedDuration, Timestamp};
+use sqlx::{AssertSqlSafe, SqliteConnection};
+
+use crate::SqliteStore;
+use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_rows};
+
+/// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
+fn task_list(tasks: &[Arc<str>]) -> String {
+    serde_json::to_string(&tasks.iter().map(|t| &**t).collect::<Vec<&str>>()).expect("strings serialize")
+}
+
+/// Extends the lease inside the caller's transaction, or says it is lost.
+pub(crate) async fn renew(
+    conn: &mut SqliteConnection,
+    lease: &Lease,
+    ttl: SignedDuration,
+    now: Timestamp,
+) -> sqlx::Result<Option<Lease>> {
+    let expires_at = now.checked_add(ttl).unwrap_or(Timestamp::MAX);
+    let done = sqlx::query("UPDATE chime_node SET heartbeat_at = ?, expires_at = ? WHERE id = ? AND epoch = ?")
+        .bind(micros(now))
+        .bind(micros(expires_at))
+        .bind(&*lease.node)
+        .bind(lease.epoch as i64)
+        .execute(&mut *conn)
+        .await?;
+    Ok((done.rows_affected() == 1).then(|| Lease { expires_at, ..lease.clone() }))
+}
+
+fn lost(lease: &Lease) -> Error {
+    Error::LeaseLost { node: lease.node.to_string(), epoch: lease.epoch }
+}
+
+impl SqliteStore {
+    /// # Implementation
+    ///
+    /// One `BEGIN IMMEDIATE` transaction per batch: renew the lease; take the
+    /// requested runs no node holds; read the due jobs of this node's tasks;
+    /// count their runs in flight; insert every planned run
+    /// (`ON CONFLICT DO NOTHING RETURNING id`, so a time that already has a
+    /// run is not run again); advance every job's next fire time.
+    pub(crate) async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        let fail = |e| self.err("claiming due jobs", e);
+        let now = req.now;
+        let tasks = task_list(req.tasks);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let Some(lease) = renew(&mut tx, req.lease, req.ttl, now).await.map_err(fail)? else {
+            return Err(lost(req.lease));
+        };
+        let mut claims = self.claim_requested(&mut tx, req, &lease, &tasks).await?;
+
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+             AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?",
+        )
+        .bind(micros(now))
+        .bind(&tasks)
+        .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            match row.decode() {
+                Ok(job) => jobs.push(job),
+                Err(problem) => {
+                    tracing::error!(job_id = %id, %problem, database = %self.location, "stored job does not decode; marked broken, kept");
+                    sqlx::query("UPDATE chime_job SET broken = ? WHERE id = ?")
+                        .bind(&problem)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
+        }
+        if jobs.is_empty() {
+            tx.commit().await.map_err(fail)?;
+            return Ok(claims);
+        }
+
+        let placeholders = vec!["?"; jobs.len()].join(", ");
+        let sql = format!(
+            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id IN ({placeholders}) GROUP BY job_id"
+        );
+        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+        for job in &jobs {
+            q = q.bind(job.id.as_str().to_owned());
+        }
+        let running: HashMap<String, i64> = q.fetch_all(&mut *tx).await.map_err(fail)?.into_iter().collect();
+
+        let mut planned = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
+            let plan = plan_fire(&job, now, u32::try_from(in_flight).unwrap_or(u32::MAX));
+            job.state.next_run_at = plan.next_run_at;
+            let uncounted = plan.uncounted;
+            let runs = plan.into_runs(&job.id, now, &lease);
+            planned.push((job, runs, uncounted));
+        }
+
+        // Insert every planned run; keep those that really were inserted.
+        let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
+        let mut inserted = std::collections::HashSet::new();
+        for chunk in all_runs.chunks(100) {
+            let sql = format!(
+                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                run_rows(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for run in chunk {
+                q = bind_run!(q, run);
+            }
+            inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
+        }
+
+        // The next fire time is runtime state: the definition's version is
+        // not bumped, so an edit from the CLI does not conflict with every fire.
+        for chunk in planned.chunks(100) {
+            let sql = format!(
+                "UPDATE chime_job SET next_run_at = CASE id {} END WHERE id IN ({})",
+                vec!["WHEN ? THEN ?"; chunk.len()].join(" "),
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (job, _, _) in chunk {
+                q = q.bind(job.id.as_str().to_owned()).bind(job.state.next_run_at.map(micros));
+            }
+            for (job, _, _) in chunk {
+                q = q.bind(job.id.as_str().to_owned());
+            }
+            q.execute(&mut *tx).await.map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)?;
+
+        claims.extend(planned.into_iter().map(|(job, runs, uncounted)| {
+            // A time that already had a run was claimed before: not run again.
+            let runs = runs.into_iter().filter(|r| inserted.contains(&r.id.to_string())).collect();
+            Claim { job, runs, uncounted }
+        }));
+        Ok(claims)
+    }
+
+    /// Takes the requested and re-queued runs that no node holds, for jobs of
+    /// this node's tasks. One whose job is gone or broken is cancelled.
+    async fn claim_requested(
+        &self,
+        tx: &mut SqliteConnection,
+        req: &ClaimRequest<'_>,
+        lease: &Lease,
+        tasks: &str,
+    ) -> Result<Vec<Claim>> {
+        let fail = |e| self.err("claiming requested runs", e);
+        let waiting: Vec<RunRow> = sqlx::query_as(
+            "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+             WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= ? \
+             AND (j.id IS NULL OR j.task IN (SELECT value FROM json_each(?))) ORDER BY r.scheduled_for LIMIT ?",
+        )
+        .bind(micros(req.now))
+        .bind(tasks)
+        .bind(req.limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut claims = Vec::with_capacity(waiting.len());
+        for row in waiting {
+            let run_id = row.id.clone();
+            let job = match self.read_job_in(&mut *tx, &row.job_id).await? {
+                Some(job) => job.decode(),
+                None => Err("its job was removed before a node took it".to_owned()),
+            };
+            let run = row.decode();
+            match (job, run) {
+                (Ok(job), Ok(mut run)) => {
+                    sqlx::query("UPDATE chime_run SET node = ?, epoch = ? WHERE id = ?")
+                        .bind(&*lease.node)
+                        .bind(lease.epoch as i64)
+                        .bind(&run_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                    run.node = Some(Arc::clone(&lease.node));
+                    run.epoch = Some(lease.epoch);
+                    claims.push(Claim { job, runs: vec![run], uncounted: 0 });
+                }
+                (job, run) => {
+                    let why = job.err().or(run.err()).unwrap_or_default();
+                    sqlx::query("UPDATE chime_run SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?")
+                        .bind(micros(req.now))
+                        .bind(format!("cancelled: {why}"))
+                        .bind(&run_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
+        }
+        Ok(claims)
+    }
+
+    async fn read_job_in(&self, conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRow>> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = ?")
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(|e| self.err("reading a job", e))
+    }
+
+    pub(crate) async fn next_due(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM ( \
+                 SELECT MIN(next_run_at) AS t FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL \
+                     AND broken IS NULL AND task IN (SELECT value FROM json_each(?1)) \
+                 UNION ALL \
+                 SELECT MIN(r.scheduled_for) FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+                     WHERE r.status = 'pending' AND r.node IS NULL \
+                     AND (j.id IS NULL OR j.task IN (SELECT value FROM json_each(?1))))",
+        )
+        .bind(task_list(tasks))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the next due time", e))?;
+        next.map(|us| self.instant(us)).transpose()
+    }
+
+    /// # Implementation
+    ///
+    /// Waits for queued run writes (so a run that just finished no longer
+    /// counts), then in one `BEGIN IMMEDIATE` transaction: read the job,
+    /// check the lease, count runs in flight, insert the run.
+    pub(crate) async fn request(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        self.flush_runs().await?;
+        let fail = |e| self.err("requesting a run", e);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let row = self.read_job_in(&mut tx, id.as_str()).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let job: Job = self.decode(row)?;
+        if let Some(lease) = lease {
+            let held: Option<i64> = sqlx::query_scalar("SELECT epoch FROM chime_node WHERE id = ? AND epoch = ?")
+                .bind(&*lease.node)
+                .bind(lease.epoch as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            if held.is_none() {
+                return Err(lost(lease));
+            }
+        }
+        let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
+        )))
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let max = job.options.max_instances;
+        let mut run = if running >= i64::from(max) {
+            let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
+            let mut run = Run::not_run(id.clone(), now, RunStatus::Skipped, max_instances_reason(max), &node, now);
+            run.kind = RunKind::Manual;
+            run.node = lease.map(|l| Arc::clone(&l.node));
+            run
+        } else {
+            match lease {
+                Some(lease) => Run::claimed(id.clone(), now, RunKind::Manual, lease),
+                None => Run::requested(id.clone(), now),
+            }
+        };
+        // Runs are unique per scheduled time: two requests in one microsecond
+        // take the next free one.
+        for _ in 0..1000 {
+            if crate::rows::insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
+                tx.commit().await.map_err(fail)?;
+                self.changed();
+                return Ok(run);
+            }
+            run.scheduled_for = run.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
+                Error::Store { message: format!("{}: no free time for a run", self.location), transient: false }
+            })?;
+        }
+        Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.location), transient: true })
+    }
+}
