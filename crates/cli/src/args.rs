@@ -22,6 +22,8 @@ pub(crate) enum Command {
     History(HistoryArgs),
     /// Show run statistics for one job or for all.
     Stats(StatsArgs),
+    /// List the nodes (schedulers) of a store: host, heartbeat, lease left, runs in flight.
+    Nodes(NodesArgs),
     /// Preview cron expressions: when they fire, and what they mean.
     #[command(subcommand)]
     Cron(CronCommand),
@@ -94,7 +96,8 @@ pub(crate) enum JobsCommand {
         #[command(flatten)]
         store: StoreArg,
     },
-    /// Run a job now, once: by the running server, or here with --here.
+    /// Run a job now, once, as a manual run (its schedule is untouched; paused jobs too):
+    /// by any running server of the store, or in this process with --here.
     Run {
         id: String,
         /// Wait for the run to finish and exit 1 if it failed.
@@ -145,6 +148,15 @@ pub(crate) struct HistoryArgs {
 pub(crate) struct StatsArgs {
     /// One job; all jobs when absent.
     pub(crate) id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) store: StoreArg,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodesArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

@@ -14,10 +14,11 @@ use serde::Deserialize;
 use crate::builtin::{CommandSpec, HttpSpec};
 
 /// What the file says.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) timezone: Option<String>,
     pub(crate) max_concurrency: Option<usize>,
+    pub(crate) node_lease: SignedDuration,
     pub(crate) history_keep: usize,
     pub(crate) history_max_age: Option<SignedDuration>,
     pub(crate) shutdown_grace: SignedDuration,
@@ -48,6 +49,7 @@ struct SchedulerSection {
     history_keep: Option<usize>,
     history_max_age: Option<String>,
     shutdown_grace: Option<String>,
+    node_lease: Option<String>,
     store: Option<String>,
 }
 
@@ -127,6 +129,16 @@ pub(crate) fn load(path: &Path) -> Result<Config, String> {
     parse(&text, &shown)
 }
 
+/// The longest node lease the config accepts: a dead node's runs wait this
+/// long to be taken over.
+const MAX_NODE_LEASE: SignedDuration = SignedDuration::from_hours(1);
+
+/// The settings `chime serve` uses without a config file: the documented
+/// defaults, the same as an empty file's.
+pub(crate) fn defaults() -> Config {
+    parse("", "(defaults)").expect("an empty config is valid")
+}
+
 /// Parses config text; `shown` names the file in errors.
 pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     let file: File = toml::from_str(text).map_err(|e| {
@@ -144,9 +156,19 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     if let Some(zone) = &s.timezone {
         chime_core::Zone::get(zone).map_err(|e| format!("{shown}: [scheduler] timezone: {e}"))?;
     }
+    let node_lease = duration("node_lease", &s.node_lease)?.unwrap_or(chime_core::DEFAULT_NODE_LEASE);
+    if node_lease < chime_core::MIN_NODE_LEASE || node_lease > MAX_NODE_LEASE {
+        return Err(format!(
+            "{shown}: [scheduler] node_lease: {} is out of range: between {} and {}",
+            chime_core::format_duration(node_lease),
+            chime_core::format_duration(chime_core::MIN_NODE_LEASE),
+            chime_core::format_duration(MAX_NODE_LEASE)
+        ));
+    }
     let mut config = Config {
         timezone: s.timezone.clone(),
         max_concurrency: s.max_concurrency,
+        node_lease,
         history_keep: s.history_keep.unwrap_or(chime_core::DEFAULT_HISTORY_LIMIT),
         history_max_age: duration("history_max_age", &s.history_max_age)?,
         shutdown_grace: duration("shutdown_grace", &s.shutdown_grace)?.unwrap_or(SignedDuration::from_secs(30)),

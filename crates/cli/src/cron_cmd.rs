@@ -8,13 +8,14 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::args::{CronCommand, ExplainArgs, NextArgs};
 use crate::error::CliError;
+use crate::output::out_raw;
 
 pub(crate) fn run(cmd: CronCommand) -> Result<(), CliError> {
     let out = match cmd {
         CronCommand::Next(args) => next(args)?,
         CronCommand::Explain(args) => explain(args)?,
     };
-    print!("{out}");
+    out_raw!("{out}");
     Ok(())
 }
 

@@ -9,6 +9,8 @@ pub(crate) enum CliError {
     Usage(String),
     /// The operation was valid but failed: an unknown job id, an unreachable store.
     Failed(anyhow::Error),
+    /// Whoever read the output stopped reading (`| head`): not a failure.
+    StdoutClosed,
 }
 
 impl CliError {
@@ -16,6 +18,7 @@ impl CliError {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
             CliError::Failed(_) => ExitCode::from(1),
+            CliError::StdoutClosed => ExitCode::SUCCESS,
         }
     }
 }
@@ -26,6 +29,7 @@ impl fmt::Display for CliError {
             CliError::Usage(message) => f.write_str(message),
             // `{:#}` prints the whole anyhow context chain on one line.
             CliError::Failed(err) => write!(f, "{err:#}"),
+            CliError::StdoutClosed => f.write_str("stdout was closed"),
         }
     }
 }

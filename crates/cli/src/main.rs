@@ -7,6 +7,8 @@ mod config;
 mod cron_cmd;
 mod error;
 mod manage;
+mod nodes;
+mod output;
 mod serve;
 mod store;
 
@@ -34,9 +36,10 @@ fn main() -> ExitCode {
         Command::Jobs(cmd) => block_on(manage::jobs(cmd)),
         Command::History(args) => block_on(manage::history(args)),
         Command::Stats(args) => block_on(manage::stats(args)),
+        Command::Nodes(args) => block_on(nodes::run(args)),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(CliError::StdoutClosed) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             err.exit_code()

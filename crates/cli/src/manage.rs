@@ -6,13 +6,14 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use chime_core::{Event, Job, RunQuery, RunStatus, Scheduler, Trigger};
+use chime_core::{Event, Job, RunQuery, RunStatus, Scheduler, ShutdownMode, Trigger, format_duration};
 use jiff::Timestamp;
 use serde_json::json;
 
 use crate::args::{HistoryArgs, JobsCommand, StatsArgs, StoreArg};
 use crate::cron_cmd::relative;
 use crate::error::CliError;
+use crate::output::{out, out_raw};
 use crate::{builtin, store};
 
 /// A scheduler on the store that is never started: the CLI uses its API.
@@ -28,12 +29,12 @@ fn when(t: Timestamp, now: Timestamp) -> String {
     if d.is_negative() { format!("{} ago", relative(-d)) } else { format!("in {}", relative(d)) }
 }
 
-fn short(t: Timestamp) -> String {
+pub(crate) fn short(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// An aligned table: each column as wide as its widest cell.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -72,7 +73,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             let s = scheduler(&store).await?;
             let jobs = s.jobs().await.context("listing jobs")?;
             if json {
-                println!("{}", serde_json::Value::Array(jobs.iter().map(Job::to_json).collect()));
+                out!("{}", serde_json::Value::Array(jobs.iter().map(Job::to_json).collect()));
                 return Ok(());
             }
             let now = Timestamp::now();
@@ -94,9 +95,9 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ID", "NAME", "TRIGGER", "NEXT", "LEFT", "LAST", "PASSED", "STATUS"], &rows));
+            out_raw!("{}", table(&["ID", "NAME", "TRIGGER", "NEXT", "LEFT", "LAST", "PASSED", "STATUS"], &rows));
             if jobs.is_empty() {
-                println!("(no jobs)");
+                out!("(no jobs)");
             }
             let broken = s.store().broken_jobs().await.context("listing broken jobs")?;
             for b in broken {
@@ -113,48 +114,48 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 .await
                 .map_err(failed)?;
             if json {
-                println!("{}", json!({"job": job.to_json(), "upcoming": upcoming, "runs": runs}));
+                out!("{}", json!({"job": job.to_json(), "upcoming": upcoming, "runs": runs}));
                 return Ok(());
             }
             let now = Timestamp::now();
-            println!("{} ({})", job.id, job.name());
-            println!("  task      {}", job.task);
-            println!("  args      {}", job.args);
-            println!("  trigger   {}", job.trigger.describe());
-            println!("  options   {}", serde_json::to_string(&job.options).expect("options serialize"));
-            println!("  status    {}", status_of(&job));
+            out!("{} ({})", job.id, job.name());
+            out!("  task      {}", job.task);
+            out!("  args      {}", job.args);
+            out!("  trigger   {}", job.trigger.describe());
+            out!("  options   {}", serde_json::to_string(&job.options).expect("options serialize"));
+            out!("  status    {}", status_of(&job));
             if let Some(last) = job.state.last_run_at {
-                println!(
+                out!(
                     "  last run  {} ({}), {}",
                     short(last),
                     when(last, now),
                     job.state.last_status.map_or("-".into(), |s| s.to_string())
                 );
             }
-            println!("Next {} fire times:", upcoming.len());
+            out!("Next {} fire times:", upcoming.len());
             for t in upcoming {
-                println!("  {}  {}", short(t), when(t, now));
+                out!("  {}  {}", short(t), when(t, now));
             }
-            println!("Last {} runs:", runs.len());
-            print!("{}", run_table(&runs));
+            out!("Last {} runs:", runs.len());
+            out_raw!("{}", run_table(&runs));
             Ok(())
         }
         JobsCommand::Pause { id, reason, store } => {
             let s = scheduler(&store).await?;
             let job = s.pause_job(&id, reason.as_deref().unwrap_or("paused from the CLI")).await.map_err(failed)?;
-            println!("paused {} ({})", job.id, job.state.paused.unwrap_or_default());
+            out!("paused {} ({})", job.id, job.state.paused.unwrap_or_default());
             Ok(())
         }
         JobsCommand::Resume { id, store } => {
             let s = scheduler(&store).await?;
             let job = s.resume_job(&id).await.map_err(failed)?;
-            println!("resumed {}; next run {}", job.id, job.state.next_run_at.map_or("never".into(), short));
+            out!("resumed {}; next run {}", job.id, job.state.next_run_at.map_or("never".into(), short));
             Ok(())
         }
         JobsCommand::Remove { id, store } => {
             let s = scheduler(&store).await?;
             let job = s.remove_job(&id, chime_core::RemoveMode::LetFinish).await.map_err(failed)?;
-            println!("removed {} (its history stays)", job.id);
+            out!("removed {} (its history stays)", job.id);
             Ok(())
         }
         JobsCommand::Reschedule { id, cron, every, at, store } => {
@@ -181,7 +182,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 None => trigger,
             };
             let job = s.reschedule_job(&id, trigger).await.map_err(failed)?;
-            println!(
+            out!(
                 "rescheduled {}: {}; next run {}",
                 job.id,
                 job.trigger.describe(),
@@ -201,72 +202,90 @@ fn failed(e: chime_core::Error) -> CliError {
 async fn run_now(store: &StoreArg, id: &str, wait: bool, here: bool) -> Result<(), CliError> {
     let s = scheduler(store).await?;
     if here {
-        let mut events = s.subscribe();
-        let run = s.run_job_now(id).await.map_err(failed)?;
-        println!("running {id} here (run {})", run.id);
-        loop {
-            match events.recv().await.map_err(|e| anyhow!("waiting for the run: {e}"))? {
-                Event::RunSucceeded { run_id, duration, .. } if run_id == run.id => {
-                    println!(
-                        "succeeded in {}",
-                        chime_core::format_duration(duration.round(jiff::Unit::Millisecond).unwrap_or(duration))
-                    );
-                    return Ok(());
-                }
-                Event::RunFailed { run_id, error, will_retry: false, .. } if run_id == run.id => {
-                    return Err(anyhow!("run {run_id} failed: {error}").into());
-                }
-                Event::RunTimedOut { run_id, will_retry: false, .. } if run_id == run.id => {
-                    return Err(anyhow!("run {run_id} timed out").into());
-                }
-                _ => {}
-            }
-        }
+        return run_here(&s, id).await;
     }
-    // Ask the server: make the job due now. Its claim runs it once and
-    // computes the next run from the trigger, so the schedule is unchanged.
-    let requested = Timestamp::now();
-    let mut attempts = 0;
-    let job = loop {
-        let job = s.get_job(id).await.map_err(failed)?;
-        if job.is_paused() {
-            return Err(CliError::Failed(anyhow!("job {id} is paused: resume it first, or run it here with --here")));
-        }
-        let mut due = job.clone();
-        due.state.next_run_at = Some(requested);
-        match s.store().update_job(due).await {
-            Ok(_) => break job,
-            // The server advanced the job in between: read it again.
-            Err(e) if e.is_conflict() && attempts < 10 => attempts += 1,
-            Err(e) => return Err(failed(e)),
-        }
-    };
-    println!("asked the server to run {id} now");
+    let job = s.get_job(id).await.map_err(failed)?;
+    // Ask the nodes: a pending manual run that the next claim of any node
+    // with the job's task takes. Refused when no node is alive to take it.
+    let now = Timestamp::now();
+    let alive = s.nodes().await.map_err(failed)?.into_iter().filter(|n| n.lease_expires_at > now).count();
+    if alive == 0 {
+        return Err(CliError::Failed(anyhow!(
+            "no node of this store is alive (no `chime serve` is running on it), so nobody would run {id}: \
+             start one, or run it in this process with `chime jobs run {id} --here`"
+        )));
+    }
+    let run = s.store().request_run(&job.id, now, None).await.map_err(failed)?;
+    if run.status == RunStatus::Skipped {
+        return Err(anyhow!("run {} of {id} skipped: {}", run.id, run.error.as_deref().unwrap_or("")).into());
+    }
+    out!("requested run {} of {id}; the first node with its task runs it", run.id);
     if !wait {
         return Ok(());
     }
-    let query =
-        RunQuery { job_id: Some(job.id.clone()), since: Some(requested), limit: Some(10), ..RunQuery::default() };
+    let query = RunQuery {
+        job_id: Some(job.id.clone()),
+        since: Some(run.scheduled_for),
+        limit: Some(100),
+        ..RunQuery::default()
+    };
     let give_up = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let runs = s.history(&query).await.map_err(failed)?;
-        if let Some(run) = runs.iter().rev().find(|r| r.status.is_finished()) {
-            return match run.status {
-                RunStatus::Succeeded => {
-                    println!("succeeded (run {})", run.id);
-                    Ok(())
-                }
-                status => Err(anyhow!("run {} {status}: {}", run.id, run.error.as_deref().unwrap_or("")).into()),
-            };
-        }
-        if runs.is_empty() && std::time::Instant::now() > give_up {
-            return Err(anyhow!(
-                "no server picked up the run within 60 s: is `chime serve` running on this store? (or use --here)"
-            )
-            .into());
+        match runs.iter().find(|r| r.id == run.id) {
+            Some(r) if r.status == RunStatus::Succeeded => {
+                out!("succeeded (run {}, on {})", r.id, r.node.as_deref().unwrap_or("?"));
+                return Ok(());
+            }
+            Some(r) if r.status.is_finished() => {
+                return Err(anyhow!("run {} {}: {}", r.id, r.status, r.error.as_deref().unwrap_or("")).into());
+            }
+            Some(r) if r.node.is_none() && std::time::Instant::now() > give_up => {
+                return Err(anyhow!(
+                    "no node took run {} within 60 s: do the running nodes have the task {:?}? (or use --here)",
+                    r.id,
+                    job.task
+                )
+                .into());
+            }
+            None => return Err(anyhow!("run {} is no longer in the history", run.id).into()),
+            Some(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Runs the job in this process: a node of its own for the run's duration.
+async fn run_here(s: &Scheduler, id: &str) -> Result<(), CliError> {
+    let mut events = s.subscribe();
+    let run = s.run_job_now(id).await.map_err(failed)?;
+    if run.status == RunStatus::Skipped {
+        s.shutdown(ShutdownMode::Cancel).await;
+        return Err(anyhow!("run {} of {id} skipped: {}", run.id, run.error.as_deref().unwrap_or("")).into());
+    }
+    out!("running {id} here (run {})", run.id);
+    let outcome = loop {
+        match events.recv().await {
+            Ok(Event::RunSucceeded { run_id, duration, .. }) if run_id == run.id => {
+                break Ok(format_duration(duration.round(jiff::Unit::Millisecond).unwrap_or(duration)));
+            }
+            Ok(Event::RunFailed { run_id, error, will_retry: false, .. }) if run_id == run.id => {
+                break Err(anyhow!("run {run_id} failed: {error}"));
+            }
+            Ok(Event::RunTimedOut { run_id, will_retry: false, .. }) if run_id == run.id => {
+                break Err(anyhow!("run {run_id} timed out"));
+            }
+            Ok(Event::RunCancelled { run_id, .. }) if run_id == run.id => {
+                break Err(anyhow!("run {run_id} was cancelled"));
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => break Err(anyhow!("waiting for the run: {e}")),
+        }
+    };
+    // Ends this process's lease at once.
+    s.shutdown(ShutdownMode::Wait(Duration::from_secs(30))).await;
+    out!("succeeded in {}", outcome?);
+    Ok(())
 }
 
 fn run_table(runs: &[chime_core::Run]) -> String {
@@ -299,9 +318,9 @@ pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
         .await
         .map_err(failed)?;
     if args.json {
-        println!("{}", serde_json::to_string(&runs).expect("runs serialize"));
+        out!("{}", serde_json::to_string(&runs).expect("runs serialize"));
     } else {
-        print!("{}", run_table(&runs));
+        out_raw!("{}", run_table(&runs));
     }
     Ok(())
 }
@@ -314,17 +333,17 @@ pub(crate) async fn stats(args: StatsArgs) -> Result<(), CliError> {
     }
     .expect("stats serialize");
     if args.json {
-        println!("{value}");
+        out!("{value}");
         return Ok(());
     }
     let runs = value.get("runs").filter(|r| r.is_object()).unwrap_or(&value);
     if args.id.is_none() {
         for key in ["jobs", "paused", "finished", "broken"] {
-            println!("{key:<16}{}", value[key]);
+            out!("{key:<16}{}", value[key]);
         }
     }
     for (key, v) in runs.as_object().into_iter().flatten() {
-        println!("{key:<16}{}", if v.is_null() { "-".to_owned() } else { v.to_string() });
+        out!("{key:<16}{}", if v.is_null() { "-".to_owned() } else { v.to_string() });
     }
     Ok(())
 }

@@ -21,14 +21,16 @@ use crate::{builtin, config, store};
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = match &args.config {
         Some(path) => config::load(path).map_err(CliError::Usage)?,
-        None => config::Config::default(),
+        None => config::defaults(),
     };
     let url = store::resolve(args.store.store.as_deref(), config.store.as_deref());
     let store = store::open(&url, true).await?;
     let mut builder = Scheduler::builder()
         .shared_store(store)
         .tasks(builtin::registry())
-        .history_retention(config.history_keep, config.history_max_age);
+        .history_retention(config.history_keep, config.history_max_age)
+        .node_lease(config.node_lease)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(zone) = &config.timezone {
         builder = builder.timezone(zone).map_err(|e| CliError::Usage(e.to_string()))?;
     }
@@ -41,10 +43,27 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let scheduler = builder.build();
     tracing::info!(store = %url, node = %scheduler.node_id(), zone = %scheduler.timezone(), "chime serve starting");
 
-    let report = scheduler.sync(config.jobs).await.context("syncing the config file's jobs into the store")?;
-    say!("jobs synced from the config: {report}");
-    for id in &report.orphaned {
-        say!("  {id}: no longer in the config; paused, not deleted (remove it with `chime jobs remove {id}`)");
+    // Without a config file there is nothing to sync: the stored jobs are
+    // served as they are (none is "removed from the config").
+    if args.config.is_some() {
+        let report = scheduler.sync(config.jobs).await.context("syncing the config file's jobs into the store")?;
+        say!("jobs synced from the config: {report}");
+        for id in &report.orphaned {
+            say!("  {id}: no longer in the config; paused, not deleted (remove it with `chime jobs remove {id}`)");
+        }
+        for id in &report.repaired {
+            say!("  {id}: its stored row did not decode; replaced by the config's definition (history kept)");
+        }
+    } else {
+        say!("no --config: serving the jobs stored in {url} as they are");
+    }
+    match scheduler.store().broken_jobs().await {
+        Ok(broken) => {
+            for b in broken {
+                say!("  {}: stored but does not decode ({}); kept, not scheduled", b.id, b.problem);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "listing broken jobs"),
     }
     for job in scheduler.jobs().await.context("listing jobs")? {
         let next = match (&job.state.paused, job.state.next_run_at) {
@@ -78,6 +97,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
                 })
                 .await
         });
+        say!("dashboard on http://{bound}/");
         say!(
             "HTTP API on http://{bound}/api/v1 (health: http://{bound}/health){}",
             if token.is_some() { "; mutating calls need the token" } else { "" }
