@@ -355,13 +355,17 @@ impl JobStore for MemoryStore {
     async fn update_run(&self, run: &Run) -> Result<()> {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        let lease_held = match (run.node.as_deref(), run.epoch) {
+            (Some(node), Some(epoch)) => inner.nodes.get(node).is_some_and(|row| row.epoch == epoch),
+            _ => false,
+        };
         let Some(stored) = inner.run_mut(&run.job_id, run.id) else {
             return Err(Error::Store {
                 message: format!("memory store: no run {} to update", run.id),
                 transient: false,
             });
         };
-        let held = !stored.status.is_finished() && stored.node == run.node && stored.epoch == run.epoch;
+        let held = lease_held && !stored.status.is_finished() && stored.node == run.node && stored.epoch == run.epoch;
         if !held {
             if run.status.is_finished() {
                 stored.late_result = Some(run.late_result_text());

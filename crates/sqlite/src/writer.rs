@@ -3,7 +3,7 @@
 //! transactions, not two per run.
 //!
 //! Every update is fenced: it applies only while the stored run is pending or
-//! running and held by the same node and lease epoch. A fenced-out finish is
+//! running, held by the same node and lease epoch, and that lease still exists. A fenced-out finish is
 //! kept as the run's `late_result` and its caller gets `LeaseLost`.
 //!
 //! Nothing queued is lost while the process lives: a batch that fails with a
@@ -127,8 +127,9 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<Writte
             "WITH v (id, status, started_at, finished_at, attempt, error, output, node, epoch) AS (VALUES {}) \
              UPDATE chime_run SET status = v.status, started_at = v.started_at, finished_at = v.finished_at, \
              attempt = v.attempt, error = v.error, output = v.output FROM v \
-             WHERE chime_run.id = v.id AND chime_run.node IS v.node AND chime_run.epoch IS v.epoch \
-             AND chime_run.status IN ('pending', 'running') RETURNING chime_run.id",
+             WHERE chime_run.id = v.id AND chime_run.node = v.node AND chime_run.epoch = v.epoch \
+             AND chime_run.status IN ('pending', 'running') \
+             AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = v.node AND n.epoch = v.epoch) RETURNING chime_run.id",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));

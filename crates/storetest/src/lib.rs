@@ -337,9 +337,9 @@ fn finished(mut run: Run, status: RunStatus, start: i64, secs: i64) -> Run {
 async fn runs_move_through_every_status(h: &Harness) {
     let store = h.store().await;
     add(&store, job("r", 10, 10)).await;
-    let node: Arc<str> = Arc::from("n");
+    let n = lease(&store, "n").await;
     for (i, status) in RunStatus::ALL.into_iter().enumerate() {
-        let run = Run::pending(id("r"), at(i as i64), RunKind::Manual, &node);
+        let run = Run::claimed(id("r"), at(i as i64), RunKind::Manual, &n);
         store.insert_run(run.clone()).await.unwrap();
         let mut running = run.clone();
         running.status = RunStatus::Running;
@@ -358,12 +358,20 @@ async fn runs_move_through_every_status(h: &Harness) {
             store.history(&RunQuery { job_id: Some(id("r")), limit: Some(1), ..RunQuery::default() }).await.unwrap();
         assert_eq!(back[0], done, "a run in status {status} reads back exactly");
     }
-    let dup = Run::pending(id("r"), at(0), RunKind::Manual, &node);
+    let dup = Run::claimed(id("r"), at(0), RunKind::Manual, &n);
     assert!(store.insert_run(dup).await.unwrap_err().is_conflict(), "a second run for one scheduled time conflicts");
     let j = store.get_job(&id("r")).await.unwrap().unwrap();
     assert_eq!(j.state.last_status, Some(RunStatus::Cancelled), "finishing a run sets the job's last status");
     assert_eq!(j.state.last_run_at, Some(at(8)));
     assert_eq!(store.count_running(&id("r")).await.unwrap(), 2, "the pending and running runs are in flight");
+
+    // A run whose node holds no lease cannot be updated: only a sweeper decides it.
+    let unleased = Run::pending(id("r"), at(100), RunKind::Manual, &Arc::from("ghost"));
+    store.insert_run(unleased.clone()).await.unwrap();
+    let mut done = unleased.clone();
+    done.status = RunStatus::Succeeded;
+    done.finished_at = Some(at(101));
+    assert!(store.update_run(&done).await.unwrap_err().is_lease_lost(), "an update without a lease is fenced out");
 }
 
 async fn history_filters_and_pages(h: &Harness) {
