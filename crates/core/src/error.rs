@@ -1,4 +1,5 @@
-use crate::job::JobId;
+use crate::id::{InvalidId, JobId};
+use crate::status::UnknownStatus;
 
 /// What can go wrong in the scheduler or a store.
 ///
@@ -108,6 +109,18 @@ impl Error {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Error {
         Error::Invalid(message.into())
+    }
+}
+
+impl From<InvalidId> for Error {
+    fn from(e: InvalidId) -> Error {
+        Error::Invalid(e.to_string())
+    }
+}
+
+impl From<UnknownStatus> for Error {
+    fn from(e: UnknownStatus) -> Error {
+        Error::Invalid(e.to_string())
     }
 }
 

@@ -6,8 +6,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::error::Error;
-use crate::job::JobId;
-use crate::run::RunId;
+use crate::id::{JobId, RunId};
 
 /// Something the scheduler did or decided. Subscribe with `Scheduler::subscribe`.
 ///

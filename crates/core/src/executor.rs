@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, later};
 use crate::event::{Event, Events};
-use crate::job::{Job, JobId};
-use crate::run::{Run, RunId, RunStatus, cap_error};
+use crate::id::{JobId, RunId};
+use crate::job::Job;
+use crate::run::{Run, cap_error};
+use crate::status::RunStatus;
 use crate::store::JobStore;
 use crate::task::{JobContext, Started, TaskRegistry, TaskResult};
 

@@ -1,88 +1,14 @@
 //! Jobs: a task, its arguments, a trigger, options and runtime state.
 
-use std::fmt;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::run::RunStatus;
+use crate::id::JobId;
+use crate::status::RunStatus;
 use crate::trigger::Trigger;
-
-/// The longest job id accepted, in characters.
-pub const MAX_JOB_ID_LEN: usize = 200;
-
-/// A job's id: non-empty, at most 200 characters, no control characters.
-///
-/// ```
-/// use chime_core::JobId;
-///
-/// assert!(JobId::new("daily-report").is_ok());
-/// let err = JobId::new("bad\nid").unwrap_err();
-/// assert_eq!(err.to_string(), r#"invalid job id "bad\nid": it contains a control character"#);
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct JobId(Arc<str>);
-
-impl JobId {
-    /// Validates and wraps an id.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Invalid`] saying what is wrong with it.
-    pub fn new(id: &str) -> Result<JobId> {
-        let why = if id.is_empty() {
-            Some("it is empty".to_owned())
-        } else if id.chars().count() > MAX_JOB_ID_LEN {
-            Some(format!("it is longer than {MAX_JOB_ID_LEN} characters"))
-        } else if id.chars().any(char::is_control) {
-            Some("it contains a control character".to_owned())
-        } else if id.trim() != id {
-            Some("it starts or ends with whitespace".to_owned())
-        } else {
-            None
-        };
-        match why {
-            Some(why) => {
-                let shown: String = id.chars().take(60).collect();
-                Err(Error::invalid(format!("invalid job id {shown:?}: {why}")))
-            }
-            None => Ok(JobId(Arc::from(id))),
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for JobId {
-    type Error = Error;
-    fn try_from(s: String) -> Result<JobId> {
-        JobId::new(&s)
-    }
-}
-
-impl From<JobId> for String {
-    fn from(id: JobId) -> String {
-        id.0.to_string()
-    }
-}
-
-impl fmt::Display for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(&self.0)
-    }
-}
-
-impl fmt::Debug for JobId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
 
 /// How a failed run is retried.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -389,25 +315,6 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_ids_are_validated() {
-        assert!(JobId::new("a").is_ok());
-        assert!(JobId::new(&"x".repeat(200)).is_ok());
-        assert!(JobId::new("日本語のジョブ").is_ok());
-        for (bad, why) in [
-            ("", "it is empty"),
-            (&"x".repeat(201), "longer than 200 characters"),
-            ("tab\there", "control character"),
-            ("nul\0", "control character"),
-            (" padded", "whitespace"),
-        ] {
-            let e = JobId::new(bad).unwrap_err();
-            assert!(e.is_invalid());
-            assert!(e.to_string().contains(why), "{bad:?}: {e}");
-        }
-        assert!(serde_json::from_str::<JobId>(r#""""#).is_err());
-    }
 
     #[test]
     fn retry_backoff_grows_and_is_capped() {

@@ -76,12 +76,14 @@ mod error;
 mod event;
 mod executor;
 mod heartbeat;
+mod id;
 mod job;
 mod memory;
 mod node;
 mod plan;
 mod run;
 mod scheduler;
+mod status;
 mod store;
 mod task;
 mod trigger;
@@ -90,18 +92,20 @@ pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use crate::duration::{format_duration, parse_duration};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
-pub use crate::job::{Job, JobId, JobOptions, JobState, MAX_JOB_ID_LEN, RetryPolicy};
+pub use crate::id::{InvalidId, JobId, MAX_JOB_ID_LEN, RunId};
+pub use crate::job::{Job, JobOptions, JobState, RetryPolicy};
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{
     ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,
     host_name, swept_reason,
 };
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, max_instances_reason, plan_fire};
-pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunId, RunKind, RunQuery, RunStatus, cap_error};
+pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};
 pub use crate::scheduler::{
     JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,
     ShutdownMode, SyncReport,
 };
+pub use crate::status::{RunKind, RunStatus, UnknownStatus};
 pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{

@@ -30,10 +30,12 @@ use tokio::sync::watch;
 
 use crate::clock::later;
 use crate::error::{Error, Result};
-use crate::job::{Job, JobId};
+use crate::id::{JobId, RunId};
+use crate::job::Job;
 use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, swept_reason};
 use crate::plan::{max_instances_reason, plan_fire};
-use crate::run::{JobStats, Run, RunId, RunKind, RunQuery, RunStatus};
+use crate::run::{JobStats, Run, RunQuery};
+use crate::status::{RunKind, RunStatus};
 use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
 
 /// A `HashMap` with foldhash: job ids are hashed on every claim and update.

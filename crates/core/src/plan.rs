@@ -8,9 +8,11 @@
 
 use jiff::Timestamp;
 
-use crate::job::{Job, JobId};
+use crate::id::JobId;
+use crate::job::Job;
 use crate::node::Lease;
-use crate::run::{Run, RunKind, RunStatus};
+use crate::run::Run;
+use crate::status::{RunKind, RunStatus};
 
 /// The most scheduled times one plan enumerates. Beyond it (a job every
 /// second, down for a day), the oldest times are counted in

@@ -1,147 +1,16 @@
 //! Runs: one execution (or one decision not to execute) of a job for one scheduled time.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
-use crate::job::JobId;
+use crate::id::{JobId, RunId};
 use crate::node::Lease;
+use crate::status::{RunKind, RunStatus};
 
 /// Error text kept per run, in bytes.
 pub const MAX_ERROR_LEN: usize = 4096;
-
-/// A run's id, a UUID v7 (time-ordered). Tasks can use it as an idempotency key:
-/// it is the same for every retry of one scheduled time.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RunId(pub Uuid);
-
-impl RunId {
-    /// A new id: the current time in milliseconds, then random bits. The
-    /// random bits come from a fast thread-local generator rather than the
-    /// OS, because a burst of runs would otherwise make one `getrandom` call
-    /// per run.
-    pub fn new() -> RunId {
-        let millis =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let random = fastrand::u128(..).to_le_bytes();
-        let mut bytes = [0u8; 10];
-        bytes.copy_from_slice(&random[..10]);
-        RunId(uuid::Builder::from_unix_timestamp_millis(millis, &bytes).into_uuid())
-    }
-}
-
-impl Default for RunId {
-    fn default() -> Self {
-        RunId::new()
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Debug for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-/// Where a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum RunStatus {
-    /// Claimed, waiting for a concurrency slot or its jitter delay.
-    Pending,
-    /// Executing.
-    Running,
-    /// The task returned `Ok`.
-    Succeeded,
-    /// The task returned an error or panicked, after any retries.
-    Failed,
-    /// The task ran past its timeout and was cancelled.
-    TimedOut,
-    /// Not run: the scheduled time was past the misfire grace time, or was
-    /// coalesced into a later run.
-    Missed,
-    /// Not run: `max_instances` runs were already going.
-    Skipped,
-    /// Its node stopped renewing its lease (died, froze, lost the store)
-    /// before the run finished; the sweeper of another node decided it.
-    Abandoned,
-    /// Cancelled by shutdown or by removing its job.
-    Cancelled,
-}
-
-impl RunStatus {
-    /// Every status, in a stable order.
-    pub const ALL: [RunStatus; 9] = [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::TimedOut,
-        RunStatus::Missed,
-        RunStatus::Skipped,
-        RunStatus::Abandoned,
-        RunStatus::Cancelled,
-    ];
-
-    /// Whether the run is over.
-    pub fn is_finished(self) -> bool {
-        !matches!(self, RunStatus::Pending | RunStatus::Running)
-    }
-
-    /// The lowercase name used in JSON, SQL and the CLI.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Pending => "pending",
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::TimedOut => "timed_out",
-            RunStatus::Missed => "missed",
-            RunStatus::Skipped => "skipped",
-            RunStatus::Abandoned => "abandoned",
-            RunStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for RunStatus {
-    type Err = crate::Error;
-    fn from_str(s: &str) -> crate::Result<RunStatus> {
-        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            crate::Error::invalid(format!(
-                "unknown run status {s:?}: expected one of {}",
-                RunStatus::ALL.map(RunStatus::as_str).join(", ")
-            ))
-        })
-    }
-}
-
-/// Why a run exists.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunKind {
-    /// Its trigger fired.
-    #[default]
-    Scheduled,
-    /// Someone asked for it (`run_job_now`).
-    Manual,
-}
 
 /// One run of a job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -386,16 +255,6 @@ mod tests {
         assert!(capped.len() <= MAX_ERROR_LEN);
         assert!(capped.ends_with("(truncated)"));
         assert_eq!(cap_error("short".into()), "short");
-    }
-
-    #[test]
-    fn statuses_parse_and_print() {
-        for s in RunStatus::ALL {
-            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
-        }
-        let e = "done".parse::<RunStatus>().unwrap_err();
-        assert!(e.to_string().contains("unknown run status \"done\""));
     }
 
     #[test]

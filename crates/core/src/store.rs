@@ -7,7 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
 use crate::error::Result;
-use crate::job::{Job, JobId};
+use crate::id::JobId;
+use crate::job::Job;
 use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun};
 use crate::run::{JobStats, Run, RunQuery};
 

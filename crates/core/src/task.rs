@@ -10,8 +10,7 @@ use jiff::Timestamp;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::JobId;
-use crate::run::RunId;
+use crate::id::{JobId, RunId};
 
 /// The error a task returns: anything that converts into a boxed error
 /// (`anyhow::Error`, `std::io::Error`, a `String`...).

@@ -109,7 +109,7 @@ impl RunRow {
             job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
             scheduled_for: instant(self.scheduled_for)?,
             kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
-            status: self.status.parse().map_err(|e: Error| e.to_string())?,
+            status: self.status.parse::<RunStatus>().map_err(|e| e.to_string())?,
             started_at: opt_instant(self.started_at)?,
             finished_at: opt_instant(self.finished_at)?,
             attempt: u32::try_from(self.attempt).map_err(|_| format!("attempt {} is out of range", self.attempt))?,

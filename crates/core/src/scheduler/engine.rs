@@ -10,7 +10,7 @@ use super::{Inner, SchedulerState};
 use crate::clock::later;
 use crate::event::Event;
 use crate::node::ClaimRequest;
-use crate::run::{RunKind, RunStatus};
+use crate::status::{RunKind, RunStatus};
 use crate::store::Claim;
 
 /// The longest the loop sleeps before re-reading the clock, so that a clock

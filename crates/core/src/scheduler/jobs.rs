@@ -8,8 +8,10 @@ use jiff::{SignedDuration, Timestamp};
 use super::{RemoveMode, Scheduler, SchedulerState};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::job::{Job, JobId, JobOptions};
-use crate::run::{JobStats, Run, RunQuery, RunStatus};
+use crate::id::JobId;
+use crate::job::{Job, JobOptions};
+use crate::run::{JobStats, Run, RunQuery};
+use crate::status::RunStatus;
 use crate::store::{ConflictPolicy, JobFilter};
 use crate::trigger::Trigger;
 

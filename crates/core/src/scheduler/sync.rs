@@ -6,7 +6,8 @@ use super::Scheduler;
 use super::jobs::first_fire;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::job::{Job, JobId};
+use crate::id::JobId;
+use crate::job::Job;
 use crate::store::{ConflictPolicy, JobFilter};
 
 /// What `Scheduler::sync` did. `Display` reads "added 2, updated 1, kept 5, orphaned 1".
