@@ -137,6 +137,9 @@ pub(crate) struct HistoryArgs {
     /// At most this many runs.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub(crate) limit: usize,
+    /// Show each run's output (the tail of a command's stdout and stderr) under it.
+    #[arg(long, conflicts_with = "json")]
+    pub(crate) output: bool,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,

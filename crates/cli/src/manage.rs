@@ -118,6 +118,12 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 return Ok(());
             }
             let now = Timestamp::now();
+            // Instants in the zone the trigger is read in, with the offset:
+            // "09:00 (Europe/London)" reads wrong next to a UTC time.
+            let zone = job.trigger.zone().cloned().unwrap_or_else(chime_core::Zone::utc);
+            let local = |t: Timestamp| {
+                t.to_zoned_datetime(zone.time_zone().clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
+            };
             out!("{} ({})", job.id, job.name());
             out!("  task      {}", job.task);
             out!("  args      {}", job.args);
@@ -127,14 +133,14 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             if let Some(last) = job.state.last_run_at {
                 out!(
                     "  last run  {} ({}), {}",
-                    short(last),
+                    local(last),
                     when(last, now),
                     job.state.last_status.map_or("-".into(), |s| s.to_string())
                 );
             }
-            out!("Next {} fire times:", upcoming.len());
+            out!("Next {} fire times ({}):", upcoming.len(), zone.name());
             for t in upcoming {
-                out!("  {}  {}", short(t), when(t, now));
+                out!("  {}  {}", local(t), when(t, now));
             }
             out!("Last {} runs:", runs.len());
             out_raw!("{}", run_table(&runs));
@@ -319,6 +325,17 @@ pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
         .map_err(failed)?;
     if args.json {
         out!("{}", serde_json::to_string(&runs).expect("runs serialize"));
+    } else if args.output {
+        for run in &runs {
+            out_raw!("{}", run_table(std::slice::from_ref(run)).split_once('\n').map_or("", |(_, row)| row));
+            out!("  run {} on {}", run.id, run.node.as_deref().unwrap_or("no node yet"));
+            for line in run.output.as_deref().unwrap_or("(no output)").lines() {
+                out!("  | {line}");
+            }
+            if let Some(late) = &run.late_result {
+                out!("  late result: {late}");
+            }
+        }
     } else {
         out_raw!("{}", run_table(&runs));
     }

@@ -361,6 +361,18 @@ impl Trigger {
         }
     }
 
+    /// The zone its wall-clock times are read in: a cron or calendar
+    /// trigger's own, the first one found in a combination, none for
+    /// intervals and instants (elapsed time has no zone).
+    pub fn zone(&self) -> Option<&Zone> {
+        match self {
+            Trigger::Cron(c) => c.timezone.as_ref(),
+            Trigger::Calendar(c) => c.timezone.as_ref(),
+            Trigger::Interval(_) | Trigger::Date(_) => None,
+            Trigger::Any(c) | Trigger::All(c) => c.triggers.iter().find_map(Trigger::zone),
+        }
+    }
+
     /// Fills in what the user left out, as of `now`: zones with `default_zone`,
     /// an interval's start with `now + every`, a calendar's start with today.
     /// Instants are truncated to microseconds, the precision stores keep.
