@@ -88,7 +88,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             .await
             .with_context(|| format!("cannot listen on {addr} (pass --listen ADDR, or --no-http)"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
-        let app = chime_web::router(chime_web::Handle::new(scheduler.clone()).with_token(token.clone()));
+        let handle = chime_web::Handle::new(scheduler.clone())
+            .with_token(token.clone())
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let app = chime_web::router(handle);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

@@ -23,15 +23,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     scheduler.start()?;
 
     // Your routes, and chime's: the dashboard at /, the API under /api/v1,
-    // /health and /metrics. Set a token before serving beyond loopback.
-    let app = Router::new().route("/hello", get(|| async { "hello from my service" })).merge(chime_web::router(
-        chime_web::Handle::new(scheduler.clone()).with_token(std::env::var("CHIME_API_TOKEN").ok()),
-    ));
+    // /health and /metrics. Set a token (16 bytes or more) before serving
+    // beyond loopback, and name the hosts clients use to reach you.
+    let handle = chime_web::Handle::new(scheduler.clone()).with_token(std::env::var("CHIME_API_TOKEN").ok())?;
+    let app = Router::new().route("/hello", get(|| async { "hello from my service" })).merge(chime_web::router(handle));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("dashboard on http://127.0.0.1:3000/, your route on http://127.0.0.1:3000/hello");
     let seconds: u64 = std::env::var("CHIME_EXAMPLE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    axum::serve(listener, app).with_graceful_shutdown(tokio::time::sleep(Duration::from_secs(seconds))).await?;
+    // chime_web::serve bounds connections (timeouts, a limit); axum::serve works too.
+    chime_web::serve(listener, app, tokio::time::sleep(Duration::from_secs(seconds))).await?;
     scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
     Ok(())
 }

@@ -2,26 +2,32 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chime_core::{
-    ConflictPolicy, Job, JobFilter, JobId, JobOptions, JobPatch, RemoveMode, RunQuery, RunStatus, SchedulerState,
-    Trigger,
+    ConflictPolicy, Job, JobFilter, JobOptions, JobPatch, RemoveMode, RunQuery, RunStatus, SchedulerState, Trigger,
 };
 use jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::{ApiError, Handle};
+use crate::extract::{JobIdPath, page};
+use crate::{ApiError, Handle, auth, guard, policy, redact};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
-/// The REST API and `/health`, accepting request bodies up to `max_body` bytes.
+/// The REST API, `/health`, `/metrics` and the dashboard, accepting request
+/// bodies up to `max_body` bytes.
+///
+/// Every request first passes the browser guard (`Host`, `Origin`,
+/// `Sec-Fetch-Site`, `Content-Type`); then every route but `/health` and the
+/// OpenAPI document passes the token check.
 pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
     let api = Router::new()
         .route("/jobs", get(list_jobs).post(add_job))
@@ -34,16 +40,22 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
         .route("/runs", get(list_runs))
         .route("/stats", get(scheduler_stats))
         .route("/scheduler/pause", post(pause_scheduler))
-        .route("/scheduler/resume", post(resume_scheduler))
-        .route("/openapi.json", get(openapi));
-    Router::new()
+        .route("/scheduler/resume", post(resume_scheduler));
+    let with_token = Router::new()
         .nest("/api/v1", api)
         .route("/", get(crate::dashboard::index))
         .route("/jobs/{id}", get(crate::dashboard::job))
-        .route("/health", get(health))
         .route("/metrics", get(metrics))
+        // A route layer, so an unknown path is a 404 whatever the token.
+        .route_layer(middleware::from_fn_with_state(handle.clone(), auth::require_token));
+    // Open even with a read token: probes and API tooling need no secret,
+    // and neither shows a job.
+    let open = Router::new().route("/health", get(health)).route("/api/v1/openapi.json", get(openapi));
+    with_token
+        .merge(open)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(handle.clone(), require_token))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(handle.clone(), guard::guard))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(handle)
 }
@@ -59,37 +71,8 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-/// Mutating calls need the bearer token when one is set.
-async fn require_token(State(handle): State<Handle>, request: Request, next: Next) -> Response {
-    let reading = matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if let (Some(token), false) = (&handle.token, reading) {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => {
-                return ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this call needs Authorization: Bearer TOKEN",
-                )
-                .into_response();
-            }
-            Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
-                return ApiError::new(StatusCode::FORBIDDEN, "forbidden", "the token is wrong").into_response();
-            }
-            Some(_) => {}
-        }
-    }
-    next.run(request).await
-}
-
-/// Compares without stopping at the first difference, so timing does not
-/// reveal how much of a guess was right. (The length is not secret.)
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("this route does not take {method}"))
 }
 
 /// Parses an optional JSON body: empty means `T::default()`.
@@ -102,8 +85,9 @@ fn body<T: DeserializeOwned + Default>(bytes: Result<Bytes, BytesRejection>) -> 
         .map_err(|e| ApiError::malformed(format!("the request body is not valid JSON for this call: {e}")))
 }
 
-fn job_id(id: &str) -> ApiResult<JobId> {
-    JobId::new(id).map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()))
+/// A job as every answer shows it: secrets redacted.
+fn job_json(job: &Job) -> Json<Value> {
+    Json(redact::job(job))
 }
 
 /// A trigger from JSON: a bad shape or value is a 422 naming the problem.
@@ -115,15 +99,11 @@ fn trigger(value: Value) -> ApiResult<Trigger> {
 #[serde(deny_unknown_fields)]
 struct ListJobs {
     status: Option<String>,
-    limit: Option<usize>,
-    #[serde(default)]
-    offset: usize,
+    limit: Option<u64>,
+    offset: Option<u64>,
 }
 
-async fn list_jobs(
-    State(h): State<Handle>,
-    query: Result<Query<ListJobs>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+async fn list_jobs(State(h): State<Handle>, query: Result<Query<ListJobs>, QueryRejection>) -> ApiResult {
     let Query(q) = query?;
     let paused = match q.status.as_deref() {
         None => None,
@@ -131,27 +111,34 @@ async fn list_jobs(
         Some("active") => Some(false),
         Some(other) => return Err(ApiError::malformed(format!("status {other:?}: expected paused or active"))),
     };
-    let filter = JobFilter { paused, limit: Some(q.limit.unwrap_or(100).min(1000)), offset: q.offset };
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let filter = JobFilter { paused, limit: Some(limit), offset };
     let jobs = h.scheduler.store().list_jobs(&filter).await?;
-    Ok(Json(Value::Array(jobs.iter().map(Job::to_json).collect())).into_response())
+    Ok(Json(Value::Array(jobs.iter().map(redact::job).collect())).into_response())
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct GetJob {
-    next: Option<usize>,
+    next: Option<u64>,
 }
+
+/// The most upcoming fire times a job read lists.
+const MAX_NEXT: u64 = 100;
 
 async fn get_job(
     State(h): State<Handle>,
-    Path(id): Path<String>,
-    query: Result<Query<GetJob>, axum::extract::rejection::QueryRejection>,
+    JobIdPath(id): JobIdPath,
+    query: Result<Query<GetJob>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query?;
-    let id = job_id(&id)?;
+    let next = q.next.unwrap_or(5);
+    if next > MAX_NEXT {
+        return Err(ApiError::malformed(format!("next {next}: expected 0 to {MAX_NEXT}")));
+    }
     let job = h.scheduler.get_job(id.as_str()).await?;
-    let upcoming = h.scheduler.upcoming(id.as_str(), q.next.unwrap_or(5).min(100)).await?;
-    Ok(Json(json!({"job": job.to_json(), "upcoming": upcoming})).into_response())
+    let upcoming = h.scheduler.upcoming(id.as_str(), usize::try_from(next).unwrap_or(0)).await?;
+    Ok(Json(json!({"job": redact::job(&job), "upcoming": upcoming})).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -171,12 +158,21 @@ struct NewJob {
 
 async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) -> ApiResult {
     let new: NewJob = body(bytes)?;
-    if new.task == "command" {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden_task",
-            "command jobs cannot be created over HTTP: define them in the server's config file",
-        ));
+    policy::create(&new.task)?;
+    if new.replace {
+        match h.scheduler.get_job(&new.id).await {
+            Ok(existing) => policy::replace(&existing)?,
+            // A row that does not decode may be a command job: only the
+            // config (which repairs such rows at start-up) may replace it.
+            Err(chime_core::Error::BrokenJob { id, .. }) => {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden_task",
+                    format!("job {id:?} is stored but does not decode: it cannot be replaced over HTTP"),
+                ));
+            }
+            Err(_) => {}
+        }
     }
     let mut job = Job::new(&new.id, &new.task, trigger(new.trigger)?).map_err(|e| ApiError::invalid(e.to_string()))?;
     job.name = new.name;
@@ -187,7 +183,7 @@ async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) 
     }
     let policy = if new.replace { ConflictPolicy::Replace } else { ConflictPolicy::Error };
     let job = h.scheduler.add_job(job, policy).await?;
-    Ok((StatusCode::CREATED, Json(job.to_json())).into_response())
+    Ok((StatusCode::CREATED, job_json(&job)).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -200,26 +196,27 @@ struct Modify {
 
 async fn modify_job(
     State(h): State<Handle>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let m: Modify = body(bytes)?;
-    let id = job_id(&id)?;
+    let stored = h.scheduler.get_job(id.as_str()).await?;
+    policy::modify(&stored, m.args.is_some())?;
+    let args = m.args.map(|a| redact::restore(&stored, a)).transpose()?;
     let options = m
         .options
         .map(|o| {
             serde_json::from_value::<JobOptions>(o).map_err(|e| ApiError::invalid(format!("invalid options: {e}")))
         })
         .transpose()?;
-    let patch = JobPatch { name: m.name.map(Some), args: m.args, options };
+    let patch = JobPatch { name: m.name.map(Some), args, options };
     let job = h.scheduler.modify_job(id.as_str(), patch).await?;
-    Ok(Json(job.to_json()).into_response())
+    Ok(job_json(&job).into_response())
 }
 
-async fn remove_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
-    let id = job_id(&id)?;
+async fn remove_job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> ApiResult {
     let job = h.scheduler.remove_job(id.as_str(), RemoveMode::LetFinish).await?;
-    Ok(Json(json!({"removed": job.to_json()})).into_response())
+    Ok(Json(json!({"removed": redact::job(&job)})).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -228,21 +225,37 @@ struct Pause {
     reason: Option<String>,
 }
 
-async fn pause_job(State(h): State<Handle>, Path(id): Path<String>, bytes: Result<Bytes, BytesRejection>) -> ApiResult {
+async fn pause_job(
+    State(h): State<Handle>,
+    JobIdPath(id): JobIdPath,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
     let p: Pause = body(bytes)?;
-    let id = job_id(&id)?;
-    let job = h.scheduler.pause_job(id.as_str(), p.reason.as_deref().unwrap_or("paused over HTTP")).await?;
-    Ok(Json(job.to_json()).into_response())
+    let reason = p.reason.as_deref().unwrap_or("paused over HTTP");
+    policy::pause_reason(reason)?;
+    let job = h.scheduler.pause_job(id.as_str(), reason).await?;
+    Ok(job_json(&job).into_response())
 }
 
-async fn resume_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
-    let id = job_id(&id)?;
+async fn resume_job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> ApiResult {
+    policy::resume(&h.scheduler.get_job(id.as_str()).await?)?;
     let job = h.scheduler.resume_job(id.as_str()).await?;
-    Ok(Json(job.to_json()).into_response())
+    Ok(job_json(&job).into_response())
 }
 
-async fn run_job(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
-    let id = job_id(&id)?;
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunNow {
+    /// Named only to refuse it clearly: a run uses the job's stored args.
+    args: Option<Value>,
+}
+
+async fn run_job(State(h): State<Handle>, JobIdPath(id): JobIdPath, bytes: Result<Bytes, BytesRejection>) -> ApiResult {
+    let r: RunNow = body(bytes)?;
+    policy::run(&h.scheduler.get_job(id.as_str()).await?, r.args.is_some())?;
+    if r.args.is_some() {
+        return Err(ApiError::malformed("a run uses the job's stored args: change them with PATCH first"));
+    }
     let run = h.scheduler.run_job_now(id.as_str()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"run": run}))).into_response())
 }
@@ -255,7 +268,7 @@ struct Reschedule {
 
 async fn reschedule_job(
     State(h): State<Handle>,
-    Path(id): Path<String>,
+    JobIdPath(id): JobIdPath,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let r: Reschedule = body(bytes)?;
@@ -264,13 +277,11 @@ async fn reschedule_job(
             "the body needs a trigger: {\"trigger\": {\"type\": \"cron\", \"expr\": \"0 9 * * *\"}}",
         ));
     }
-    let id = job_id(&id)?;
     let job = h.scheduler.reschedule_job(id.as_str(), trigger(r.trigger)?).await?;
-    Ok(Json(job.to_json()).into_response())
+    Ok(job_json(&job).into_response())
 }
 
-async fn job_stats(State(h): State<Handle>, Path(id): Path<String>) -> ApiResult {
-    let id = job_id(&id)?;
+async fn job_stats(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> ApiResult {
     Ok(Json(h.scheduler.stats(id.as_str()).await?).into_response())
 }
 
@@ -281,15 +292,11 @@ struct ListRuns {
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    limit: Option<usize>,
-    #[serde(default)]
-    offset: usize,
+    limit: Option<u64>,
+    offset: Option<u64>,
 }
 
-async fn list_runs(
-    State(h): State<Handle>,
-    query: Result<Query<ListRuns>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
+async fn list_runs(State(h): State<Handle>, query: Result<Query<ListRuns>, QueryRejection>) -> ApiResult {
     let Query(q) = query?;
     let instant = |name: &str, v: &Option<String>| -> ApiResult<Option<Timestamp>> {
         v.as_deref()
@@ -303,13 +310,19 @@ async fn list_runs(
         Some(s) => vec![s.parse::<RunStatus>().map_err(|e| ApiError::malformed(e.to_string()))?],
         None => Vec::new(),
     };
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let job_id = q
+        .job
+        .as_deref()
+        .map(|j| chime_core::JobId::new(j).map_err(|e| ApiError::malformed(format!("job {j:?}: {e}"))))
+        .transpose()?;
     let query = RunQuery {
-        job_id: q.job.as_deref().map(job_id).transpose()?,
+        job_id,
         statuses,
         since: instant("since", &q.since)?,
         until: instant("until", &q.until)?,
-        limit: Some(q.limit.unwrap_or(100).min(1000)),
-        offset: q.offset,
+        limit: Some(limit),
+        offset,
     };
     Ok(Json(h.scheduler.history(&query).await?).into_response())
 }
@@ -336,14 +349,21 @@ async fn metrics(State(h): State<Handle>) -> Response {
 }
 
 /// 200 while the loop has come round within the last two minutes (it does at
-/// least once a minute) and the store answers; 503 with the reason otherwise.
+/// least once a minute) and the store answers; 503 with the reason otherwise,
+/// in the API's error shape (plus `status`, `reason` and `state` for probes
+/// that read those).
 async fn health(State(h): State<Handle>) -> Response {
     let s = &h.scheduler;
     let now = s.clock().now();
     let unhealthy = |reason: String| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unhealthy", "reason": reason, "state": s.state().as_str()})),
+            Json(json!({
+                "error": {"code": "unhealthy", "message": reason},
+                "status": "unhealthy",
+                "reason": reason,
+                "state": s.state().as_str(),
+            })),
         )
             .into_response()
     };

@@ -2,12 +2,13 @@
 //! little plain JavaScript for countdowns, polling and the action buttons.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chime_core::{Job, JobFilter, Run, RunQuery, RunStatus};
 use jiff::{SignedDuration, Timestamp};
 
+use crate::extract::JobIdPath;
 use crate::{ApiError, Handle};
 
 struct Counts {
@@ -124,10 +125,11 @@ fn job_row(j: &Job, recent: &[Run]) -> JobRow {
     }
 }
 
-pub(crate) async fn job(State(h): State<Handle>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// A job's page. It shows no arguments, so no secret (see `redact`).
+pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Result<Response, ApiError> {
     let s = &h.scheduler;
-    let job = s.get_job(&id).await?;
-    let upcoming = s.upcoming(&id, 5).await?.into_iter().map(iso).collect();
+    let job = s.get_job(id.as_str()).await?;
+    let upcoming = s.upcoming(id.as_str(), 5).await?.into_iter().map(iso).collect();
     let runs = s.history(&RunQuery { job_id: Some(job.id.clone()), limit: Some(50), ..RunQuery::default() }).await?;
     let status = job.status();
     Ok(html(JobPage {

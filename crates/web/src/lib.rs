@@ -1,11 +1,14 @@
 //! chime's HTTP surface as an axum [`Router`]: the REST API under `/api/v1`,
-//! `/health` and `/metrics`, to serve on its own or mount in a service's own app.
+//! `/health`, `/metrics` and the dashboard, to serve on its own (with
+//! [`serve`], which bounds connections) or mount in a service's own app.
 //!
 //! ```no_run
 //! # async fn example(scheduler: chime_core::Scheduler) -> Result<(), Box<dyn std::error::Error>> {
-//! let app = chime_web::router(chime_web::Handle::new(scheduler).with_token(Some("s3cret".into())));
+//! let handle = chime_web::Handle::new(scheduler)
+//!     .with_token(Some("a-long-random-secret-token".into()))?
+//!     .with_allowed_hosts(vec!["chime.example.com".into()])?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! axum::serve(listener, app).await?;
+//! chime_web::serve(listener, chime_web::router(handle), std::future::pending()).await?;
 //! # Ok(())
 //! # }
 //! ```
@@ -14,14 +17,29 @@
 //!
 //! JSON in and out. Errors are `{"error": {"code": "...", "message": "..."}}`
 //! with the status that fits: 400 malformed request, 401 missing token,
-//! 403 wrong token or a forbidden task, 404 unknown job or route, 409
-//! conflict, 413 body too large, 422 invalid trigger, options or task, 503
-//! store unavailable. No input produces a 500 or a panic.
+//! 403 wrong token, a cross-site call or a forbidden task, 404 unknown job
+//! or route, 405 wrong method, 409 conflict, 413 body too large, 415 a body
+//! that is not JSON, 421 a host the server does not answer to, 422 invalid
+//! trigger, options or task, 503 store unavailable. No input produces a 500
+//! or a panic.
 //!
-//! When a token is set, every mutating call needs `Authorization: Bearer
-//! TOKEN`, compared in constant time; reads stay open. Request bodies are
-//! limited to 64 KiB. Jobs running the `command` task cannot be created over
-//! HTTP: commands come only from the server's config file.
+//! # Security
+//!
+//! See `docs/security.md` for the threat model. In short:
+//!
+//! * requests must be addressed to a loopback host or one given to
+//!   [`Handle::with_allowed_hosts`] (against DNS rebinding); mutating calls
+//!   must come from this server's own pages or from non-browser clients
+//!   (`Origin`, `Sec-Fetch-Site`) and send JSON as `application/json`. No
+//!   CORS headers are sent;
+//! * when a token is set, every mutating call needs `Authorization: Bearer
+//!   TOKEN`, compared in constant time; reads too with
+//!   [`Handle::with_read_token`];
+//! * jobs running the `command` task cannot be created, replaced, have
+//!   their args changed, be revived once the config dropped them, or run
+//!   with other args: programs come only from the server's config file;
+//! * reads redact `command` env values and `http` credential headers;
+//! * request bodies are limited to 64 KiB, listings to 1000 items.
 //!
 //! `/metrics` serves Prometheus figures: runs by job and status, run duration
 //! and lateness histograms, running runs, jobs by state, loop lag.
@@ -38,9 +56,15 @@
 //! None.
 
 mod api;
+mod auth;
 mod dashboard;
 mod error;
+mod extract;
+mod guard;
 mod metrics;
+mod policy;
+mod redact;
+mod server;
 
 use std::sync::Arc;
 
@@ -49,39 +73,94 @@ use chime_core::Scheduler;
 
 pub use crate::api::router_with_limit;
 pub use crate::error::ApiError;
+pub use crate::server::{ServeOptions, serve, serve_with};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// What the handlers share: the scheduler and the API token.
+/// The shortest API token accepted, in bytes: shorter ones can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What the handlers share: the scheduler, the API token and who may be served.
 #[derive(Clone, Debug)]
 pub struct Handle {
     pub(crate) scheduler: Scheduler,
     pub(crate) token: Option<Arc<str>>,
+    pub(crate) read_token: bool,
+    pub(crate) allowed_hosts: Arc<[guard::HostPattern]>,
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
+/// A setting [`Handle`] refuses, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
 impl Handle {
     /// A handle on `scheduler` with no token: mutating calls are open, so
-    /// serve it on a loopback address only.
+    /// serve it on a loopback address only. Requests must name a loopback
+    /// host (`127.0.0.1`, `[::1]`, `localhost`) until
+    /// [`with_allowed_hosts`](Handle::with_allowed_hosts) adds others.
     ///
     /// Inside a tokio runtime it also starts counting the scheduler's events
     /// for `/metrics`.
     pub fn new(scheduler: Scheduler) -> Handle {
         let metrics = metrics::Metrics::collect(&scheduler);
-        Handle { scheduler, token: None, metrics }
+        Handle { scheduler, token: None, read_token: false, allowed_hosts: Arc::from([]), metrics }
     }
 
-    /// Requires `Authorization: Bearer TOKEN` on mutating calls (`None` or an
-    /// empty token turns the requirement off).
-    pub fn with_token(mut self, token: Option<String>) -> Handle {
-        self.token = token.filter(|t| !t.is_empty()).map(Arc::from);
+    /// Requires `Authorization: Bearer TOKEN` on mutating calls (`None`
+    /// turns the requirement off). Surrounding whitespace is ignored.
+    ///
+    /// # Errors
+    ///
+    /// A token shorter than [`MIN_TOKEN_LEN`] bytes (empty or whitespace
+    /// included), or holding anything but visible ASCII (which a header
+    /// could not carry), is refused rather than silently weakening the API.
+    pub fn with_token(mut self, token: Option<String>) -> Result<Handle, ConfigError> {
+        self.token = match token {
+            None => None,
+            Some(t) => Some(Arc::from(auth::check_token(&t)?)),
+        };
+        Ok(self)
+    }
+
+    /// With `true`, reads (the API's GETs, the dashboard, `/metrics`) need
+    /// the token too; `/health` and `/api/v1/openapi.json` stay open. It has
+    /// no effect without a token.
+    pub fn with_read_token(mut self, read_token: bool) -> Handle {
+        self.read_token = read_token;
         self
+    }
+
+    /// Host names (or `host:port`) besides loopback that requests may be
+    /// addressed to, such as the name a reverse proxy serves: `Host` headers
+    /// naming anything else get 421. A name without a port allows any port;
+    /// names compare without regard to case.
+    ///
+    /// # Errors
+    ///
+    /// An entry that is not a host or `host:port` (a URL, a path, a wildcard).
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Result<Handle, ConfigError> {
+        self.allowed_hosts = hosts.iter().map(|h| guard::HostPattern::parse(h)).collect::<Result<Vec<_>, _>>()?.into();
+        Ok(self)
     }
 
     /// Whether mutating calls need a token.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
+    }
+
+    /// Whether reads need the token too.
+    pub fn reads_need_token(&self) -> bool {
+        self.read_token && self.token.is_some()
     }
 }
 

@@ -7,6 +7,8 @@ use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+const TOKEN: &str = "0123456789abcdef-test-token";
+
 fn scheduler() -> (Scheduler, ManualClock) {
     let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
     let mut tasks = TaskRegistry::new();
@@ -235,16 +237,16 @@ async fn a_token_guards_mutating_calls_only() {
     )
     .await
     .unwrap();
-    let app = chime_web::router(chime_web::Handle::new(s).with_token(Some("s3cret".into())));
+    let app = chime_web::router(chime_web::Handle::new(s).with_token(Some(TOKEN.into())).unwrap());
     let (st, _) = call(&app, "GET", "/api/v1/jobs", None, None).await;
     assert_eq!(st, StatusCode::OK, "reads stay open");
     let (st, v) = call(&app, "POST", "/api/v1/jobs/report/pause", None, None).await;
     assert_eq!((st, code(&v)), (StatusCode::UNAUTHORIZED, "unauthorized"));
     let (st, v) = call(&app, "POST", "/api/v1/jobs/report/pause", None, Some("guess")).await;
     assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
-    let (st, _) = call(&app, "POST", "/api/v1/jobs/report/pause", None, Some("s3cret")).await;
+    let (st, _) = call(&app, "POST", "/api/v1/jobs/report/pause", None, Some(TOKEN)).await;
     assert_eq!(st, StatusCode::OK);
-    let (st, _) = call(&app, "DELETE", "/api/v1/jobs/report", None, Some("s3cre")).await;
+    let (st, _) = call(&app, "DELETE", "/api/v1/jobs/report", None, Some(&TOKEN[1..])).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }
 
@@ -336,7 +338,7 @@ async fn the_dashboard_lists_jobs_escapes_names_and_charts_runs() {
     )
     .await
     .unwrap();
-    let app = chime_web::router(chime_web::Handle::new(s.clone()).with_token(Some("t".into())));
+    let app = chime_web::router(chime_web::Handle::new(s.clone()).with_token(Some(TOKEN.into())).unwrap());
     let mut events = s.subscribe();
     s.start().unwrap();
     clock.advance(std::time::Duration::from_secs(60));
