@@ -26,7 +26,8 @@
 //! Everything of `chime-core` is re-exported at the top: [`Scheduler`],
 //! [`Job`], [`Trigger`], [`TaskRegistry`], [`MemoryStore`], [`ManualClock`]
 //! and the rest; [`cron`] is `chime-cron`. See those crates' documentation
-//! for missed runs, DST, and the `JobStore` seam.
+//! for missed runs, DST, and the `JobStore` seam. Coming from APScheduler?
+//! `docs/apscheduler.md` maps its calls to chime's.
 //!
 //! # Crate features
 //!
@@ -47,6 +48,11 @@ pub use chime_cron as cron;
 pub mod sqlite {
     pub use chime_sqlite::*;
 }
+
+/// Runs "Coming from APScheduler" (`docs/apscheduler.md`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/apscheduler.md")]
+struct ComingFromApscheduler;
 
 /// The web surface: `chime-web`.
 #[cfg(feature = "web")]

@@ -4,6 +4,35 @@ use jiff::{SignedDuration, Span, SpanRelativeTo};
 
 use crate::error::{Error, Result};
 
+/// A duration as chime's options take it: a `jiff::SignedDuration` or a
+/// `std::time::Duration` (saturating at `SignedDuration::MAX`), so code written
+/// with either type needs no conversion.
+///
+/// ```
+/// use chime_core::{Job, Trigger};
+///
+/// let a = Job::new("a", "t", Trigger::every("1h")?)?.with_timeout(std::time::Duration::from_secs(90));
+/// let b = Job::new("a", "t", Trigger::every("1h")?)?.with_timeout(jiff::SignedDuration::from_secs(90));
+/// assert_eq!(a.options.timeout, b.options.timeout);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait IntoDuration {
+    /// The duration as a `SignedDuration`.
+    fn into_duration(self) -> SignedDuration;
+}
+
+impl IntoDuration for SignedDuration {
+    fn into_duration(self) -> SignedDuration {
+        self
+    }
+}
+
+impl IntoDuration for std::time::Duration {
+    fn into_duration(self) -> SignedDuration {
+        SignedDuration::try_from(self).unwrap_or(SignedDuration::MAX)
+    }
+}
+
 /// Parses a positive duration: `"90s"`, `"1h 30m"`, `"PT4H"`, `"2 days"`.
 /// Days and weeks count as 24 hours and 7 days; months and years are refused
 /// because their length varies (use a calendar trigger).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::duration::IntoDuration;
 use crate::error::{Error, Result};
 use crate::id::JobId;
 use crate::status::RunStatus;
@@ -32,12 +33,14 @@ fn default_multiplier() -> f64 {
 
 impl RetryPolicy {
     /// `max_attempts` attempts in all, waiting `backoff`, then twice that, and so on.
-    pub fn new(max_attempts: u32, backoff: SignedDuration) -> RetryPolicy {
+    pub fn new(max_attempts: u32, backoff: impl IntoDuration) -> RetryPolicy {
+        let backoff = backoff.into_duration();
         RetryPolicy { max_attempts, backoff, multiplier: 2.0, max_backoff: None }
     }
 
     /// Caps the wait between attempts.
-    pub fn with_max_backoff(mut self, cap: SignedDuration) -> RetryPolicy {
+    pub fn with_max_backoff(mut self, cap: impl IntoDuration) -> RetryPolicy {
+        let cap = cap.into_duration();
         self.max_backoff = Some(cap);
         self
     }
@@ -230,19 +233,22 @@ impl Job {
     }
 
     /// Sets `misfire_grace_time`.
-    pub fn with_misfire_grace_time(mut self, grace: SignedDuration) -> Job {
+    pub fn with_misfire_grace_time(mut self, grace: impl IntoDuration) -> Job {
+        let grace = grace.into_duration();
         self.options.misfire_grace_time = Some(grace);
         self
     }
 
     /// Sets `jitter`.
-    pub fn with_jitter(mut self, jitter: SignedDuration) -> Job {
+    pub fn with_jitter(mut self, jitter: impl IntoDuration) -> Job {
+        let jitter = jitter.into_duration();
         self.options.jitter = Some(jitter);
         self
     }
 
     /// Sets `timeout`.
-    pub fn with_timeout(mut self, timeout: SignedDuration) -> Job {
+    pub fn with_timeout(mut self, timeout: impl IntoDuration) -> Job {
+        let timeout = timeout.into_duration();
         self.options.timeout = Some(timeout);
         self
     }

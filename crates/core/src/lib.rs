@@ -89,7 +89,7 @@ mod task;
 mod trigger;
 
 pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
-pub use crate::duration::{format_duration, parse_duration};
+pub use crate::duration::{IntoDuration, format_duration, parse_duration};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::id::{InvalidId, JobId, MAX_JOB_ID_LEN, RunId};
@@ -111,6 +111,10 @@ pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger, Trigger, Zone,
 };
+
+/// The time library chime's API speaks (`Timestamp`, `SignedDuration`, zones),
+/// re-exported so a service needs no direct dependency on it.
+pub use jiff;
 
 /// Runs the Rust examples in the workspace README as doctests, so they stay true.
 #[cfg(doctest)]

@@ -242,6 +242,27 @@ impl Trigger {
         Ok(Trigger::Cron(Box::new(CronTrigger { expr, timezone: None, start: None, end: None })))
     }
 
+    /// A cron trigger from `chime-cron`'s field builder, in the style of
+    /// APScheduler's `CronTrigger(hour=9, minute=0)`: fields above the least
+    /// significant one given default to `*`, lower ones to their minimum.
+    ///
+    /// ```
+    /// use chime_core::Trigger;
+    /// use chime_cron::CronSchedule;
+    ///
+    /// let nine = Trigger::cron_fields(CronSchedule::builder().hour(9).minute(0))?;
+    /// assert_eq!(nine, Trigger::cron("0 9 * * *")?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] with the cron parser's message for a bad field.
+    pub fn cron_fields(fields: chime_cron::CronBuilder) -> Result<Trigger> {
+        let expr = fields.build().map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(Trigger::from(expr))
+    }
+
     /// An interval trigger from a duration text such as `"4h"`; the first run
     /// is one period after the job is added.
     ///
@@ -589,6 +610,13 @@ fn all_next_after(triggers: &[Trigger], after: Timestamp) -> Option<Timestamp> {
         candidate = latest;
     }
     None
+}
+
+/// A cron trigger for a parsed expression, in the scheduler's zone.
+impl From<CronSchedule> for Trigger {
+    fn from(expr: CronSchedule) -> Trigger {
+        Trigger::Cron(Box::new(CronTrigger { expr, timezone: None, start: None, end: None }))
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use super::{Inner, Scheduler, SchedulerState};
 use crate::clock::{Clock, SystemClock};
+use crate::duration::IntoDuration;
 use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::executor::Executor;
@@ -99,8 +100,8 @@ impl SchedulerBuilder {
 
     /// How long a cancelled run may take to stop by itself before it is
     /// aborted (default 5 s, on the scheduler's clock).
-    pub fn cancel_grace(mut self, grace: SignedDuration) -> Self {
-        self.cancel_grace = grace;
+    pub fn cancel_grace(mut self, grace: impl IntoDuration) -> Self {
+        self.cancel_grace = grace.into_duration();
         self
     }
 
@@ -121,7 +122,8 @@ impl SchedulerBuilder {
     /// # Errors
     ///
     /// [`Error::Invalid`] below the minimum.
-    pub fn node_lease(mut self, lease: SignedDuration) -> Result<Self> {
+    pub fn node_lease(mut self, lease: impl IntoDuration) -> Result<Self> {
+        let lease = lease.into_duration();
         if lease < MIN_NODE_LEASE {
             return Err(Error::invalid(format!(
                 "node lease {} is too short: at least {}",
