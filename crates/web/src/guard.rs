@@ -92,8 +92,13 @@ fn is_loopback(host: &str) -> bool {
 /// both are present, so neither can smuggle a name past the check.
 fn authorities(request: &Request) -> Result<Vec<&str>, ApiError> {
     let mut names = Vec::new();
-    if let Some(host) = request.headers().get(header::HOST) {
+    // Every Host header, not the first: proxies and servers disagree on which
+    // of several wins, so several are refused outright.
+    for host in request.headers().get_all(header::HOST) {
         names.push(host.to_str().map_err(|_| misdirected("the Host header is not text"))?);
+    }
+    if names.len() > 1 {
+        return Err(misdirected("the request has more than one Host header"));
     }
     if let Some(authority) = request.uri().authority() {
         names.push(authority.as_str());

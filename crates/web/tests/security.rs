@@ -108,6 +108,10 @@ async fn a_host_that_is_not_loopback_or_allowed_gets_421() {
         }
     }
     assert_eq!(paused(&s, "report").await, None, "the rebinding page paused nothing");
+    // Two Host headers, the first one harmless.
+    let (st, _, _) =
+        send(&app, "GET", "/api/v1/jobs", &[("host", "127.0.0.1"), ("host", "evil.example.com")], "").await;
+    assert_eq!(st, StatusCode::MISDIRECTED_REQUEST);
     // An absolute-form target naming another host is refused too.
     let (st, _, _) = send(&app, "GET", "http://evil.example.com/api/v1/jobs", &[("host", "127.0.0.1")], "").await;
     assert_eq!(st, StatusCode::MISDIRECTED_REQUEST);
