@@ -139,8 +139,124 @@ pub(crate) fn defaults() -> Config {
     parse("", "(defaults)").expect("an empty config is valid")
 }
 
-/// Parses config text; `shown` names the file in errors.
+/// The keys each part of the file accepts, for "unknown key" errors that
+/// list the valid ones (serde's message names neither the line nor them).
+const TOP_KEYS: &[&str] = &["scheduler", "defaults", "http", "job"];
+const SCHEDULER_KEYS: &[&str] =
+    &["timezone", "max_concurrency", "history_keep", "history_max_age", "shutdown_grace", "node_lease", "store"];
+const HTTP_KEYS: &[&str] = &["listen", "token"];
+const OPTION_KEYS: &[&str] = &["max_instances", "coalesce", "misfire_grace_time", "jitter", "timeout", "retry"];
+const JOB_KEYS: &[&str] =
+    &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
+const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
+const CALENDAR_KEYS: &[&str] = &["every", "unit", "at", "start"];
+
+/// Every key of the file that no section accepts, each with its line, the
+/// closest valid key and the list of valid ones.
+fn unknown_keys(text: &str, shown: &str) -> Vec<String> {
+    let Ok(table) = toml::from_str::<toml::Table>(text) else { return Vec::new() };
+    let mut errors = Vec::new();
+    let headers = section_lines(text);
+    // `parent` is the key of an inline table (`retry = { ... }`), whose line is
+    // where its keys are.
+    let mut check =
+        |what: &str, header: Option<usize>, parent: Option<&str>, table: &toml::Table, valid: &[&[&str]]| {
+            for key in table.keys() {
+                if valid.iter().any(|v| v.contains(&key.as_str())) {
+                    continue;
+                }
+                let line = header.map_or(1, |h| key_line(text, h, parent.unwrap_or(key)));
+                let all: Vec<&str> = valid.iter().flat_map(|v| v.iter().copied()).collect();
+                let hint = closest(key, &all).map_or_else(String::new, |k| format!(" (did you mean {k:?}?)"));
+                errors
+                    .push(format!("{shown}:{line}: {what}: unknown key {key:?}{hint}; valid keys: {}", all.join(", ")));
+            }
+        };
+    check("the file", None, None, &table, &[TOP_KEYS]);
+    let section = |name: &str| table.get(name).and_then(toml::Value::as_table);
+    let header_of = |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map(|(_, l)| *l);
+    if let Some(t) = section("scheduler") {
+        check("[scheduler]", header_of("scheduler", 0), None, t, &[SCHEDULER_KEYS]);
+    }
+    if let Some(t) = section("http") {
+        check("[http]", header_of("http", 0), None, t, &[HTTP_KEYS]);
+    }
+    if let Some(t) = section("defaults") {
+        check("[defaults]", header_of("defaults", 0), None, t, &[OPTION_KEYS]);
+        if let Some(r) = t.get("retry").and_then(toml::Value::as_table) {
+            check("[defaults] retry", header_of("defaults", 0), Some("retry"), r, &[RETRY_KEYS]);
+        }
+    }
+    for (i, job) in table.get("job").and_then(toml::Value::as_array).into_iter().flatten().enumerate() {
+        let Some(job) = job.as_table() else { continue };
+        let id = job.get("id").and_then(toml::Value::as_str).unwrap_or("?");
+        let what = format!("job {id:?}");
+        let header = header_of("job", i);
+        check(&what, header, None, job, &[JOB_KEYS, OPTION_KEYS]);
+        if let Some(r) = job.get("retry").and_then(toml::Value::as_table) {
+            check(&format!("{what} retry"), header, Some("retry"), r, &[RETRY_KEYS]);
+        }
+        if let Some(c) = job.get("calendar").and_then(toml::Value::as_table) {
+            check(&format!("{what} calendar"), header, Some("calendar"), c, &[CALENDAR_KEYS]);
+        }
+    }
+    errors
+}
+
+/// The section headers of the file: (`job` for `[[job]]`, `scheduler`, …; line).
+fn section_lines(text: &str) -> Vec<(String, usize)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let l = line.trim();
+            let name = l
+                .strip_prefix("[[")
+                .and_then(|r| r.split("]]").next())
+                .or_else(|| l.strip_prefix('[').and_then(|r| r.split(']').next()))?;
+            Some((name.trim().to_owned(), i + 1))
+        })
+        .collect()
+}
+
+/// The line of `key = ...` in the section that starts at line `header`.
+fn key_line(text: &str, header: usize, key: &str) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(header)
+        .find(|(_, line)| {
+            let l = line.trim_start();
+            let l = l.strip_prefix('"').unwrap_or(l);
+            l.strip_prefix(key).is_some_and(|rest| rest.trim_start_matches('"').trim_start().starts_with('='))
+        })
+        .map_or(header, |(i, _)| i + 1)
+}
+
+/// The valid key nearest to `key`, if it is a plausible typo (at most two edits).
+fn closest<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    valid.iter().map(|v| (distance(key, v), *v)).filter(|(d, _)| *d <= 2).min().map(|(_, v)| v)
+}
+
+/// Parses config text; `shown` names the file in errors. Every mistake of
+/// the file is reported at once, one per line.
 pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
+    let unknown = unknown_keys(text, shown);
+    if !unknown.is_empty() {
+        return Err(unknown.join("\n"));
+    }
     let file: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         let what = e.message().trim().to_owned();
@@ -188,16 +304,22 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     let defaults = options(&file.defaults, &JobOptions::default())
         .map_err(|(key, e)| format!("{shown}: [defaults] {key}: {e}"))?;
     let mut seen = std::collections::HashSet::new();
+    let mut errors = Vec::new();
     for spanned in file.jobs {
         let line = line_of(text, spanned.span().start);
         let job = spanned.into_inner();
         let at = format!("{shown}: job {:?} (line {line})", job.id);
         if !seen.insert(job.id.clone()) {
-            return Err(format!("{at}: id: another job above has the same id"));
+            errors.push(format!("{at}: id: another job above has the same id"));
+            continue;
         }
-        config.jobs.push(
-            job_from(job, &defaults, config.timezone.as_deref()).map_err(|(key, e)| format!("{at}: {key}: {e}"))?,
-        );
+        match job_from(job, &defaults, config.timezone.as_deref()) {
+            Ok(job) => config.jobs.push(job),
+            Err((key, e)) => errors.push(format!("{at}: {key}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
     }
     Ok(config)
 }
@@ -358,6 +480,43 @@ mod tests {
         assert!(error("[scheduler]\ntimezone = \"Mars/Olympus\"\n").contains("[scheduler] timezone"));
         let syntax = error("[[job]\n");
         assert!(syntax.starts_with("chime.toml:1:"), "{syntax}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_line_and_the_valid_keys() {
+        let text = "[scheduler]\ntimezone = \"UTC\"\nlease = \"10s\"\n\n[[job]]\nid = \"r\"\n\nevry = \"1h\"\ncommand = [\"true\"]\n\n[[job]]\nid = \"s\"\ncron = \"* * * * *\"\ncommand = [\"true\"]\nretry = { attempts = 2, backof = \"1s\" }\n";
+        let e = error(text);
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 3, "{e}");
+        assert!(lines[0].starts_with("chime.toml:3: [scheduler]: unknown key \"lease\""), "{e}");
+        assert!(lines[0].contains("valid keys: timezone, max_concurrency"), "{e}");
+        assert_eq!(
+            lines[1],
+            "chime.toml:8: job \"r\": unknown key \"evry\" (did you mean \"every\"?); valid keys: id, name, cron, every, at, calendar, timezone, command, shell, env, working_dir, http, max_instances, coalesce, misfire_grace_time, jitter, timeout, retry"
+        );
+        assert!(
+            lines[2].starts_with("chime.toml:15: job \"s\" retry: unknown key \"backof\" (did you mean \"backoff\"?)"),
+            "{e}"
+        );
+
+        // Mistakes in values: every job's, not only the first.
+        let e = error(
+            "[[job]]\nid = \"a\"\ncron = \"0 9 * * 8\"\ncommand = [\"true\"]\n[[job]]\nid = \"b\"\nevery = \"soon\"\ncommand = [\"true\"]\n",
+        );
+        let lines: Vec<&str> = e.lines().collect();
+        assert_eq!(lines.len(), 2, "{e}");
+        assert!(lines[0].starts_with("chime.toml: job \"a\" (line 1): cron:"), "{e}");
+        assert!(lines[1].starts_with("chime.toml: job \"b\" (line 5): every:"), "{e}");
+    }
+
+    #[test]
+    fn every_valid_key_is_accepted() {
+        let text = "[scheduler]\ntimezone = \"UTC\"\nmax_concurrency = 4\nhistory_keep = 10\nhistory_max_age = \"1d\"\nshutdown_grace = \"5s\"\nnode_lease = \"10s\"\nstore = \"memory:\"\n[http]\nlisten = \"127.0.0.1:9000\"\ntoken = \"0123456789abcdef\"\n[defaults]\ntimeout = \"1m\"\nmax_instances = 2\ncoalesce = false\nmisfire_grace_time = \"1m\"\njitter = \"1s\"\nretry = { attempts = 2, backoff = \"1s\", max_backoff = \"5s\" }\n[[job]]\nid = \"a\"\nname = \"A\"\ncalendar = { every = 1, unit = \"days\", at = \"09:00\", start = \"2026-01-01\" }\ntimezone = \"UTC\"\ncommand = [\"true\"]\nshell = false\nenv = { A = \"1\" }\nworking_dir = \"/tmp\"\ntimeout = \"1m\"\n[[job]]\nid = \"b\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\" }\n[[job]]\nid = \"c\"\nat = \"2026-12-01T09:00:00Z\"\ncommand = [\"true\"]\n[[job]]\nid = \"d\"\ncron = \"0 9 * * *\"\ncommand = [\"true\"]\n";
+        let c = parse(text, "chime.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.jobs.len(), 4);
+        assert_eq!(c.node_lease, SignedDuration::from_secs(10));
+        assert!(error("[scheduler]\nnode_lease = \"100ms\"\n").contains("node_lease: 100ms is out of range"));
+        assert!(error("[scheduler]\nnode_lease = \"2h\"\n").contains("between 300ms and 1h"));
     }
 
     #[test]
