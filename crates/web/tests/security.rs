@@ -553,6 +553,12 @@ async fn wrong_methods_and_bad_paths_answer_in_the_error_shape() {
         let (st, v) = call(&app, method, uri, None).await;
         assert_eq!((st, code(&v)), (status, expected), "{method} {uri}: {v}");
     }
+    let (_, headers, _) = send(&app, "PUT", "/api/v1/jobs", &[], "").await;
+    assert_eq!(
+        headers.get("allow").map(|v| v.to_str().unwrap()),
+        Some("GET,HEAD,POST"),
+        "405 still says what is allowed"
+    );
     let (st, v) = call(&app, "GET", "/health", None).await;
     assert_eq!((st, code(&v)), (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"), "{v}");
     assert_eq!(v["error"]["message"], v["reason"]);
