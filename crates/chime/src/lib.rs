@@ -36,6 +36,9 @@
 //!   host. SQLite is compiled in.
 //! * `web`: `web::router`, the dashboard, the REST API, `/health` and
 //!   `/metrics` as an axum `Router` to serve or mount in your app.
+//! * `tasks`: `tasks::register`, the built-in `command` (run a program) and
+//!   `http` (a careful HTTP client, https on rustls) tasks of `chime serve`,
+//!   for jobs whose arguments say what to run.
 //!
 //! The PostgreSQL store (several nodes, exactly-once across them) is not built yet.
 
@@ -53,6 +56,12 @@ pub mod sqlite {
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/apscheduler.md")]
 struct ComingFromApscheduler;
+
+/// The built-in `command` and `http` tasks: `chime-tasks`.
+#[cfg(feature = "tasks")]
+pub mod tasks {
+    pub use chime_tasks::*;
+}
 
 /// The web surface: `chime-web`.
 #[cfg(feature = "web")]
