@@ -25,6 +25,10 @@ pub(crate) struct Config {
     pub(crate) store: Option<String>,
     pub(crate) listen: Option<std::net::SocketAddr>,
     pub(crate) api_token: Option<String>,
+    /// Reads (the API, the dashboard, /metrics) need the token too.
+    pub(crate) read_token: bool,
+    /// Host names besides loopback that requests may be addressed to.
+    pub(crate) allowed_hosts: Vec<String>,
     pub(crate) jobs: Vec<Job>,
 }
 
@@ -58,6 +62,10 @@ struct SchedulerSection {
 struct HttpSection {
     listen: Option<String>,
     token: Option<String>,
+    #[serde(default)]
+    read_token: bool,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
 }
 
 /// Job options, in a job or as `[defaults]` for every job.
@@ -144,7 +152,7 @@ pub(crate) fn defaults() -> Config {
 const TOP_KEYS: &[&str] = &["scheduler", "defaults", "http", "job"];
 const SCHEDULER_KEYS: &[&str] =
     &["timezone", "max_concurrency", "history_keep", "history_max_age", "shutdown_grace", "node_lease", "store"];
-const HTTP_KEYS: &[&str] = &["listen", "token"];
+const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts"];
 const OPTION_KEYS: &[&str] = &["max_instances", "coalesce", "misfire_grace_time", "jitter", "timeout", "retry"];
 const JOB_KEYS: &[&str] =
     &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
@@ -299,6 +307,8 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
             })
             .transpose()?,
         api_token: file.http.token,
+        read_token: file.http.read_token,
+        allowed_hosts: file.http.allowed_hosts,
         jobs: Vec::new(),
     };
     let defaults = options(&file.defaults, &JobOptions::default())
@@ -401,6 +411,17 @@ fn job_from(s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<
     };
     if let Some(z) = s.timezone.as_deref().or(zone) {
         trigger = trigger.with_timezone(z).map_err(|e| ("timezone", e.to_string()))?;
+    }
+    trigger.validate().map_err(|e| ("trigger", e.to_string()))?;
+    if let Some(every) = trigger.min_interval().filter(|e| *e < chime_core::DEFAULT_MIN_INTERVAL) {
+        return Err((
+            "every",
+            format!(
+                "{} is shorter than the shortest interval chime serve runs, {}",
+                chime_core::format_duration(every),
+                chime_core::format_duration(chime_core::DEFAULT_MIN_INTERVAL)
+            ),
+        ));
     }
     let (task, args) = match (s.command, s.http) {
         (Some(_), Some(_)) => return Err(("command", "a job runs a command or an http request, not both".into())),
@@ -511,11 +532,24 @@ mod tests {
 
     #[test]
     fn every_valid_key_is_accepted() {
-        let text = "[scheduler]\ntimezone = \"UTC\"\nmax_concurrency = 4\nhistory_keep = 10\nhistory_max_age = \"1d\"\nshutdown_grace = \"5s\"\nnode_lease = \"10s\"\nstore = \"memory:\"\n[http]\nlisten = \"127.0.0.1:9000\"\ntoken = \"0123456789abcdef\"\n[defaults]\ntimeout = \"1m\"\nmax_instances = 2\ncoalesce = false\nmisfire_grace_time = \"1m\"\njitter = \"1s\"\nretry = { attempts = 2, backoff = \"1s\", max_backoff = \"5s\" }\n[[job]]\nid = \"a\"\nname = \"A\"\ncalendar = { every = 1, unit = \"days\", at = \"09:00\", start = \"2026-01-01\" }\ntimezone = \"UTC\"\ncommand = [\"true\"]\nshell = false\nenv = { A = \"1\" }\nworking_dir = \"/tmp\"\ntimeout = \"1m\"\n[[job]]\nid = \"b\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\" }\n[[job]]\nid = \"c\"\nat = \"2026-12-01T09:00:00Z\"\ncommand = [\"true\"]\n[[job]]\nid = \"d\"\ncron = \"0 9 * * *\"\ncommand = [\"true\"]\n";
+        let text = "[scheduler]\ntimezone = \"UTC\"\nmax_concurrency = 4\nhistory_keep = 10\nhistory_max_age = \"1d\"\nshutdown_grace = \"5s\"\nnode_lease = \"10s\"\nstore = \"memory:\"\n[http]\nlisten = \"127.0.0.1:9000\"\ntoken = \"0123456789abcdef\"\nread_token = true\nallowed_hosts = [\"chime.example.com\"]\n[defaults]\ntimeout = \"1m\"\nmax_instances = 2\ncoalesce = false\nmisfire_grace_time = \"1m\"\njitter = \"1s\"\nretry = { attempts = 2, backoff = \"1s\", max_backoff = \"5s\" }\n[[job]]\nid = \"a\"\nname = \"A\"\ncalendar = { every = 1, unit = \"days\", at = \"09:00\", start = \"2026-01-01\" }\ntimezone = \"UTC\"\ncommand = [\"true\"]\nshell = false\nenv = { A = \"1\" }\nworking_dir = \"/tmp\"\ntimeout = \"1m\"\n[[job]]\nid = \"b\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\" }\n[[job]]\nid = \"c\"\nat = \"2026-12-01T09:00:00Z\"\ncommand = [\"true\"]\n[[job]]\nid = \"d\"\ncron = \"0 9 * * *\"\ncommand = [\"true\"]\n";
         let c = parse(text, "chime.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.jobs.len(), 4);
         assert_eq!(c.node_lease, SignedDuration::from_secs(10));
+        assert!(c.read_token && c.allowed_hosts == ["chime.example.com"]);
         assert!(error("[scheduler]\nnode_lease = \"100ms\"\n").contains("node_lease: 100ms is out of range"));
+        assert!(
+            error("[[job]]\nid = \"r\"\nevery = \"1ns\"\ncommand = [\"true\"]\n")
+                .contains("shorter than the shortest accepted, 1ms")
+        );
+        assert!(
+            error("[[job]]\nid = \"r\"\nevery = \"500ms\"\ncommand = [\"true\"]\n")
+                .contains("every: 500ms is shorter than the shortest interval chime serve runs, 1s")
+        );
+        assert!(
+            error("[[job]]\nid = \"r\"\nevery = \"80000000h\"\ncommand = [\"true\"]\n")
+                .contains("longer than the longest accepted")
+        );
         assert!(error("[scheduler]\nnode_lease = \"2h\"\n").contains("between 300ms and 1h"));
     }
 

@@ -84,26 +84,51 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
                 "refusing to serve the HTTP API on {addr} without a token: set CHIME_API_TOKEN (or [http] token), or listen on 127.0.0.1"
             )));
         }
+        // On a public address the history (commands' output, errors) is
+        // readable by anyone who can reach it unless reads need the token too.
+        if !addr.ip().is_loopback() && !config.read_token {
+            return Err(CliError::Usage(format!(
+                "refusing to serve the HTTP API on {addr} with open reads: set [http] read_token = true (reads then need the token too), or listen on 127.0.0.1"
+            )));
+        }
+        if config.read_token && token.is_none() {
+            return Err(CliError::Usage(
+                "[http] read_token = true needs a token: set CHIME_API_TOKEN (or [http] token)".into(),
+            ));
+        }
+        // A specific address the server listens on is one requests may name.
+        let mut allowed_hosts = config.allowed_hosts.clone();
+        if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+            allowed_hosts.push(match addr.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            });
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr} (pass --listen ADDR, or --no-http)"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
         let handle = chime_web::Handle::new(scheduler.clone())
             .with_token(token.clone())
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+            .map_err(|e| CliError::Usage(format!("the API token: {e}")))?
+            .with_read_token(config.read_token)
+            .with_allowed_hosts(allowed_hosts)
+            .map_err(|e| CliError::Usage(format!("[http] allowed_hosts: {e}")))?;
         let app = chime_web::router(handle);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        // Header-read and idle timeouts and a connection limit: idle sockets
+        // cannot starve /health.
+        let server = tokio::spawn(chime_web::serve(listener, app, async move {
+            let _ = stopped.await;
+        }));
         say!("dashboard on http://{bound}/");
         say!(
             "HTTP API on http://{bound}/api/v1 (health: http://{bound}/health){}",
-            if token.is_some() { "; mutating calls need the token" } else { "" }
+            match (&token, config.read_token) {
+                (Some(_), true) => "; every call needs the token",
+                (Some(_), false) => "; mutating calls need the token",
+                (None, _) => "",
+            }
         );
         Some((stop, server))
     };

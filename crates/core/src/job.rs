@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::IntoDuration;
 use crate::error::{Error, Result};
 use crate::id::JobId;
+use crate::limits::{MAX_ATTEMPTS, MAX_DURATION, MAX_INSTANCES, check_duration};
 use crate::status::RunStatus;
 use crate::trigger::Trigger;
 
@@ -99,24 +100,36 @@ impl JobOptions {
     ///
     /// [`Error::Invalid`] naming the option.
     pub fn validate(&self) -> Result<()> {
-        if self.max_instances == 0 {
-            return Err(Error::invalid("max_instances must be at least 1"));
+        if self.max_instances == 0 || self.max_instances > MAX_INSTANCES {
+            return Err(Error::invalid(format!(
+                "max_instances must be between 1 and {MAX_INSTANCES}, not {}",
+                self.max_instances
+            )));
         }
         for (name, d) in
             [("misfire_grace_time", self.misfire_grace_time), ("jitter", self.jitter), ("timeout", self.timeout)]
         {
-            if d.is_some_and(|d| !d.is_positive()) {
-                return Err(Error::invalid(format!("{name} must be greater than zero")));
+            if let Some(d) = d {
+                check_duration(name, d)?;
             }
         }
         if let Some(r) = &self.retry {
-            if r.max_attempts == 0 {
-                return Err(Error::invalid("retry.max_attempts must be at least 1"));
+            if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
+                return Err(Error::invalid(format!(
+                    "retry.max_attempts must be between 1 and {MAX_ATTEMPTS}, not {}",
+                    r.max_attempts
+                )));
             }
-            if r.backoff.is_negative() || !r.multiplier.is_finite() || r.multiplier < 1.0 {
+            if r.backoff.is_negative() || !r.multiplier.is_finite() || !(1.0..=100.0).contains(&r.multiplier) {
                 return Err(Error::invalid(
-                    "retry.backoff must not be negative and retry.multiplier must be at least 1",
+                    "retry.backoff must not be negative and retry.multiplier must be between 1 and 100",
                 ));
+            }
+            if r.backoff > MAX_DURATION || r.max_backoff.is_some_and(|m| m > MAX_DURATION) {
+                return Err(Error::invalid(format!(
+                    "retry backoffs must be at most {}",
+                    crate::format_duration(MAX_DURATION)
+                )));
             }
         }
         Ok(())

@@ -78,6 +78,7 @@ mod executor;
 mod heartbeat;
 mod id;
 mod job;
+mod limits;
 mod memory;
 mod node;
 mod plan;
@@ -94,6 +95,10 @@ pub use crate::error::{Error, Result};
 pub use crate::event::Event;
 pub use crate::id::{InvalidId, JobId, MAX_JOB_ID_LEN, RunId};
 pub use crate::job::{Job, JobOptions, JobState, RetryPolicy};
+pub use crate::limits::{
+    DEFAULT_MIN_INTERVAL, MAX_ATTEMPTS, MAX_CALENDAR_STEP, MAX_COMBINED, MAX_DURATION, MAX_INSTANCES, MAX_NESTING,
+    MIN_INTERVAL_FLOOR,
+};
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{
     ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,

@@ -27,6 +27,9 @@ pub struct FirePlan {
     /// Due times older than those listed, past [`MAX_DUE_TIMES`]: missed, not
     /// listed. After a backlog of over a million, a lower bound.
     pub uncounted: u64,
+    /// The first and last of those times: [`FirePlan::into_runs`] records
+    /// them as one `missed` row that says how many there were.
+    pub uncounted_span: Option<(Timestamp, Timestamp)>,
     /// The job's next fire time after `now`; none when the trigger is finished.
     pub next_run_at: Option<Timestamp>,
 }
@@ -36,9 +39,17 @@ impl FirePlan {
     /// for the times that run, final `missed` and `skipped` rows for the
     /// rest. The one mapping from a plan to rows that every store writes.
     pub fn into_runs(self, job_id: &JobId, now: Timestamp, lease: &Lease) -> Vec<Run> {
-        self.runs
+        let summary = self.uncounted_span.map(|(from, to)| {
+            let many = if self.uncounted > 1_000_000 { "at least " } else { "" };
+            let why = format!(
+                "{many}{} scheduled times from {from} to {to} were missed (a backlog too long to record one by one)",
+                self.uncounted
+            );
+            Run::not_run(job_id.clone(), from, RunStatus::Missed, why, &lease.node, now)
+        });
+        summary
             .into_iter()
-            .map(|p| match p.decision {
+            .chain(self.runs.into_iter().map(|p| match p.decision {
                 Decision::Run => Run::claimed(job_id.clone(), p.scheduled_for, RunKind::Scheduled, lease),
                 Decision::Missed(why) => {
                     Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Missed, why, &lease.node, now)
@@ -46,7 +57,7 @@ impl FirePlan {
                 Decision::Skipped(why) => {
                     Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Skipped, why, &lease.node, now)
                 }
-            })
+            }))
             .collect()
     }
 }
@@ -82,7 +93,7 @@ pub enum Decision {
 /// paused or not due.
 pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
     let Some(first) = job.state.next_run_at.filter(|t| *t <= now && !job.is_paused()) else {
-        return FirePlan { runs: Vec::new(), uncounted: 0, next_run_at: job.state.next_run_at };
+        return FirePlan { runs: Vec::new(), uncounted: 0, uncounted_span: None, next_run_at: job.state.next_run_at };
     };
     let trigger = &job.trigger;
     let options = &job.options;
@@ -90,13 +101,19 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
     // The due times, keeping the latest MAX_DUE_TIMES.
     let mut due = std::collections::VecDeque::with_capacity(4);
     let mut uncounted = 0u64;
+    let mut uncounted_span: Option<(Timestamp, Timestamp)> = None;
     let mut t = Some(first);
     while let Some(at) = t.filter(|t| *t <= now) {
         if due.len() == MAX_DUE_TIMES {
-            due.pop_front();
+            let dropped = due.pop_front().expect("the queue is full");
+            uncounted_span = Some((uncounted_span.map_or(dropped, |(from, _)| from), dropped));
             uncounted += 1;
             if uncounted > 1_000_000 {
                 // Jump ahead instead of walking millions of missed times.
+                if let (Some((from, _)), Some(last)) = (uncounted_span, due.back()) {
+                    uncounted_span = Some((from, *last));
+                }
+                uncounted += due.len() as u64;
                 due.clear();
                 t = resume_point(trigger, now);
                 continue;
@@ -137,7 +154,7 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
             PlannedRun { scheduled_for: at, decision }
         })
         .collect();
-    FirePlan { runs, uncounted, next_run_at }
+    FirePlan { runs, uncounted, uncounted_span, next_run_at }
 }
 
 /// Why a run beyond `max_instances` is skipped, in every store's words.
@@ -238,6 +255,18 @@ mod tests {
         let plan = plan_fire(&job, ts("2026-01-01T01:00:00Z"), 0);
         assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
         assert_eq!(plan.uncounted, 3600 - MAX_DUE_TIMES as u64);
+        assert_eq!(plan.uncounted_span, Some((ts("2026-01-01T00:00:01Z"), ts("2026-01-01T00:43:20Z"))));
+        // The uncounted times become one row that says how many, not 2,600.
+        let lease = Lease { node: "n".into(), epoch: 1, expires_at: ts("2026-01-01T01:00:00Z") };
+        let rows = plan.clone().into_runs(&job.id, ts("2026-01-01T01:00:00Z"), &lease);
+        assert_eq!(rows.len(), MAX_DUE_TIMES + 1);
+        assert_eq!((rows[0].status, rows[0].scheduled_for), (RunStatus::Missed, ts("2026-01-01T00:00:01Z")));
+        assert_eq!(
+            rows[0].error.as_deref(),
+            Some(
+                "2600 scheduled times from 2026-01-01T00:00:01Z to 2026-01-01T00:43:20Z were missed (a backlog too long to record one by one)"
+            )
+        );
         assert_eq!(plan.runs.last().unwrap().scheduled_for, ts("2026-01-01T01:00:00Z"));
         assert_eq!(plan.runs.iter().filter(|r| r.decision == Decision::Run).count(), 1);
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:01Z")));

@@ -12,6 +12,8 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{SignedDuration, Span, Timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::{MAX_CALENDAR_STEP, MAX_COMBINED, MAX_NESTING, MIN_INTERVAL_FLOOR, check_duration};
+
 use crate::duration::{format_duration, parse_duration};
 use crate::error::{Error, Result};
 
@@ -359,6 +361,20 @@ impl Trigger {
     ///
     /// [`Error::Invalid`] saying which rule is broken.
     pub fn validate(&self) -> Result<()> {
+        self.validate_at(0)
+    }
+
+    /// The shortest interval anywhere in the trigger (intervals only: cron
+    /// fires at most once a second, calendars once a day).
+    pub fn min_interval(&self) -> Option<SignedDuration> {
+        match self {
+            Trigger::Interval(i) => Some(i.every),
+            Trigger::Any(c) | Trigger::All(c) => c.triggers.iter().filter_map(Trigger::min_interval).min(),
+            Trigger::Cron(_) | Trigger::Calendar(_) | Trigger::Date(_) => None,
+        }
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<()> {
         let check_range = |start: Option<Timestamp>, end: Option<Timestamp>| match (start, end) {
             (Some(s), Some(e)) if e < s => Err(Error::invalid(format!("trigger end {e} is before its start {s}"))),
             _ => Ok(()),
@@ -368,16 +384,34 @@ impl Trigger {
             Trigger::Interval(i) if !i.every.is_positive() => {
                 Err(Error::invalid("an interval must be greater than zero"))
             }
-            Trigger::Interval(i) => check_range(i.start, i.end),
-            Trigger::Calendar(c) if c.every == 0 => {
-                Err(Error::invalid("a calendar trigger's `every` must be at least 1"))
+            Trigger::Interval(i) if i.every < MIN_INTERVAL_FLOOR => Err(Error::invalid(format!(
+                "an interval of {} is shorter than the shortest accepted, {}",
+                crate::format_duration(i.every),
+                crate::format_duration(MIN_INTERVAL_FLOOR)
+            ))),
+            Trigger::Interval(i) => {
+                check_duration("an interval", i.every)?;
+                check_range(i.start, i.end)
             }
+            Trigger::Calendar(c) if c.every == 0 || c.every > MAX_CALENDAR_STEP => Err(Error::invalid(format!(
+                "a calendar trigger's `every` must be between 1 and {MAX_CALENDAR_STEP}, not {}",
+                c.every
+            ))),
             Trigger::Calendar(_) | Trigger::Date(_) => Ok(()),
             Trigger::Any(c) | Trigger::All(c) => {
                 if c.triggers.is_empty() {
                     return Err(Error::invalid("an any/all trigger needs at least one trigger"));
                 }
-                c.triggers.iter().try_for_each(Trigger::validate)
+                if c.triggers.len() > MAX_COMBINED {
+                    return Err(Error::invalid(format!(
+                        "an any/all trigger holds {} triggers; at most {MAX_COMBINED}",
+                        c.triggers.len()
+                    )));
+                }
+                if depth >= MAX_NESTING {
+                    return Err(Error::invalid(format!("any/all triggers nest at most {MAX_NESTING} deep")));
+                }
+                c.triggers.iter().try_for_each(|t| t.validate_at(depth + 1))
             }
         }
     }

@@ -619,7 +619,7 @@ async fn add_job_conflict_policies_and_bad_input() {
         .unwrap_err();
     assert_eq!(err.to_string(), "no task named \"no_such_task\" is registered");
     let err = h.scheduler.add_job(job.with_max_instances(0), ConflictPolicy::Replace).await.unwrap_err();
-    assert_eq!(err.to_string(), "job \"j\": max_instances must be at least 1");
+    assert_eq!(err.to_string(), "job \"j\": max_instances must be between 1 and 10000, not 0");
     assert!(h.scheduler.get_job("").await.unwrap_err().is_invalid());
     assert!(h.scheduler.get_job("missing").await.unwrap_err().is_not_found());
 }

@@ -109,7 +109,7 @@ async fn an_invalid_job_in_code_is_an_error_naming_it() {
     let s = scheduler(Arc::new(MemoryStore::new()));
     let bad = Job::new("bad", "t", Trigger::every("1h").unwrap()).unwrap().with_max_instances(0);
     let err = s.sync_with(vec![bad], false).await.unwrap_err();
-    assert_eq!(err.to_string(), "job \"bad\": max_instances must be at least 1");
+    assert_eq!(err.to_string(), "job \"bad\": max_instances must be between 1 and 10000, not 0");
     let unknown = Job::new("u", "nope", Trigger::every("1h").unwrap()).unwrap();
     assert!(s.sync_with(vec![unknown], false).await.unwrap_err().to_string().contains("no task named \"nope\""));
 }

@@ -127,15 +127,25 @@ impl SqliteStore {
             .busy_timeout(busy_timeout)
             .synchronous(SqliteSynchronous::Normal)
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal });
-        let pool = SqlitePoolOptions::new()
+        let pool_options = SqlitePoolOptions::new()
             // An in-memory database exists per connection: keep exactly one.
             .max_connections(if memory { 1 } else { 4 })
             .min_connections(if memory { 1 } else { 0 })
             .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
-            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) })
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| fail("opening the database", e))?;
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) });
+        // Switching a new file to WAL takes a lock that SQLite does not wait
+        // for: processes opening a new file at once see "busy" and try again.
+        let mut attempt = 0;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if attempt < 10 && store_error(&shown, "opening the database", &e).is_transient() => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                Err(e) => return Err(fail("opening the database", e)),
+            }
+        };
 
         check_schema_version(&pool, &shown).await?;
         // Two processes opening a new file at once (a server and a CLI) both
@@ -478,8 +488,8 @@ impl JobStore for SqliteStore {
             q = q.bind(micros(t));
         }
         let rows = q
-            .bind(query.limit() as i64)
-            .bind(query.offset as i64)
+            .bind(query.limit().min(i64::MAX as usize) as i64)
+            .bind(query.offset.min(i64::MAX as usize) as i64)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err("reading run history", e))?;

@@ -52,6 +52,11 @@ impl JobRow {
             serde_json::from_str(&self.args).map_err(|e| format!("its arguments do not parse: {e}"))?;
         let options: JobOptions =
             serde_json::from_str(&self.options).map_err(|e| format!("its options do not parse: {e}"))?;
+        // A row edited by hand can hold what no chime would write (an interval
+        // of zero, a calendar step of 0): refused here, it is marked broken
+        // instead of being looped on inside the claim's transaction.
+        trigger.validate().map_err(|e| format!("its trigger is invalid: {e}"))?;
+        options.validate().map_err(|e| format!("its options are invalid: {e}"))?;
         let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
         Ok(Job {
             id,

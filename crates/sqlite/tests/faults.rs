@@ -147,3 +147,58 @@ async fn processes_opening_a_new_file_at_once_all_succeed() {
         open.await.unwrap().expect("every concurrent open succeeds");
     }
 }
+
+#[tokio::test]
+async fn a_hand_edited_row_with_a_1ns_interval_or_a_zero_step_is_marked_broken_not_looped_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    let mut due = job("zero");
+    due.state.next_run_at = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5));
+    store.add_job(due, ConflictPolicy::Error).await.unwrap();
+    let mut cal = job("calendar");
+    cal.trigger = Trigger::calendar(1, chime_core::CalendarUnit::Days, "09:00").unwrap();
+    cal.trigger.resolve(jiff::Timestamp::now(), &chime_core::Zone::utc());
+    store.add_job(cal, ConflictPolicy::Error).await.unwrap();
+    store.add_job(job("fine"), ConflictPolicy::Error).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("UPDATE chime_job SET trigger = json_set(trigger, '$.every', '1ns') WHERE id = 'zero'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE chime_job SET trigger = json_set(trigger, '$.every', 0) WHERE id = 'calendar'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    // The scheduler runs on: the broken rows are reported, the good one listed.
+    let ids: Vec<String> =
+        store.list_jobs(&chime_core::JobFilter::default()).await.unwrap().iter().map(|j| j.id.to_string()).collect();
+    assert_eq!(ids, ["fine"]);
+    let broken = store.broken_jobs().await.unwrap();
+    assert_eq!(broken.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(), ["calendar", "zero"]);
+    assert!(broken.iter().all(|b| b.problem.starts_with("its trigger is invalid")), "{broken:?}");
+    let mut tasks = TaskRegistry::new();
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let scheduler = Scheduler::builder().store(store).tasks(tasks).timezone("UTC").unwrap().build();
+    scheduler.start().unwrap();
+    // The claim finds the due one and marks it broken (both rows are kept).
+    let start = Instant::now();
+    loop {
+        let marked: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job WHERE broken IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if marked == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the claim never marked the 1ns interval broken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.shutdown(ShutdownMode::Cancel).await;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(n, 0, "no run was recorded for the broken rows");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(kept, 3, "nothing was deleted");
+}

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::event::Events;
 use crate::executor::Executor;
 use crate::heartbeat::NodeKeeper;
+use crate::limits::{DEFAULT_MIN_INTERVAL, MIN_INTERVAL_FLOOR};
 use crate::memory::MemoryStore;
 use crate::node::{DEFAULT_NODE_LEASE, MIN_NODE_LEASE, NodeRegistration, default_node_id};
 use crate::store::JobStore;
@@ -31,6 +32,7 @@ pub struct SchedulerBuilder {
     cancel_grace: SignedDuration,
     retention: Retention,
     node_lease: SignedDuration,
+    min_interval: SignedDuration,
 }
 
 /// How much run history the scheduler keeps; see `SchedulerBuilder::history_retention`.
@@ -135,6 +137,26 @@ impl SchedulerBuilder {
         Ok(self)
     }
 
+    /// The shortest interval a job may have (default 1 s, at least 1 ms).
+    /// Jobs asking for less are refused when added or rescheduled: a job
+    /// every nanosecond would only fill the history with `missed` rows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] below 1 ms.
+    pub fn min_interval(mut self, shortest: impl IntoDuration) -> Result<Self> {
+        let shortest = shortest.into_duration();
+        if shortest < MIN_INTERVAL_FLOOR {
+            return Err(Error::invalid(format!(
+                "min_interval {} is below the floor of {}",
+                crate::format_duration(shortest),
+                crate::format_duration(MIN_INTERVAL_FLOOR)
+            )));
+        }
+        self.min_interval = shortest;
+        Ok(self)
+    }
+
     /// Builds the scheduler. It does nothing until [`Scheduler::start`].
     pub fn build(self) -> Scheduler {
         let node: Arc<str> = Arc::from(self.node_id.unwrap_or_else(default_node_id));
@@ -171,6 +193,7 @@ impl SchedulerBuilder {
                 wake: Notify::new(),
                 batch_size: self.batch_size,
                 retention: self.retention,
+                min_interval: self.min_interval,
             }),
         }
     }
@@ -190,6 +213,7 @@ impl Scheduler {
             cancel_grace: SignedDuration::from_secs(5),
             retention: Retention { keep_per_job: crate::memory::DEFAULT_HISTORY_LIMIT, max_age: None },
             node_lease: DEFAULT_NODE_LEASE,
+            min_interval: DEFAULT_MIN_INTERVAL,
         }
     }
 }

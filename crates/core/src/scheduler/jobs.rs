@@ -76,7 +76,8 @@ impl Scheduler {
         }
         let now = self.inner.clock.now();
         job.trigger.resolve(now, &self.inner.zone);
-        job.state = crate::job::JobState { next_run_at: first_fire(&job.trigger, now), ..job.state };
+        let next_run_at = self.first_fire_checked(&job.trigger, now).map_err(|e| in_job(&job.id, e))?;
+        job.state = crate::job::JobState { next_run_at: Some(next_run_at), ..job.state };
         let stored = self.inner.store.add_job(job, on_conflict).await?;
         tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
         self.inner.events.emit(Event::JobAdded { job_id: stored.id.clone() });
@@ -192,6 +193,7 @@ impl Scheduler {
         trigger.validate()?;
         let now = self.inner.clock.now();
         trigger.resolve(now, &self.inner.zone);
+        self.first_fire_checked(&trigger, now)?;
         let job = self
             .update(id, |job| {
                 job.trigger = trigger.clone();
@@ -330,6 +332,27 @@ impl Scheduler {
         self.inner.executor.running_count()
     }
 
+    /// A new trigger's first fire time, refusing what this scheduler will not
+    /// run: an interval below its `min_interval`, or a trigger that never
+    /// fires after now (it would be stored as already "finished").
+    pub(super) fn first_fire_checked(&self, trigger: &Trigger, now: Timestamp) -> Result<Timestamp> {
+        self.check_min_interval(trigger)?;
+        first_fire(trigger, now)
+            .ok_or_else(|| Error::invalid(format!("its trigger ({}) has no fire time after {now}", trigger.describe())))
+    }
+
+    /// Refuses an interval below this scheduler's `min_interval`.
+    pub(super) fn check_min_interval(&self, trigger: &Trigger) -> Result<()> {
+        match trigger.min_interval() {
+            Some(every) if every < self.inner.min_interval => Err(Error::invalid(format!(
+                "an interval of {} is shorter than this scheduler's minimum of {} (SchedulerBuilder::min_interval)",
+                crate::format_duration(every),
+                crate::format_duration(self.inner.min_interval)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Read-modify-write with the store's version check, retried when
     /// something else (usually the scheduler loop advancing the job) wrote
     /// in between.
@@ -345,6 +368,10 @@ impl Scheduler {
             }
         }
     }
+}
+
+fn in_job(id: &JobId, e: Error) -> Error {
+    Error::invalid(format!("job {:?}: {e}", id.as_str()))
 }
 
 /// A new job's first fire time: its trigger's first time at or after now,

@@ -104,6 +104,8 @@ struct Inner {
     wake: Notify,
     batch_size: usize,
     retention: builder::Retention,
+    /// The shortest interval a job may be given.
+    min_interval: jiff::SignedDuration,
 }
 
 impl Scheduler {

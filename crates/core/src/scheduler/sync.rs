@@ -84,6 +84,8 @@ impl Scheduler {
         let now = self.inner.clock.now();
         for mut job in jobs {
             job.validate()?;
+            self.check_min_interval(&job.trigger)
+                .map_err(|e| Error::invalid(format!("job {:?}: {e}", job.id.as_str())))?;
             let hash = job.definition_hash();
             in_code.insert(job.id.clone());
             let stored = match self.inner.store.get_job(&job.id).await {
