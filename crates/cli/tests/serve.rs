@@ -263,6 +263,28 @@ fn errors_have_messages_and_exit_codes() {
     let out = chime(d, &["serve", "--store", "memory:", "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("refusing to serve the HTTP API on 0.0.0.0:0 without a token"), "{}", stderr(&out));
+    let with_token = |args: &[&str], token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_chime"))
+            .args(args)
+            .current_dir(d)
+            .env_remove("DATABASE_URL")
+            .env_remove("CHIME_STORE")
+            .env("CHIME_API_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = with_token(&["serve", "--store", "memory:", "--listen", "0.0.0.0:0"], "0123456789abcdef0123");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("with open reads: set [http] read_token = true"), "{}", stderr(&out));
+    let out = with_token(&["serve", "--store", "memory:", "--listen", "127.0.0.1:0"], "   ");
+    assert_eq!(out.status.code(), Some(2), "a token of whitespace is no token");
+    let out = with_token(&["serve", "--store", "memory:", "--listen", "127.0.0.1:0"], "short");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("the API token"), "{}", stderr(&out));
+    std::fs::write(d.join("read.toml"), "[http]\nread_token = true\n").unwrap();
+    let out = chime(d, &["serve", "--config", "read.toml", "--store", "memory:", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("read_token = true needs a token"), "{}", stderr(&out));
 
     let out = chime(d, &["jobs", "list", "--store", "postgres://localhost/x"]);
     assert_eq!(out.status.code(), Some(2));
