@@ -3,11 +3,11 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use chime_core::{
     ConflictPolicy, Job, JobFilter, JobOptions, JobPatch, RemoveMode, RunQuery, RunStatus, SchedulerState, Trigger,
@@ -23,12 +23,50 @@ use crate::{ApiError, Handle, auth, guard, policy, redact};
 type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// The REST API, `/health`, `/metrics` and the dashboard, accepting request
-/// bodies up to `max_body` bytes.
+/// bodies up to `max_body` bytes, with a JSON 404 and 405 for every other
+/// path and method: the router `chime serve` serves. To put chime beside
+/// routes of your own, see [`api_router`](crate::api_router) and
+/// [`dashboard_router`](crate::dashboard_router).
 ///
 /// Every request first passes the browser guard (`Host`, `Origin`,
 /// `Sec-Fetch-Site`, `Content-Type`); then every route but `/health` and the
 /// OpenAPI document passes the token check.
 pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
+    api_routes(&handle)
+        .merge(dashboard_routes(&handle))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(handle.clone(), guard::guard))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(handle)
+}
+
+/// The API, `/health` and `/metrics` without the dashboard and without a
+/// fallback, for mounting. Unknown paths under `/api/v1/` still get the
+/// API's JSON 404 (a route, not a fallback).
+pub(crate) fn mountable_api(handle: Handle, max_body: usize) -> Router {
+    mountable(api_routes(&handle).route("/api/v1/{*rest}", any(not_found)), handle, max_body)
+}
+
+/// The dashboard's pages without the API and without a fallback, for mounting.
+pub(crate) fn mountable_dashboard(handle: Handle) -> Router {
+    mountable(dashboard_routes(&handle), handle, crate::MAX_BODY)
+}
+
+/// The guard and the body limit as route layers, so they wrap chime's
+/// routes only: the app's own fallback (or axum's default one) is left as it
+/// is, and merging leaves no second fallback.
+fn mountable(routes: Router<Handle>, handle: Handle, max_body: usize) -> Router {
+    routes
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(handle.clone(), guard::guard))
+        .route_layer(DefaultBodyLimit::max(max_body))
+        .with_state(handle)
+}
+
+/// `/api/v1/...`, `/metrics` (behind the token check) and `/health`,
+/// `/api/v1/openapi.json` (open), without layers or fallback.
+fn api_routes(handle: &Handle) -> Router<Handle> {
     let api = Router::new()
         .route("/jobs", get(list_jobs).post(add_job))
         .route("/jobs/{id}", get(get_job).patch(modify_job).delete(remove_job))
@@ -43,21 +81,21 @@ pub fn router_with_limit(handle: Handle, max_body: usize) -> Router {
         .route("/scheduler/resume", post(resume_scheduler));
     let with_token = Router::new()
         .nest("/api/v1", api)
-        .route("/", get(crate::dashboard::index))
-        .route("/jobs/{id}", get(crate::dashboard::job))
         .route("/metrics", get(metrics))
         // A route layer, so an unknown path is a 404 whatever the token.
         .route_layer(middleware::from_fn_with_state(handle.clone(), auth::require_token));
     // Open even with a read token: probes and API tooling need no secret,
     // and neither shows a job.
     let open = Router::new().route("/health", get(health)).route("/api/v1/openapi.json", get(openapi));
-    with_token
-        .merge(open)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(handle.clone(), guard::guard))
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(handle)
+    with_token.merge(open)
+}
+
+/// The dashboard's pages, behind the token check for reads.
+fn dashboard_routes(handle: &Handle) -> Router<Handle> {
+    Router::new()
+        .route("/", get(crate::dashboard::index))
+        .route("/jobs/{id}", get(crate::dashboard::job))
+        .route_layer(middleware::from_fn_with_state(handle.clone(), auth::require_token))
 }
 
 /// The OpenAPI 3.1 description of this API.
@@ -192,14 +230,37 @@ struct Modify {
     name: Option<String>,
     args: Option<Value>,
     options: Option<Value>,
+    /// Named only to refuse them clearly: a trigger changes through
+    /// `POST .../reschedule`, which recomputes the next run.
+    #[serde(default, deserialize_with = "present")]
+    trigger: bool,
+    #[serde(default, deserialize_with = "present")]
+    cron: bool,
+    #[serde(default, deserialize_with = "present")]
+    every: bool,
+}
+
+/// `true` for a field that is there at all, whatever (even `null`) it holds.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 async fn modify_job(
     State(h): State<Handle>,
     JobIdPath(id): JobIdPath,
+    OriginalUri(uri): OriginalUri,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let m: Modify = body(bytes)?;
+    let given = [("trigger", m.trigger), ("cron", m.cron), ("every", m.every)];
+    if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+        // The job's own reschedule path as this client reached it, so the
+        // hint is right under any prefix the app mounts the API at.
+        let path = format!("{}/reschedule", uri.path().trim_end_matches('/'));
+        return Err(ApiError::malformed(format!(
+            "PATCH does not change a job's trigger (the body has {field:?}): send {{\"trigger\": {{\"type\": \"cron\", \"expr\": \"0 9 * * *\"}}}} to POST {path}, which also recomputes the next run"
+        )));
+    }
     let stored = h.scheduler.get_job(id.as_str()).await?;
     policy::modify(&stored, m.args.is_some())?;
     let args = m.args.map(|a| redact::restore(&stored, a)).transpose()?;

@@ -1,14 +1,19 @@
 //! The dashboard: server-rendered pages (askama, escaped by default) with a
 //! little plain JavaScript for countdowns, polling and the action buttons.
+//!
+//! Every link and `fetch()` in the pages is relative to the page (through
+//! `root`, the way from the page back to the dashboard's own `/`), so the
+//! pages work wherever the app mounts them; the API is expected at `api/v1/`
+//! beside the dashboard. Job ids in links are percent-encoded, one segment.
 
 use askama::Template;
-use axum::extract::State;
+use axum::extract::{OriginalUri, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chime_core::{Job, JobFilter, Run, RunQuery, RunStatus};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::extract::JobIdPath;
+use crate::extract::{JobIdPath, encode_segment};
 use crate::{ApiError, Handle};
 
 struct Counts {
@@ -22,6 +27,8 @@ struct Counts {
 
 struct JobRow {
     id: String,
+    /// `id` percent-encoded for a path segment.
+    href: String,
     name: String,
     trigger: String,
     next: Option<String>,
@@ -34,6 +41,7 @@ struct JobRow {
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
+    root: String,
     state: &'static str,
     node: String,
     token_required: bool,
@@ -53,6 +61,7 @@ struct RunRow {
 #[derive(Template)]
 #[template(path = "job.html")]
 struct JobPage {
+    root: String,
     state: &'static str,
     node: String,
     token_required: bool,
@@ -89,7 +98,18 @@ fn html(page: impl Template) -> Response {
     }
 }
 
-pub(crate) async fn index(State(h): State<Handle>) -> Result<Response, ApiError> {
+/// The relative URL of the dashboard's `/` from the index page at `path` (the
+/// path the client asked for, prefix included): `./` when it ends with a
+/// slash; else the page's own last segment, as in `./scheduler/` for
+/// `/scheduler` (nested at `/scheduler`, where axum serves no `/scheduler/`).
+fn index_root(path: &str) -> String {
+    match path.rsplit_once('/') {
+        Some((_, "")) | None => "./".to_owned(),
+        Some((_, last)) => format!("./{last}/"),
+    }
+}
+
+pub(crate) async fn index(State(h): State<Handle>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
     let s = &h.scheduler;
     let jobs = s.store().list_jobs(&JobFilter::default()).await?;
     let recent = s.history(&RunQuery { limit: Some(100), ..RunQuery::default() }).await?;
@@ -103,6 +123,7 @@ pub(crate) async fn index(State(h): State<Handle>) -> Result<Response, ApiError>
     };
     let rows = jobs.iter().map(|j| job_row(j, &recent)).collect();
     Ok(html(DashboardPage {
+        root: index_root(uri.path()),
         state: s.state().as_str(),
         node: s.node_id().to_owned(),
         token_required: h.has_token(),
@@ -115,6 +136,7 @@ fn job_row(j: &Job, recent: &[Run]) -> JobRow {
     let last = recent.iter().find(|r| r.job_id == j.id && r.status.is_finished());
     JobRow {
         id: j.id.to_string(),
+        href: encode_segment(j.id.as_str()),
         name: j.name().to_owned(),
         trigger: j.trigger.describe(),
         next: j.state.next_run_at.map(iso),
@@ -133,6 +155,8 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
     let runs = s.history(&RunQuery { job_id: Some(job.id.clone()), limit: Some(50), ..RunQuery::default() }).await?;
     let status = job.status();
     Ok(html(JobPage {
+        // The page is `<root>jobs/<id>`, the id one encoded segment.
+        root: "../".to_owned(),
         state: s.state().as_str(),
         node: s.node_id().to_owned(),
         token_required: h.has_token(),
@@ -212,4 +236,17 @@ fn timeline(runs: &[Run]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_finds_its_root_from_its_path() {
+        assert_eq!(index_root("/"), "./");
+        assert_eq!(index_root("/scheduler/"), "./");
+        assert_eq!(index_root("/scheduler"), "./scheduler/");
+        assert_eq!(index_root("/ops/chime"), "./chime/");
+    }
 }

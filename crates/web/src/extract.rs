@@ -23,6 +23,23 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
     }
 }
 
+/// `segment` percent-encoded for one segment of a URL path: every byte but
+/// the unreserved ones (`A-Z a-z 0-9 - . _ ~`), so `/`, `?`, `#`, `%`,
+/// spaces and non-ASCII all survive the trip and [`JobIdPath`] decodes the
+/// segment back to the same id. (The ids `.` and `..` cannot make that trip:
+/// clients resolve them, encoded or not, as dot segments.)
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The largest `limit` of a listing.
 pub(crate) const MAX_LIMIT: u64 = 1000;
 /// The largest `offset` of a listing: deeper pages are better reached with
@@ -42,4 +59,17 @@ pub(crate) fn page(limit: Option<u64>, offset: Option<u64>) -> Result<(usize, us
     }
     let fit = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     Ok((fit(limit), fit(offset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_encode_everything_but_unreserved() {
+        assert_eq!(encode_segment("daily-report_1.x~"), "daily-report_1.x~");
+        assert_eq!(encode_segment("a/b?c#d"), "a%2Fb%3Fc%23d");
+        assert_eq!(encode_segment("100% done"), "100%25%20done");
+        assert_eq!(encode_segment("é+☃"), "%C3%A9%2B%E2%98%83");
+    }
 }

@@ -1,6 +1,8 @@
 //! chime's HTTP surface as an axum [`Router`]: the REST API under `/api/v1`,
-//! `/health`, `/metrics` and the dashboard, to serve on its own (with
-//! [`serve`], which bounds connections) or mount in a service's own app.
+//! `/health`, `/metrics` and the dashboard, to serve on its own ([`router`],
+//! with [`serve`], which bounds connections) or mount in a service's own app
+//! beside its routes and fallback, under any prefix ([`api_router`] and
+//! [`dashboard_router`]).
 //!
 //! ```no_run
 //! # async fn example(scheduler: chime_core::Scheduler) -> Result<(), Box<dyn std::error::Error>> {
@@ -164,7 +166,49 @@ impl Handle {
     }
 }
 
-/// The REST API, `/health` and `/metrics` with the default body limit.
+/// Everything in one router, as `chime serve` serves it: the REST API under
+/// `/api/v1`, `/health`, `/metrics`, the dashboard at `/`, and a JSON 404 /
+/// 405 for any other path or method, with the default body limit.
+///
+/// It has a `/` route and a fallback of its own, so it cannot be merged into
+/// an app that has either: mount [`api_router`] and [`dashboard_router`]
+/// instead.
 pub fn router(handle: Handle) -> Router {
     router_with_limit(handle, MAX_BODY)
+}
+
+/// The REST API under `/api/v1`, `/health` and `/metrics`, for mounting in
+/// your own app: no `/` route and no fallback, so it merges beside your own
+/// `/` and fallback, and works nested under any prefix. Unknown paths under
+/// `/api/v1/` still answer the API's JSON 404; other unknown paths reach
+/// your app's fallback. The browser guard and the token check apply to its
+/// routes exactly as in [`router`], and to nothing of yours.
+///
+/// ```no_run
+/// # async fn example(scheduler: chime_core::Scheduler) {
+/// use axum::routing::get;
+///
+/// let handle = chime_web::Handle::new(scheduler);
+/// let chime = chime_web::api_router(handle.clone()).merge(chime_web::dashboard_router(handle));
+/// let app: axum::Router = axum::Router::new()
+///     .route("/", get(|| async { "my service" }))
+///     // The dashboard at /scheduler/, the API at /scheduler/api/v1/...
+///     .nest("/scheduler/", chime)
+///     .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "not here") });
+/// # }
+/// ```
+pub fn api_router(handle: Handle) -> Router {
+    api::mountable_api(handle, MAX_BODY)
+}
+
+/// The dashboard's pages (`/` and `/jobs/{id}`), for mounting in your own
+/// app: no fallback, and every link, button and `fetch()` in them is
+/// relative, so they work under any prefix. The pages call the API at
+/// `api/v1/` beside themselves: mount [`api_router`] at the same prefix.
+///
+/// Nested at `/scheduler/` (with the slash) the dashboard's address is
+/// `/scheduler/`; nested at `/scheduler` it is `/scheduler` (axum matches
+/// one or the other, not both: add a redirect for the other if you like).
+pub fn dashboard_router(handle: Handle) -> Router {
+    api::mountable_dashboard(handle)
 }

@@ -98,6 +98,35 @@ async fn jobs_list_get_add_modify_remove() {
 }
 
 #[tokio::test]
+async fn patch_with_a_trigger_points_to_reschedule() {
+    let (app, s, _clock) = app_with_a_job().await;
+    let before = s.get_job("report").await.unwrap();
+    for body in [
+        json!({"trigger": {"type": "cron", "expr": "0 7 * * *"}}),
+        json!({"name": "Report", "trigger": {"type": "cron", "expr": "0 7 * * *"}}),
+        json!({"cron": "0 7 * * *"}),
+        json!({"every": "5m"}),
+        json!({"trigger": null}),
+    ] {
+        let (st, v) = call(&app, "PATCH", "/api/v1/jobs/report", Some(body.clone()), None).await;
+        assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "malformed"), "{body}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("POST /api/v1/jobs/report/reschedule"), "{body}: {message}");
+        assert!(!message.contains("unknown field"), "{message}");
+    }
+    let after = s.get_job("report").await.unwrap();
+    assert_eq!((after.name, after.trigger), (before.name, before.trigger), "nothing changed, not even the name");
+    // The route the message names does it.
+    let trigger = json!({"trigger": {"type": "cron", "expr": "0 7 * * *"}});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/report/reschedule", Some(trigger), None).await;
+    assert_eq!((st, v["trigger_description"].as_str()), (StatusCode::OK, Some("At 07:00 (UTC)")));
+    // An id that needs encoding is named as the client sent it.
+    let (st, v) = call(&app, "PATCH", "/api/v1/jobs/a%2Fb", Some(json!({"every": "1m"})), None).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "the body is refused before the job is looked up");
+    assert!(v["error"]["message"].as_str().unwrap().contains("POST /api/v1/jobs/a%2Fb/reschedule"), "{v}");
+}
+
+#[tokio::test]
 async fn pause_resume_reschedule_run_and_stats() {
     let (app, s, _clock) = app_with_a_job().await;
     let (st, paused) = call(&app, "POST", "/api/v1/jobs/report/pause", Some(json!({"reason": "holiday"})), None).await;
