@@ -100,3 +100,14 @@ impl Options {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn both_tasks_are_registered() {
+        assert_eq!(super::registry().names(), ["command", "http"]);
+        let mut tasks = chime_core::TaskRegistry::new();
+        super::register_with(&mut tasks, super::Options::default().connect_timeout(std::time::Duration::from_secs(1)));
+        assert!(tasks.contains("http") && tasks.contains("command"));
+    }
+}
