@@ -1,167 +1,14 @@
-//! Rows as stored: decoding `chime_job` and `chime_run` rows into chime-core's
-//! types (a row that does not decode says why), and binding runs into SQL.
+//! Rows as stored: the shapes are chime-sql's (shared with the PostgreSQL
+//! store); what is SQLite's own is the `?` placeholders.
 
-use std::sync::Arc;
-
-use chime_core::{Error, Job, JobId, JobOptions, JobState, Result, Run, RunId, RunKind, RunStatus, Trigger};
-use jiff::Timestamp;
+use chime_core::Run;
+pub(crate) use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, encode, instant, micros};
 use sqlx::AssertSqlSafe;
-
-/// The statuses of a run still in flight, as an SQL list.
-pub(crate) const IN_FLIGHT: &str = "('pending', 'running')";
-
-pub(crate) fn micros(t: Timestamp) -> i64 {
-    t.as_microsecond()
-}
-
-pub(crate) fn instant(us: i64) -> std::result::Result<Timestamp, String> {
-    Timestamp::from_microsecond(us).map_err(|e| format!("instant {us} is out of range: {e}"))
-}
-
-pub(crate) fn opt_instant(us: Option<i64>) -> std::result::Result<Option<Timestamp>, String> {
-    us.map(instant).transpose()
-}
-
-/// A `chime_job` row as stored.
-#[derive(sqlx::FromRow)]
-pub(crate) struct JobRow {
-    pub(crate) id: String,
-    pub(crate) name: Option<String>,
-    pub(crate) task: String,
-    pub(crate) args: String,
-    pub(crate) trigger: String,
-    pub(crate) options: String,
-    pub(crate) next_run_at: Option<i64>,
-    pub(crate) paused: Option<String>,
-    pub(crate) last_run_at: Option<i64>,
-    pub(crate) last_status: Option<String>,
-    pub(crate) version: i64,
-    pub(crate) code_hash: Option<String>,
-    pub(crate) broken: Option<String>,
-}
-
-impl JobRow {
-    pub(crate) fn decode(self) -> std::result::Result<Job, String> {
-        if let Some(why) = self.broken {
-            return Err(why);
-        }
-        let id = JobId::new(&self.id).map_err(|e| e.to_string())?;
-        let trigger: Trigger =
-            serde_json::from_str(&self.trigger).map_err(|e| format!("its trigger does not parse: {e}"))?;
-        let args: serde_json::Value =
-            serde_json::from_str(&self.args).map_err(|e| format!("its arguments do not parse: {e}"))?;
-        let options: JobOptions =
-            serde_json::from_str(&self.options).map_err(|e| format!("its options do not parse: {e}"))?;
-        // A row edited by hand can hold what no chime would write (an interval
-        // of zero, a calendar step of 0): refused here, it is marked broken
-        // instead of being looped on inside the claim's transaction.
-        trigger.validate().map_err(|e| format!("its trigger is invalid: {e}"))?;
-        options.validate().map_err(|e| format!("its options are invalid: {e}"))?;
-        let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
-        Ok(Job {
-            id,
-            name: self.name,
-            task: Arc::from(self.task),
-            args,
-            trigger,
-            options,
-            state: JobState {
-                next_run_at: opt_instant(self.next_run_at)?,
-                paused: self.paused,
-                last_run_at: opt_instant(self.last_run_at)?,
-                last_status,
-                version: self.version as u64,
-                code_hash: self.code_hash,
-            },
-        })
-    }
-}
-
-/// The JSON columns of a job.
-pub(crate) fn encode(job: &Job) -> Result<(String, String, String)> {
-    let json = |what: &str, r: serde_json::Result<String>| {
-        r.map_err(|e| Error::Invalid(format!("job {:?}: its {what} cannot be stored: {e}", job.id.as_str())))
-    };
-    Ok((
-        json("arguments", serde_json::to_string(&job.args))?,
-        json("trigger", serde_json::to_string(&job.trigger))?,
-        json("options", serde_json::to_string(&job.options))?,
-    ))
-}
-
-/// A `chime_run` row as stored.
-#[derive(sqlx::FromRow)]
-pub(crate) struct RunRow {
-    pub(crate) id: String,
-    pub(crate) job_id: String,
-    pub(crate) scheduled_for: i64,
-    pub(crate) kind: String,
-    pub(crate) status: String,
-    pub(crate) started_at: Option<i64>,
-    pub(crate) finished_at: Option<i64>,
-    pub(crate) attempt: i64,
-    pub(crate) node: Option<String>,
-    pub(crate) epoch: Option<i64>,
-    pub(crate) error: Option<String>,
-    pub(crate) output: Option<String>,
-    pub(crate) late_result: Option<String>,
-}
-
-impl RunRow {
-    pub(crate) fn decode(self) -> std::result::Result<Run, String> {
-        Ok(Run {
-            id: RunId(self.id.parse().map_err(|e| format!("run id {:?}: {e}", self.id))?),
-            job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
-            scheduled_for: instant(self.scheduled_for)?,
-            kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
-            status: self.status.parse::<RunStatus>().map_err(|e| e.to_string())?,
-            started_at: opt_instant(self.started_at)?,
-            finished_at: opt_instant(self.finished_at)?,
-            attempt: u32::try_from(self.attempt).map_err(|_| format!("attempt {} is out of range", self.attempt))?,
-            node: self.node.map(Arc::from),
-            epoch: self.epoch.map(|e| e as u64),
-            error: self.error,
-            output: self.output,
-            late_result: self.late_result,
-        })
-    }
-}
-
-pub(crate) fn kind_str(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Scheduled => "scheduled",
-        RunKind::Manual => "manual",
-    }
-}
-
-/// The columns of `chime_run` in the order [`bind_run!`] binds them.
-pub(crate) const RUN_COLUMNS: &str = "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, output, late_result)";
 
 /// `n` rows of placeholders for [`RUN_COLUMNS`].
 pub(crate) fn run_rows(n: usize) -> String {
     vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
 }
-
-/// Binds one run's values, in [`RUN_COLUMNS`] order, to a query of any kind.
-macro_rules! bind_run {
-    ($q:expr, $run:expr) => {{
-        let run: &chime_core::Run = $run;
-        $q.bind(run.id.to_string())
-            .bind(run.job_id.as_str().to_owned())
-            .bind($crate::rows::micros(run.scheduled_for))
-            .bind($crate::rows::kind_str(run.kind))
-            .bind(run.status.as_str())
-            .bind(run.started_at.map($crate::rows::micros))
-            .bind(run.finished_at.map($crate::rows::micros))
-            .bind(i64::from(run.attempt))
-            .bind(run.node.as_deref().map(str::to_owned))
-            .bind(run.epoch.map(|e| e as i64))
-            .bind(run.error.clone())
-            .bind(run.output.clone())
-            .bind(run.late_result.clone())
-    }};
-}
-pub(crate) use bind_run;
 
 pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(
     e: E,
@@ -171,5 +18,5 @@ pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite
         "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
         run_rows(1)
     );
-    Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
+    Ok(chime_sql::bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
 }

@@ -1,0 +1,358 @@
+//! The claim, run-now and run updates: each one short transaction. Due jobs
+//! and waiting runs are locked with `FOR UPDATE SKIP LOCKED`, so nodes
+//! claiming at once take different rows instead of queueing on each other.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chime_core::{
+    Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, RunKind, RunStatus, max_instances_reason, plan_fire,
+};
+use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RUN_VALUES, RunRow, bind_run, micros};
+use jiff::{SignedDuration, Timestamp};
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use crate::PostgresStore;
+
+/// `n` rows of `$k` placeholders for [`RUN_COLUMNS`].
+fn run_rows(n: usize) -> String {
+    (0..n)
+        .map(|row| {
+            let cells: Vec<String> = (1..=RUN_VALUES).map(|c| format!("${}", row * RUN_VALUES + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(
+    e: E,
+    run: &Run,
+) -> sqlx::Result<u64> {
+    let sql = format!(
+        "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
+        run_rows(1)
+    );
+    Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
+}
+
+fn lost(lease: &Lease) -> Error {
+    Error::LeaseLost { node: lease.node.to_string(), epoch: lease.epoch }
+}
+
+fn task_list(tasks: &[Arc<str>]) -> Vec<String> {
+    tasks.iter().map(|t| t.to_string()).collect()
+}
+
+impl PostgresStore {
+    /// The time the transaction decides by: the caller's, or the database's.
+    pub(crate) async fn tx_now(&self, conn: &mut PgConnection, now: Timestamp) -> Result<i64> {
+        sqlx::query_scalar("SELECT COALESCE($1::BIGINT, chime_now_us())")
+            .bind(self.now_param(now))
+            .fetch_one(conn)
+            .await
+            .map_err(|e| self.err("reading the clock", e))
+    }
+
+    /// Extends a lease inside the caller's transaction, or says it is lost.
+    pub(crate) async fn renew_in(
+        &self,
+        conn: &mut PgConnection,
+        lease: &Lease,
+        ttl: SignedDuration,
+        now_us: i64,
+    ) -> Result<Lease> {
+        let expires = now_us.saturating_add(ttl.as_micros().min(i64::MAX as i128) as i64);
+        let done = sqlx::query("UPDATE chime_node SET heartbeat_at = $1, expires_at = $2 WHERE id = $3 AND epoch = $4")
+            .bind(now_us)
+            .bind(expires)
+            .bind(&*lease.node)
+            .bind(lease.epoch as i64)
+            .execute(conn)
+            .await
+            .map_err(|e| self.err("renewing a lease", e))?;
+        if done.rows_affected() == 0 {
+            return Err(lost(lease));
+        }
+        Ok(Lease { expires_at: self.instant(expires)?, ..lease.clone() })
+    }
+
+    pub(crate) async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        let fail = |e| self.err("claiming due jobs", e);
+        let tasks = task_list(req.tasks);
+        let limit = req.limit.min(i64::MAX as usize) as i64;
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let now_us = self.tx_now(&mut tx, req.now).await?;
+        let now = self.instant(now_us)?;
+        let lease = self.renew_in(&mut tx, req.lease, req.ttl, now_us).await?;
+
+        // Requested and re-queued runs no node holds.
+        let waiting: Vec<RunRow> = sqlx::query_as(
+            "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+             WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= $1 \
+             AND (j.id IS NULL OR j.task = ANY($2)) ORDER BY r.scheduled_for LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
+        )
+        .bind(now_us)
+        .bind(&tasks)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut claims = Vec::with_capacity(waiting.len());
+        for row in waiting {
+            let run_id = row.id.clone();
+            let job: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1")
+                .bind(&row.job_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            let job = job.map_or_else(|| Err("its job was removed before a node took it".to_owned()), JobRow::decode);
+            match (job, row.decode()) {
+                (Ok(job), Ok(mut run)) => {
+                    sqlx::query("UPDATE chime_run SET node = $1, epoch = $2 WHERE id = $3")
+                        .bind(&*lease.node)
+                        .bind(lease.epoch as i64)
+                        .bind(&run_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                    run.node = Some(Arc::clone(&lease.node));
+                    run.epoch = Some(lease.epoch);
+                    claims.push(Claim { job, runs: vec![run], uncounted: 0 });
+                }
+                (job, run) => {
+                    let why = job.err().or(run.err()).unwrap_or_default();
+                    sqlx::query(
+                        "UPDATE chime_run SET status = 'cancelled', finished_at = $1, error = $2 WHERE id = $3",
+                    )
+                    .bind(now_us)
+                    .bind(format!("cancelled: {why}"))
+                    .bind(&run_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                }
+            }
+        }
+
+        let rows: Vec<JobRow> = sqlx::query_as(
+            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+             AND next_run_at <= $1 AND task = ANY($2) ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now_us)
+        .bind(&tasks)
+        .bind(limit.saturating_sub(claims.len() as i64))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            match row.decode() {
+                Ok(job) => jobs.push(job),
+                Err(problem) => {
+                    tracing::error!(job_id = %id, %problem, "stored job does not decode; marked broken, kept");
+                    sqlx::query("UPDATE chime_job SET broken = $1 WHERE id = $2")
+                        .bind(&problem)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail)?;
+                }
+            }
+        }
+        if jobs.is_empty() {
+            tx.commit().await.map_err(fail)?;
+            return Ok(claims);
+        }
+
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.as_str().to_owned()).collect();
+        let running: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(format!(
+            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id = ANY($1) GROUP BY job_id"
+        )))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .collect();
+
+        let mut planned = Vec::with_capacity(jobs.len());
+        for mut job in jobs {
+            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
+            let plan = plan_fire(&job, now, u32::try_from(in_flight).unwrap_or(u32::MAX));
+            job.state.next_run_at = plan.next_run_at;
+            let uncounted = plan.uncounted;
+            let runs = plan.into_runs(&job.id, now, &lease);
+            planned.push((job, runs, uncounted));
+        }
+
+        let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
+        let mut inserted = HashSet::new();
+        // 100 rows of 13 values stay well under PostgreSQL's 65,535 parameters.
+        for chunk in all_runs.chunks(100) {
+            let sql = format!(
+                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                run_rows(chunk.len())
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for run in chunk {
+                q = bind_run!(q, run);
+            }
+            inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
+        }
+
+        // The next fire time is runtime state: the version is not bumped.
+        let nexts: Vec<Option<i64>> = planned.iter().map(|(j, _, _)| j.state.next_run_at.map(micros)).collect();
+        let ids: Vec<String> = planned.iter().map(|(j, _, _)| j.id.as_str().to_owned()).collect();
+        sqlx::query(
+            "UPDATE chime_job SET next_run_at = v.next FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(id, next) \
+             WHERE chime_job.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&nexts)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+
+        claims.extend(planned.into_iter().map(|(job, runs, uncounted)| {
+            let runs = runs.into_iter().filter(|r| inserted.contains(&r.id.to_string())).collect();
+            Claim { job, runs, uncounted }
+        }));
+        Ok(claims)
+    }
+
+    pub(crate) async fn next_due(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(t) FROM ( \
+                 SELECT MIN(next_run_at) AS t FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL \
+                     AND broken IS NULL AND task = ANY($1) \
+                 UNION ALL \
+                 SELECT MIN(r.scheduled_for) FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+                     WHERE r.status = 'pending' AND r.node IS NULL AND (j.id IS NULL OR j.task = ANY($1))) due",
+        )
+        .bind(task_list(tasks))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the next due time", e))?;
+        let next = next.map(|us| self.instant(us)).transpose()?;
+        if self.caller_clock {
+            return Ok(next);
+        }
+        // The engine sleeps on its own clock: translate the database's due
+        // time into it, so a node whose clock runs behind does not wake late.
+        let db_now: i64 = sqlx::query_scalar("SELECT chime_now_us()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err("reading the clock", e))?;
+        let skew = Timestamp::now().as_microsecond() - db_now;
+        Ok(next.map(|t| t.checked_add(SignedDuration::from_micros(skew)).unwrap_or(t)))
+    }
+
+    pub(crate) async fn request(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        let fail = |e| self.err("requesting a run", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let now_us = self.tx_now(&mut tx, now).await?;
+        let now = self.instant(now_us)?;
+        // The job's row lock serializes this with claims and other requests.
+        let row: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let job: Job = self.decode(row.ok_or_else(|| Error::JobNotFound(id.clone()))?)?;
+        if let Some(lease) = lease {
+            let held: Option<i64> = sqlx::query_scalar("SELECT epoch FROM chime_node WHERE id = $1 AND epoch = $2")
+                .bind(&*lease.node)
+                .bind(lease.epoch as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            if held.is_none() {
+                return Err(lost(lease));
+            }
+        }
+        let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM chime_run WHERE job_id = $1 AND status IN {IN_FLIGHT}"
+        )))
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(fail)?;
+        let max = job.options.max_instances;
+        let mut run = if running >= i64::from(max) {
+            let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
+            let mut run = Run::not_run(id.clone(), now, RunStatus::Skipped, max_instances_reason(max), &node, now);
+            run.kind = RunKind::Manual;
+            run.node = lease.map(|l| Arc::clone(&l.node));
+            run
+        } else {
+            match lease {
+                Some(lease) => Run::claimed(id.clone(), now, RunKind::Manual, lease),
+                None => Run::requested(id.clone(), now),
+            }
+        };
+        // Runs are unique per scheduled time: a second request in the same
+        // microsecond takes the next free one.
+        for _ in 0..1000 {
+            if insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
+                self.notify(&mut *tx).await?;
+                tx.commit().await.map_err(fail)?;
+                return Ok(run);
+            }
+            run.scheduled_for = run.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
+                Error::Store { message: format!("{}: no free time for a run", self.shown), transient: false }
+            })?;
+        }
+        Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.shown), transient: true })
+    }
+
+    /// A fenced run update; see `JobStore::update_run`.
+    pub(crate) async fn write_run(&self, run: &Run) -> Result<()> {
+        let fail = |e| self.err("recording a run", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE chime_run SET status = $1, started_at = $2, finished_at = $3, attempt = $4, error = $5, output = $6 \
+             WHERE id = $7 AND node = $8 AND epoch = $9 AND status IN {IN_FLIGHT} \
+             AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = $8 AND n.epoch = $9)"
+        )))
+        .bind(run.status.as_str())
+        .bind(run.started_at.map(micros))
+        .bind(run.finished_at.map(micros))
+        .bind(i64::from(run.attempt))
+        .bind(run.error.as_deref())
+        .bind(run.output.as_deref())
+        .bind(run.id.to_string())
+        .bind(run.node.as_deref())
+        .bind(run.epoch.map(|e| e as i64))
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if done.rows_affected() == 0 {
+            if run.status.is_finished() {
+                sqlx::query("UPDATE chime_run SET late_result = $1 WHERE id = $2")
+                    .bind(run.late_result_text())
+                    .bind(run.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            }
+            tx.commit().await.map_err(fail)?;
+            return Err(Error::LeaseLost {
+                node: run.node.as_deref().unwrap_or("").to_owned(),
+                epoch: run.epoch.unwrap_or(0),
+            });
+        }
+        if run.status.is_finished() {
+            sqlx::query("UPDATE chime_job SET last_run_at = COALESCE($1, last_run_at), last_status = $2 WHERE id = $3")
+                .bind(run.started_at.map(micros))
+                .bind(run.status.as_str())
+                .bind(run.job_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+        }
+        tx.commit().await.map_err(fail)
+    }
+}

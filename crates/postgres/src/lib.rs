@@ -1,0 +1,602 @@
+//! A chime `JobStore` on PostgreSQL: any number of nodes (`chime serve`
+//! processes, replicas of a service) share one schedule; every scheduled time
+//! fires exactly once; a node that dies has its runs taken over within a lease.
+//! PostgreSQL is the distributed engine: chime adds no consensus of its own.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use chime_core::Scheduler;
+//! use chime_postgres::PostgresStore;
+//!
+//! let store = PostgresStore::connect("postgres://chime@db.internal/app?schema=chime").await?;
+//! let scheduler = Scheduler::builder().store(store).build();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Overview
+//!
+//! * Everything lives in one schema (`chime` unless the URL says
+//!   `?schema=NAME` or [`PostgresOptions::schema`] does), created if missing;
+//!   the embedded migrations run at connect under PostgreSQL's advisory lock,
+//!   so ten nodes starting at once migrate once.
+//! * The claim is one short transaction: renew the lease, lock the due jobs
+//!   of this node's tasks with `FOR UPDATE SKIP LOCKED` (another node takes the
+//!   next ones instead of waiting), call chime-core's `plan_fire`, insert the
+//!   run rows (unique on job and scheduled time) and advance the jobs.
+//! * Leases and due times are judged on the database's clock (`chime_now_us()`,
+//!   from `clock_timestamp()`), never on a mix of the nodes' clocks.
+//!   [`PostgresOptions::caller_clock`] uses the scheduler's clock instead,
+//!   for tests on virtual time.
+//! * Sessions are bounded (`idle_in_transaction_session_timeout`), so a node
+//!   frozen inside a claim releases its row locks within seconds.
+//! * Changes (jobs added, paused, rescheduled, runs requested) are announced
+//!   with `NOTIFY`; every node `LISTEN`s and wakes at once, and wakes every few
+//!   seconds anyway in case a notification was lost.
+//! * TLS with rustls on ring: `sslmode` in the URL.
+//!
+//! # Crate features
+//!
+//! None.
+
+mod claim;
+mod listen;
+mod nodes;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chime_core::{
+    BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease, NodeInfo,
+    NodeRegistration, Result, Run, RunQuery, RunStatus, SweptRun,
+};
+use chime_sql::{IN_FLIGHT, JobRow, RunRow, encode, micros};
+use jiff::{SignedDuration, Timestamp};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Executor as _};
+use tokio::sync::watch;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How long a session may sit idle inside a transaction before PostgreSQL
+/// ends it: a node frozen mid-claim must not hold row locks for a lease.
+const IDLE_IN_TRANSACTION: &str = "5s";
+
+/// How a [`PostgresStore`] connects.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    schema: String,
+    caller_clock: bool,
+    max_connections: u32,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions { schema: "chime".into(), caller_clock: false, max_connections: 8 }
+    }
+}
+
+impl PostgresOptions {
+    /// The schema the tables live in (default `chime`): lowercase letters,
+    /// digits and `_`, starting with a letter or `_`, at most 63 bytes.
+    pub fn schema(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.schema);
+        self
+    }
+
+    /// Judge due times and leases by the `now` the scheduler passes (its
+    /// `Clock`) instead of the database's clock: for tests on virtual time,
+    /// never for several machines.
+    pub fn caller_clock(mut self, yes: bool) -> Self {
+        self.caller_clock = yes;
+        self
+    }
+
+    /// Connections in the pool (default 8).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(2);
+        self
+    }
+}
+
+/// Jobs, runs and nodes in a PostgreSQL schema.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: String,
+    /// The `NOTIFY` channel of this schema.
+    channel: String,
+    caller_clock: bool,
+    /// The URL without its password, for error messages.
+    shown: String,
+    changes: Arc<watch::Sender<u64>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The URL with any `schema=` parameter taken out, and that schema.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(s) => {
+                schema = Some(s.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, schema)
+}
+
+/// `postgres://user:secret@host/db` shown as `postgres://user@host/db`.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host/db?sslmode=require&schema=chime`),
+    /// creates the schema if needed and runs the migrations.
+    ///
+    /// # Errors
+    ///
+    /// An error naming the server (without the password) and what failed.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// [`connect`](PostgresStore::connect) with options; a `schema=` in the URL wins.
+    ///
+    /// # Errors
+    ///
+    /// As for `connect`, and for a schema name that is not a plain identifier.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        let shown = without_password(url);
+        let (url, schema) = split_schema(url);
+        let schema = schema.unwrap_or(options.schema.clone());
+        let connect = PgConnectOptions::from_str(&url).map_err(|e| store_error(&shown, "reading the URL", &e))?;
+        if !valid_schema(&schema) {
+            return Err(Error::Invalid(format!(
+                "{shown}: schema {schema:?} is not a plain identifier (lowercase letters, digits and _)"
+            )));
+        }
+        let search_path = format!("SET search_path TO \"{schema}\"");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    conn.execute(AssertSqlSafe(search_path)).await?;
+                    conn.execute(AssertSqlSafe(format!(
+                        "SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"
+                    )))
+                    .await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| store_error(&shown, "connecting", &e))?;
+        PostgresStore::prepare(pool, connect, schema, options.caller_clock, shown).await
+    }
+
+    /// A store on a pool the service already has. The pool's connections must
+    /// have `search_path` set to `schema` (the tables are unqualified).
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be created or migrated.
+    pub async fn from_pool(pool: PgPool, schema: &str, options: PostgresOptions) -> Result<PostgresStore> {
+        let connect = pool.connect_options().as_ref().clone();
+        PostgresStore::prepare(pool, connect, schema.to_owned(), options.caller_clock, "postgres".into()).await
+    }
+
+    async fn prepare(
+        pool: PgPool,
+        connect: PgConnectOptions,
+        schema: String,
+        caller_clock: bool,
+        shown: String,
+    ) -> Result<PostgresStore> {
+        let fail = |op: &str, e: sqlx::Error| store_error(&shown, op, &e);
+        // Nodes starting at once: CREATE SCHEMA IF NOT EXISTS can still race
+        // on the catalog; the advisory lock makes it one at a time.
+        {
+            let mut conn = pool.acquire().await.map_err(|e| fail("connecting", e))?;
+            conn.execute("SELECT pg_advisory_lock(7307201)").await.map_err(|e| fail("locking for the migration", e))?;
+            let created = conn.execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))).await;
+            let _ = conn.execute("SELECT pg_advisory_unlock(7307201)").await;
+            created.map_err(|e| fail("creating the schema", e))?;
+        }
+        // sqlx's migrator holds its own advisory lock while it migrates.
+        MIGRATOR.run(&pool).await.map_err(|e| Error::Store {
+            message: format!("{shown}: migrating schema {schema}: {e}"),
+            transient: false,
+        })?;
+
+        let channel = format!("chime_{schema}");
+        let changes = Arc::new(watch::Sender::new(0u64));
+        let listener = tokio::spawn(listen::listen(connect, channel.clone(), Arc::clone(&changes), shown.clone()));
+        tracing::info!(database = %shown, schema, "postgres store open");
+        Ok(PostgresStore { pool, schema, channel, caller_clock, shown, changes, listener })
+    }
+
+    /// The schema this store uses.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The pool, for a service that wants to share it.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn err(&self, op: &str, e: sqlx::Error) -> Error {
+        store_error(&self.shown, op, &e)
+    }
+
+    /// The `now` to bind: the caller's in caller-clock mode, else NULL, which
+    /// the SQL reads as `chime_now_us()`.
+    fn now_param(&self, now: Timestamp) -> Option<i64> {
+        self.caller_clock.then(|| micros(now))
+    }
+
+    fn instant(&self, us: i64) -> Result<Timestamp> {
+        chime_sql::instant(us).map_err(|e| Error::Store { message: format!("{}: {e}", self.shown), transient: false })
+    }
+
+    fn decode(&self, row: JobRow) -> Result<Job> {
+        let id = row.id.clone();
+        row.decode().map_err(|problem| Error::BrokenJob { id, problem })
+    }
+
+    /// Tells every node (this one included) that something changed.
+    async fn notify<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(&self, e: E) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.channel)
+            .execute(e)
+            .await
+            .map_err(|e| self.err("announcing a change", e))?;
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading a job", e))
+    }
+}
+
+pub(crate) fn store_error(shown: &str, op: &str, e: &sqlx::Error) -> Error {
+    let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+    let transient = match code.as_deref() {
+        // serialization failure, deadlock, lock timeout, too many connections, admin shutdown, cannot connect now
+        Some("40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P03") => true,
+        Some(_) => false,
+        None => matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
+    };
+    Error::Store { message: format!("{shown}: {op}: {e}"), transient }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        let fail = |e| self.err("adding a job", e);
+        let (args, trigger, options) = encode(&job)?;
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
+            .bind(job.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let version = match (existing, on_conflict) {
+            (None, _) => 1,
+            (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
+            (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
+            (Some(row), ConflictPolicy::Replace) => row.version + 1,
+        };
+        let done = sqlx::query(
+            "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
+             trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
+             last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
+             code_hash = excluded.code_hash, broken = NULL",
+        )
+        .bind(job.id.as_str())
+        .bind(job.name.as_deref())
+        .bind(&*job.task)
+        .bind(args)
+        .bind(trigger)
+        .bind(options)
+        .bind(job.state.next_run_at.map(micros))
+        .bind(job.state.paused.as_deref())
+        .bind(job.state.last_run_at.map(micros))
+        .bind(job.state.last_status.map(RunStatus::as_str))
+        .bind(version)
+        .bind(job.state.code_hash.as_deref())
+        .execute(&mut *tx)
+        .await;
+        match done {
+            Ok(_) => {}
+            // Two nodes adding one new id at once: the loser conflicts.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
+                return Err(Error::JobExists(job.id));
+            }
+            Err(e) => return Err(fail(e)),
+        }
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        let mut job = job;
+        job.state.version = version as u64;
+        Ok(job)
+    }
+
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
+        self.read_job(id).await?.map(|row| self.decode(row)).transpose()
+    }
+
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        let paused = match filter.paused {
+            None => "",
+            Some(true) => "AND paused IS NOT NULL",
+            Some(false) => "AND paused IS NULL",
+        };
+        let sql = format!("SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT $1 OFFSET $2");
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
+            .bind(filter.offset.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing jobs", e))?;
+        // A row that does not decode is reported by `broken_jobs`, not here.
+        Ok(rows.into_iter().filter_map(|r| r.decode().ok()).collect())
+    }
+
+    async fn update_job(&self, job: Job) -> Result<Job> {
+        let fail = |e| self.err("updating a job", e);
+        let (args, trigger, options) = encode(&job)?;
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let done = sqlx::query(
+            "UPDATE chime_job SET name = $1, task = $2, args = $3, trigger = $4, options = $5, next_run_at = $6, paused = $7, \
+             code_hash = $8, version = version + 1, broken = NULL WHERE id = $9 AND version = $10",
+        )
+        .bind(job.name.as_deref())
+        .bind(&*job.task)
+        .bind(args)
+        .bind(trigger)
+        .bind(options)
+        .bind(job.state.next_run_at.map(micros))
+        .bind(job.state.paused.as_deref())
+        .bind(job.state.code_hash.as_deref())
+        .bind(job.id.as_str())
+        .bind(job.state.version as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
+        if done.rows_affected() == 0 {
+            drop(tx);
+            return match self.read_job(&job.id).await? {
+                None => Err(Error::JobNotFound(job.id)),
+                Some(row) => {
+                    Err(Error::VersionConflict { id: job.id, expected: job.state.version, found: row.version as u64 })
+                }
+            };
+        }
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        let mut job = job;
+        job.state.version += 1;
+        Ok(job)
+    }
+
+    async fn remove_job(&self, id: &JobId) -> Result<Job> {
+        let fail = |e| self.err("removing a job", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let row: Option<JobRow> = sqlx::query_as("DELETE FROM chime_job WHERE id = $1 RETURNING *")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let row = row.ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let job = self.decode(row)?;
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(job)
+    }
+
+    async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        self.claim(req).await
+    }
+
+    async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        self.next_due(tasks).await
+    }
+
+    async fn insert_run(&self, run: Run) -> Result<()> {
+        if claim::insert_run(&self.pool, &run).await.map_err(|e| self.err("recording a run", e))? == 0 {
+            return Err(Error::RunExists { job_id: run.job_id, scheduled_for: run.scheduled_for });
+        }
+        Ok(())
+    }
+
+    async fn update_run(&self, run: &Run) -> Result<()> {
+        self.write_run(run).await
+    }
+
+    async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        self.request(id, now, lease).await
+    }
+
+    async fn count_running(&self, id: &JobId) -> Result<u32> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM chime_run WHERE job_id = $1 AND status IN {IN_FLIGHT}"
+        )))
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("counting running runs", e))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.register(node, ttl, now).await
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.renew(lease, ttl, now).await
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.release(lease).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.list_nodes().await
+    }
+
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        self.sweep_expired(now).await
+    }
+
+    async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        let mut sql = String::from("SELECT * FROM chime_run WHERE TRUE");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if query.job_id.is_some() {
+            sql.push_str(&format!(" AND job_id = {}", next()));
+        }
+        if !query.statuses.is_empty() {
+            sql.push_str(&format!(" AND status = ANY({})", next()));
+        }
+        if query.since.is_some() {
+            sql.push_str(&format!(" AND scheduled_for >= {}", next()));
+        }
+        if query.until.is_some() {
+            sql.push_str(&format!(" AND scheduled_for < {}", next()));
+        }
+        sql.push_str(&format!(" ORDER BY scheduled_for DESC, id DESC LIMIT {} OFFSET {}", next(), next()));
+        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+        if let Some(id) = &query.job_id {
+            q = q.bind(id.as_str().to_owned());
+        }
+        if !query.statuses.is_empty() {
+            q = q.bind(query.statuses.iter().map(|s| s.as_str().to_owned()).collect::<Vec<String>>());
+        }
+        if let Some(t) = query.since {
+            q = q.bind(micros(t));
+        }
+        if let Some(t) = query.until {
+            q = q.bind(micros(t));
+        }
+        let rows = q
+            .bind(query.limit().min(i64::MAX as usize) as i64)
+            .bind(query.offset.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("reading run history", e))?;
+        rows.into_iter()
+            .map(|r| {
+                let id = r.id.clone();
+                r.decode().map_err(|problem| Error::Store {
+                    message: format!("{}: run {id} does not decode: {problem}", self.shown),
+                    transient: false,
+                })
+            })
+            .collect()
+    }
+
+    async fn job_stats(&self, id: &JobId) -> Result<JobStats> {
+        let runs = self
+            .history(&RunQuery { job_id: Some(id.clone()), limit: Some(i64::MAX as usize), ..RunQuery::default() })
+            .await?;
+        if runs.is_empty() && self.read_job(id).await?.is_none() {
+            return Err(Error::JobNotFound(id.clone()));
+        }
+        Ok(JobStats::from_runs(&runs))
+    }
+
+    async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM chime_run WHERE status NOT IN {IN_FLIGHT} AND (scheduled_for < $1 OR id IN ( \
+                 SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_for DESC) AS n \
+                                 FROM chime_run WHERE status NOT IN {IN_FLIGHT}) ranked WHERE n > $2))"
+        )))
+        .bind(older_than.map_or(i64::MIN, micros))
+        .bind(keep_per_job.min(i64::MAX as usize) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("pruning run history", e))?;
+        Ok(done.rows_affected())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
+        let rows: Vec<JobRow> = sqlx::query_as("SELECT * FROM chime_job ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing jobs", e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let id = r.id.clone();
+                r.decode().err().map(|problem| BrokenJob { id, problem })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_schema_parameter_and_password() {
+        assert_eq!(split_schema("postgres://h/db?schema=s1"), ("postgres://h/db".into(), Some("s1".into())));
+        assert_eq!(
+            split_schema("postgres://h/db?sslmode=require&schema=s1&x=1"),
+            ("postgres://h/db?sslmode=require&x=1".into(), Some("s1".into()))
+        );
+        assert_eq!(split_schema("postgres://h/db"), ("postgres://h/db".into(), None));
+        assert_eq!(without_password("postgres://u:hunter2@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
+        assert!(valid_schema("chime") && valid_schema("_t1"));
+        for bad in ["", "Chime", "1x", "a-b", "a\"; DROP TABLE x; --", &"a".repeat(64)] {
+            assert!(!valid_schema(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The rows of chime's SQL stores: how a job and a run are stored, decoded
+//! back (a row that does not decode says why) and bound into SQL, shared by
+//! `chime-sqlite` and `chime-postgres` so both read and write one shape.
+//!
+//! Instants are integer microseconds since the Unix epoch (UTC); triggers,
+//! arguments and options are JSON text in chime-core's serde shapes.
+//!
+//! # Crate features
+//!
+//! None. Not meant to be used outside chime's stores.
+
+use std::sync::Arc;
+
+use chime_core::{Error, Job, JobId, JobOptions, JobState, Result, Run, RunId, RunKind, RunStatus, Trigger};
+use jiff::Timestamp;
+
+/// The statuses of a run still in flight, as an SQL list.
+pub const IN_FLIGHT: &str = "('pending', 'running')";
+
+/// An instant as stored: microseconds since the Unix epoch.
+pub fn micros(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+/// A stored instant, or why it is out of range.
+pub fn instant(us: i64) -> std::result::Result<Timestamp, String> {
+    Timestamp::from_microsecond(us).map_err(|e| format!("instant {us} is out of range: {e}"))
+}
+
+/// A stored optional instant.
+pub fn opt_instant(us: Option<i64>) -> std::result::Result<Option<Timestamp>, String> {
+    us.map(instant).transpose()
+}
+
+/// A `chime_job` row as stored; the fields are its columns.
+#[allow(missing_docs)]
+#[derive(Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub name: Option<String>,
+    pub task: String,
+    pub args: String,
+    pub trigger: String,
+    pub options: String,
+    pub next_run_at: Option<i64>,
+    pub paused: Option<String>,
+    pub last_run_at: Option<i64>,
+    pub last_status: Option<String>,
+    pub version: i64,
+    pub code_hash: Option<String>,
+    pub broken: Option<String>,
+}
+
+impl JobRow {
+    /// The job, or why the row does not decode (it is then kept as broken).
+    pub fn decode(self) -> std::result::Result<Job, String> {
+        if let Some(why) = self.broken {
+            return Err(why);
+        }
+        let id = JobId::new(&self.id).map_err(|e| e.to_string())?;
+        let trigger: Trigger =
+            serde_json::from_str(&self.trigger).map_err(|e| format!("its trigger does not parse: {e}"))?;
+        let args: serde_json::Value =
+            serde_json::from_str(&self.args).map_err(|e| format!("its arguments do not parse: {e}"))?;
+        let options: JobOptions =
+            serde_json::from_str(&self.options).map_err(|e| format!("its options do not parse: {e}"))?;
+        // A row edited by hand can hold what no chime would write (an interval
+        // of zero, a calendar step of 0): refused here, it is marked broken
+        // instead of being looped on inside the claim's transaction.
+        trigger.validate().map_err(|e| format!("its trigger is invalid: {e}"))?;
+        options.validate().map_err(|e| format!("its options are invalid: {e}"))?;
+        let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
+        Ok(Job {
+            id,
+            name: self.name,
+            task: Arc::from(self.task),
+            args,
+            trigger,
+            options,
+            state: JobState {
+                next_run_at: opt_instant(self.next_run_at)?,
+                paused: self.paused,
+                last_run_at: opt_instant(self.last_run_at)?,
+                last_status,
+                version: self.version as u64,
+                code_hash: self.code_hash,
+            },
+        })
+    }
+}
+
+/// The JSON columns of a job.
+pub fn encode(job: &Job) -> Result<(String, String, String)> {
+    let json = |what: &str, r: serde_json::Result<String>| {
+        r.map_err(|e| Error::Invalid(format!("job {:?}: its {what} cannot be stored: {e}", job.id.as_str())))
+    };
+    Ok((
+        json("arguments", serde_json::to_string(&job.args))?,
+        json("trigger", serde_json::to_string(&job.trigger))?,
+        json("options", serde_json::to_string(&job.options))?,
+    ))
+}
+
+/// A `chime_run` row as stored; the fields are its columns.
+#[allow(missing_docs)]
+#[derive(Debug, sqlx::FromRow)]
+pub struct RunRow {
+    pub id: String,
+    pub job_id: String,
+    pub scheduled_for: i64,
+    pub kind: String,
+    pub status: String,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub attempt: i64,
+    pub node: Option<String>,
+    pub epoch: Option<i64>,
+    pub error: Option<String>,
+    pub output: Option<String>,
+    pub late_result: Option<String>,
+}
+
+impl RunRow {
+    /// The run, or why the row does not decode.
+    pub fn decode(self) -> std::result::Result<Run, String> {
+        Ok(Run {
+            id: RunId(self.id.parse().map_err(|e| format!("run id {:?}: {e}", self.id))?),
+            job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
+            scheduled_for: instant(self.scheduled_for)?,
+            kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
+            status: self.status.parse::<RunStatus>().map_err(|e| e.to_string())?,
+            started_at: opt_instant(self.started_at)?,
+            finished_at: opt_instant(self.finished_at)?,
+            attempt: u32::try_from(self.attempt).map_err(|_| format!("attempt {} is out of range", self.attempt))?,
+            node: self.node.map(Arc::from),
+            epoch: self.epoch.map(|e| e as u64),
+            error: self.error,
+            output: self.output,
+            late_result: self.late_result,
+        })
+    }
+}
+
+/// A run kind as stored.
+pub fn kind_str(kind: RunKind) -> &'static str {
+    match kind {
+        RunKind::Scheduled => "scheduled",
+        RunKind::Manual => "manual",
+    }
+}
+
+/// The columns of `chime_run` in the order [`bind_run!`] binds them.
+pub const RUN_COLUMNS: &str = "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, output, late_result)";
+
+/// How many values [`bind_run!`] binds per run.
+pub const RUN_VALUES: usize = 13;
+
+/// Binds one run's values, in [`RUN_COLUMNS`] order, to a query of any kind.
+#[macro_export]
+macro_rules! bind_run {
+    ($q:expr, $run:expr) => {{
+        let run: &chime_core::Run = $run;
+        $q.bind(run.id.to_string())
+            .bind(run.job_id.as_str().to_owned())
+            .bind($crate::micros(run.scheduled_for))
+            .bind($crate::kind_str(run.kind))
+            .bind(run.status.as_str())
+            .bind(run.started_at.map($crate::micros))
+            .bind(run.finished_at.map($crate::micros))
+            .bind(i64::from(run.attempt))
+            .bind(run.node.as_deref().map(str::to_owned))
+            .bind(run.epoch.map(|e| e as i64))
+            .bind(run.error.clone())
+            .bind(run.output.clone())
+            .bind(run.late_result.clone())
+    }};
+}
