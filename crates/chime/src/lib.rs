@@ -39,12 +39,19 @@
 //! * `tasks`: `tasks::register`, the built-in `command` (run a program) and
 //!   `http` (a careful HTTP client, https on rustls) tasks of `chime serve`,
 //!   for jobs whose arguments say what to run.
-//!
-//! The PostgreSQL store (several nodes, exactly-once across them) is not built yet.
+//! * `postgres`: `postgres::PostgresStore`, for several nodes (processes,
+//!   replicas) sharing one schedule: every scheduled time fires once, and a
+//!   dead node's runs are taken over within a lease.
 
 pub use chime_core::*;
 /// Cron expressions: `chime-cron`.
 pub use chime_cron as cron;
+
+/// The PostgreSQL store: `chime-postgres`.
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use chime_postgres::*;
+}
 
 /// The SQLite store: `chime-sqlite`.
 #[cfg(feature = "sqlite")]

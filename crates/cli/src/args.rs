@@ -32,7 +32,7 @@ pub(crate) enum Command {
 /// Where jobs live: flag, then `CHIME_STORE`, then `DATABASE_URL`, then the config, then `sqlite://chime.db`.
 #[derive(Debug, Args, Clone, Default)]
 pub(crate) struct StoreArg {
-    /// The store: `sqlite://chime.db`, a path, or `memory:`.
+    /// The store: `sqlite://chime.db`, a path, `postgres://user@host/db[?schema=NAME]`, or `memory:`.
     #[arg(long, value_name = "URL")]
     pub(crate) store: Option<String>,
 }

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use chime_core::{JobStore, MemoryStore};
+use chime_postgres::PostgresStore;
 use chime_sqlite::SqliteStore;
 
 use crate::error::CliError;
 
 /// The store URL: the flag, then `CHIME_STORE`, then `DATABASE_URL`, then the
-/// config file's, then `sqlite://chime.db`.
+/// config file's, then `sqlite://chime.db`. `postgres://…` (with an optional
+/// `?schema=NAME`, default `chime`) is the PostgreSQL store, for several nodes.
 pub(crate) fn resolve(flag: Option<&str>, from_config: Option<&str>) -> String {
     flag.map(str::to_owned)
         .or_else(|| std::env::var("CHIME_STORE").ok().filter(|s| !s.is_empty()))
@@ -26,9 +28,11 @@ pub(crate) async fn open(url: &str, create: bool) -> Result<Arc<dyn JobStore>, C
         return Ok(Arc::new(MemoryStore::new()));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(CliError::Usage(format!(
-            "store {url:?}: the PostgreSQL store is not built yet; use sqlite://FILE or memory:"
-        )));
+        let store = PostgresStore::connect(url).await.map_err(|e| match e {
+            chime_core::Error::Invalid(m) => CliError::Usage(m),
+            other => CliError::Failed(anyhow::anyhow!(other)),
+        })?;
+        return Ok(Arc::new(store));
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
     let path = path.split('?').next().unwrap_or(path);

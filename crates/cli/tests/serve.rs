@@ -286,9 +286,13 @@ fn errors_have_messages_and_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("read_token = true needs a token"), "{}", stderr(&out));
 
-    let out = chime(d, &["jobs", "list", "--store", "postgres://localhost/x"]);
+    let out = chime(d, &["jobs", "list", "--store", "postgres://127.0.0.1:1/x"]);
+    assert_eq!(out.status.code(), Some(1), "a server that does not answer fails the command");
+    assert!(stderr(&out).contains("postgres://127.0.0.1:1/x: connecting"), "{}", stderr(&out));
+    let out = chime(d, &["jobs", "list", "--store", "postgres://u:hunter2@127.0.0.1:1/x?schema=Bad-Name"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not built yet"));
+    assert!(stderr(&out).contains("schema \"Bad-Name\" is not a plain identifier"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("hunter2"), "no password in errors: {}", stderr(&out));
 
     let out = chime(d, &["history", "--status", "done", "--store", "memory:"]);
     assert_eq!(out.status.code(), Some(2));

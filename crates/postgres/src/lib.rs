@@ -62,7 +62,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// How long a session may sit idle inside a transaction before PostgreSQL
 /// ends it: a node frozen mid-claim must not hold row locks for a lease.
-const IDLE_IN_TRANSACTION: &str = "5s";
+const IDLE_IN_TRANSACTION: &str = "2s";
 
 /// How a [`PostgresStore`] connects.
 #[derive(Clone, Debug)]
@@ -187,7 +187,7 @@ impl PostgresStore {
         let search_path = format!("SET search_path TO \"{schema}\"");
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 let search_path = search_path.clone();
                 Box::pin(async move {

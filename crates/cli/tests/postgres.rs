@@ -1,0 +1,165 @@
+//! Three `chime serve` nodes on one PostgreSQL schema, 200 jobs every second
+//! (each run 300 ms, so a node always holds runs in flight):
+//! one node is killed with SIGKILL and started again, one is frozen with
+//! SIGSTOP past its lease and continued. From the run table afterwards: every
+//! scheduled second of every job has exactly one run row, the runs the dead
+//! and the frozen node held were taken over (`abandoned`), and no job's
+//! successes are further apart than its second plus a lease plus a second
+//! (and some slack for a loaded machine).
+//!
+//! Runs against `DATABASE_URL`; reported as ignored without it, and a failure
+//! with `CHIME_REQUIRE_PG=1` when the server does not answer.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{Server, json, wait_for};
+use jiff::{SignedDuration, Timestamp};
+
+const JOBS: usize = 200;
+const LEASE: SignedDuration = SignedDuration::from_secs(2);
+/// Room for a loaded 2-core machine running three debug servers and 200 processes a second.
+const SLACK: SignedDuration = SignedDuration::from_millis(1500);
+
+fn database() -> Option<String> {
+    let required = std::env::var("CHIME_REQUIRE_PG").is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0");
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            assert!(!required, "CHIME_REQUIRE_PG is set but DATABASE_URL is not");
+            eprintln!("SKIPPED: set DATABASE_URL to run the PostgreSQL chaos test");
+            None
+        }
+    }
+}
+
+fn serve(dir: &std::path::Path, store: &str, node: &str) -> Server {
+    Server::start(dir, &["--config", "chime.toml", "--store", store, "--no-http", "--node-id", node], &[])
+}
+
+#[test]
+#[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
+    let Some(url) = database() else { return };
+    let schema = format!(
+        "chime_chaos_{}_{:06x}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffffff
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let store = format!("{url}{sep}schema={schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut config =
+        format!("[scheduler]\ntimezone = \"UTC\"\nnode_lease = \"{}s\"\nshutdown_grace = \"2s\"\n", LEASE.as_secs());
+    for i in 0..JOBS {
+        // Runs of 300 ms: a frozen node always holds some in flight.
+        config.push_str(&format!("[[job]]\nid = \"j{i:03}\"\nevery = \"1s\"\ncommand = [\"sleep\", \"0.3\"]\n"));
+    }
+    std::fs::write(d.join("chime.toml"), config).unwrap();
+
+    let a = serve(d, &store, "node-a");
+    let b = serve(d, &store, "node-b");
+    let c = serve(d, &store, "node-c");
+    wait_for("three nodes", Duration::from_secs(30), || {
+        json(d, &["nodes", "--store", &store]).as_array().is_some_and(|n| n.len() == 3)
+    });
+    let from = Timestamp::now() + SignedDuration::from_secs(2);
+    // Each blow lands while the node holds runs in flight.
+    let busy = |node: &str| {
+        wait_for(&format!("{node} to hold runs"), Duration::from_secs(20), || {
+            json(d, &["nodes", "--store", &store])
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["id"] == node && n["running"].as_u64().is_some_and(|r| r > 0))
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    busy("node-a");
+    a.signal("-KILL");
+    drop(a);
+    // One blow at a time: node-a is swept, and its jobs run again, before node-b freezes.
+    wait_for("node-a's lease to be swept", Duration::from_secs(20), || {
+        !json(d, &["nodes", "--store", &store]).as_array().unwrap().iter().any(|n| n["id"] == "node-a")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    busy("node-b");
+    b.signal("-STOP");
+    // Three leases: without a sweeper, node-b's runs would hold their jobs this long.
+    std::thread::sleep(Duration::from_secs(3 * LEASE.as_secs() as u64));
+    b.signal("-CONT");
+    let a = serve(d, &store, "node-a"); // waits for its old lease to run out, then rejoins
+    std::thread::sleep(Duration::from_secs(4));
+    let until = Timestamp::now() - SignedDuration::from_secs(2);
+    for s in [a, b, c] {
+        s.stop();
+    }
+
+    let runs = json(d, &["history", "--store", &store, "--limit", "1000000"]);
+    let mut by_job: BTreeMap<String, Vec<(Timestamp, String)>> = BTreeMap::new();
+    let mut tally: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in runs.as_array().unwrap() {
+        *tally
+            .entry((r["node"].as_str().unwrap_or("-").to_owned(), r["status"].as_str().unwrap().to_owned()))
+            .or_default() += 1;
+        let at: Timestamp = r["scheduled_for"].as_str().unwrap().parse().unwrap();
+        by_job
+            .entry(r["job_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push((at, r["status"].as_str().unwrap().to_owned()));
+    }
+    eprintln!("runs by node and status: {tally:?}");
+    assert_eq!(by_job.len(), JOBS, "every job ran");
+    for node in ["node-a", "node-b"] {
+        assert!(
+            tally.get(&(node.to_owned(), "abandoned".to_owned())).is_some_and(|n| *n > 0),
+            "{node}'s runs in flight were taken over as abandoned: {tally:?}"
+        );
+    }
+    let mut worst = SignedDuration::ZERO;
+    let mut worst_job = String::new();
+    for (job, mut rows) in by_job {
+        rows.sort();
+        let times: Vec<Timestamp> = rows.iter().map(|(t, _)| *t).filter(|t| *t >= from && *t <= until).collect();
+        for pair in times.windows(2) {
+            assert_eq!(
+                pair[1].duration_since(pair[0]),
+                SignedDuration::from_secs(1),
+                "{job}: every second has one row, none twice: {pair:?}"
+            );
+        }
+        assert!(
+            times.len() as i64 >= until.duration_since(from).as_secs() - 1,
+            "{job}: {} rows in the window",
+            times.len()
+        );
+        let ok: Vec<Timestamp> =
+            rows.iter().filter(|(t, s)| s == "succeeded" && *t >= from && *t <= until).map(|(t, _)| *t).collect();
+        for pair in ok.windows(2) {
+            let gap = pair[1].duration_since(pair[0]);
+            if gap > worst {
+                worst = gap;
+                worst_job = format!(
+                    "{job}: {:?}",
+                    rows.iter().filter(|(t, _)| *t >= pair[0] && *t <= pair[1]).collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+    // Successes of a job every second are a second apart; a failover adds at
+    // most a lease (until the dead lease expires) plus a second (the sweep
+    // and the next fire).
+    let bound = SignedDuration::from_secs(1) + LEASE + SignedDuration::from_secs(1) + SLACK;
+    eprintln!("longest time a job went without a successful run: {worst:#} (bound {bound:#}): {worst_job}");
+    assert!(worst <= bound, "a job went {worst:#} without a successful run (bound {bound:#})");
+
+    let pool = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    pool.block_on(async {
+        use sqlx::Executor as _;
+        let pg = sqlx::PgPool::connect(&url).await.unwrap();
+        pg.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).await.unwrap();
+    });
+}
