@@ -447,6 +447,7 @@ fn job_from(s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<
         }
         (None, Some(http)) => {
             crate::builtin::parse_http_url(&http.url).map_err(|e| ("http.url", e))?;
+            chime_tasks::validate(&http).map_err(|e| ("http", e))?;
             ("http", serde_json::to_value(http).expect("serializes"))
         }
     };
@@ -491,6 +492,10 @@ mod tests {
         );
         assert!(error("[[job]]\nid = \"r\"\nevery = \"1h\"\ncommand = \"ls -l\"\n").contains("needs shell = true"));
         assert!(error("[[job]]\nid = \"r\"\nevery = \"1h\"\nhttp = { url = \"ftp://x\" }\n").contains("http.url"));
+        let smuggled = error(
+            "[[job]]\nid = \"r\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\", headers = { X = \"a\\r\\nFLUSHALL\" } }\n",
+        );
+        assert!(smuggled.contains("job \"r\" (line 1): http: header"), "{smuggled}");
         assert!(
             error("[[job]]\nid = \"r\"\nevery = \"1h\"\ncommand = [\"true\"]\ntimeout = \"0s\"\n").contains("timeout")
         );

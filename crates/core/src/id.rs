@@ -56,6 +56,9 @@ impl JobId {
             ))
         } else if id.trim() != id {
             Some("it starts or ends with whitespace".to_owned())
+        } else if id == "." || id == ".." {
+            // Every URL client reads these path segments as "here" and "up".
+            Some("`.` and `..` cannot be named in a URL path".to_owned())
         } else {
             None
         };
@@ -156,6 +159,8 @@ mod tests {
             ("zero\u{200B}width", "U+200B"),
             ("bom\u{FEFF}", "U+FEFF"),
             ("iso\u{2066}late", "U+2066"),
+            (".", "cannot be named in a URL path"),
+            ("..", "cannot be named in a URL path"),
         ] {
             let e = JobId::new(bad).unwrap_err();
             assert!(crate::Error::from(e.clone()).is_invalid());
