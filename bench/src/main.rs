@@ -18,6 +18,8 @@ use serde_json::json;
 enum StoreKind {
     Memory,
     Sqlite,
+    /// `DATABASE_URL`, in a fresh schema dropped at the end.
+    Postgres,
 }
 
 static STORE: std::sync::OnceLock<StoreKind> = std::sync::OnceLock::new();
@@ -46,10 +48,31 @@ async fn store_builder() -> chime_core::SchedulerBuilder {
             let store = chime_sqlite::SqliteStore::open(path.to_str().unwrap()).await.expect("a sqlite store");
             Scheduler::builder().store(store)
         }
+        StoreKind::Postgres => {
+            let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| usage("--store postgres needs DATABASE_URL"));
+            let options = chime_postgres::PostgresOptions::default().schema(&bench_schema());
+            let store = chime_postgres::PostgresStore::connect_with(&url, options).await.expect("a postgres store");
+            Scheduler::builder().store(store)
+        }
     }
 }
 
+/// The schema a PostgreSQL run uses, dropped by [`cleanup`].
+fn bench_schema() -> String {
+    format!("chime_bench_{}", std::process::id())
+}
+
 fn cleanup() {
+    if store_kind() == StoreKind::Postgres
+        && let Ok(url) = std::env::var("DATABASE_URL")
+    {
+        let drop_schema = std::process::Command::new("psql")
+            .args([url.as_str(), "-qc", &format!("DROP SCHEMA IF EXISTS {} CASCADE", bench_schema())])
+            .status();
+        if !drop_schema.is_ok_and(|s| s.success()) {
+            eprintln!("could not drop schema {} (drop it by hand)", bench_schema());
+        }
+    }
     let path = std::env::temp_dir().join(format!("chime-bench-{}.db", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -62,14 +85,15 @@ fn main() {
         let kind = match args.get(i + 1).map(String::as_str) {
             Some("memory") => StoreKind::Memory,
             Some("sqlite") => StoreKind::Sqlite,
-            other => usage(&format!("--store takes memory or sqlite, not {other:?}")),
+            Some("postgres") => StoreKind::Postgres,
+            other => usage(&format!("--store takes memory, sqlite or postgres, not {other:?}")),
         };
         STORE.set(kind).ok();
         args.drain(i..=i + 1);
     }
     let (workload, n) = match args.as_slice() {
         [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
-        _ => usage("expected WORKLOAD N [--store memory|sqlite]"),
+        _ => usage("expected WORKLOAD N [--store memory|sqlite|postgres]"),
     };
     let runtime = if std::env::var("CHIME_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
@@ -89,7 +113,11 @@ fn main() {
         }
     });
     cleanup();
-    let store = if store_kind() == StoreKind::Sqlite { "sqlite" } else { "memory" };
+    let store = match store_kind() {
+        StoreKind::Memory => "memory",
+        StoreKind::Sqlite => "sqlite",
+        StoreKind::Postgres => "postgres",
+    };
     println!("{}", json!({"scheduler": "chime", "store": store, "workload": workload, "n": n, "result": result}));
 }
 
