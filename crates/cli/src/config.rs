@@ -83,7 +83,9 @@ struct OptionsSection {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RetrySection {
-    attempts: u32,
+    /// Named as in the API and chime-core; `attempts` is the older spelling.
+    #[serde(alias = "attempts")]
+    max_attempts: u32,
     backoff: String,
     max_backoff: Option<String>,
 }
@@ -156,7 +158,7 @@ const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts"];
 const OPTION_KEYS: &[&str] = &["max_instances", "coalesce", "misfire_grace_time", "jitter", "timeout", "retry"];
 const JOB_KEYS: &[&str] =
     &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
-const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
+const RETRY_KEYS: &[&str] = &["max_attempts", "attempts", "backoff", "max_backoff"];
 const CALENDAR_KEYS: &[&str] = &["every", "unit", "at", "start"];
 
 /// Every key of the file that no section accepts, each with its line, the
@@ -353,7 +355,7 @@ fn options(section: &OptionsSection, base: &JobOptions) -> Result<JobOptions, Ke
     let retry = match &section.retry {
         Some(r) => {
             let backoff = parse_duration(&r.backoff).map_err(|e| ("retry.backoff", e.to_string()))?;
-            let mut policy = RetryPolicy::new(r.attempts, backoff);
+            let mut policy = RetryPolicy::new(r.max_attempts, backoff);
             if let Some(cap) = &r.max_backoff {
                 policy =
                     policy.with_max_backoff(parse_duration(cap).map_err(|e| ("retry.max_backoff", e.to_string()))?);
@@ -537,7 +539,7 @@ mod tests {
 
     #[test]
     fn every_valid_key_is_accepted() {
-        let text = "[scheduler]\ntimezone = \"UTC\"\nmax_concurrency = 4\nhistory_keep = 10\nhistory_max_age = \"1d\"\nshutdown_grace = \"5s\"\nnode_lease = \"10s\"\nstore = \"memory:\"\n[http]\nlisten = \"127.0.0.1:9000\"\ntoken = \"0123456789abcdef\"\nread_token = true\nallowed_hosts = [\"chime.example.com\"]\n[defaults]\ntimeout = \"1m\"\nmax_instances = 2\ncoalesce = false\nmisfire_grace_time = \"1m\"\njitter = \"1s\"\nretry = { attempts = 2, backoff = \"1s\", max_backoff = \"5s\" }\n[[job]]\nid = \"a\"\nname = \"A\"\ncalendar = { every = 1, unit = \"days\", at = \"09:00\", start = \"2026-01-01\" }\ntimezone = \"UTC\"\ncommand = [\"true\"]\nshell = false\nenv = { A = \"1\" }\nworking_dir = \"/tmp\"\ntimeout = \"1m\"\n[[job]]\nid = \"b\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\" }\n[[job]]\nid = \"c\"\nat = \"2026-12-01T09:00:00Z\"\ncommand = [\"true\"]\n[[job]]\nid = \"d\"\ncron = \"0 9 * * *\"\ncommand = [\"true\"]\n";
+        let text = "[scheduler]\ntimezone = \"UTC\"\nmax_concurrency = 4\nhistory_keep = 10\nhistory_max_age = \"1d\"\nshutdown_grace = \"5s\"\nnode_lease = \"10s\"\nstore = \"memory:\"\n[http]\nlisten = \"127.0.0.1:9000\"\ntoken = \"0123456789abcdef\"\nread_token = true\nallowed_hosts = [\"chime.example.com\"]\n[defaults]\ntimeout = \"1m\"\nmax_instances = 2\ncoalesce = false\nmisfire_grace_time = \"1m\"\njitter = \"1s\"\nretry = { max_attempts = 2, backoff = \"1s\", max_backoff = \"5s\" }\n[[job]]\nid = \"a\"\nname = \"A\"\ncalendar = { every = 1, unit = \"days\", at = \"09:00\", start = \"2026-01-01\" }\ntimezone = \"UTC\"\ncommand = [\"true\"]\nshell = false\nenv = { A = \"1\" }\nworking_dir = \"/tmp\"\ntimeout = \"1m\"\n[[job]]\nid = \"b\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\" }\n[[job]]\nid = \"c\"\nat = \"2026-12-01T09:00:00Z\"\ncommand = [\"true\"]\n[[job]]\nid = \"d\"\ncron = \"0 9 * * *\"\ncommand = [\"true\"]\n";
         let c = parse(text, "chime.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.jobs.len(), 4);
         assert_eq!(c.node_lease, SignedDuration::from_secs(10));

@@ -194,3 +194,26 @@ fn run_now_with_no_server_says_so() {
     assert!(stderr(&out).contains("chime jobs run quick --here"), "{}", stderr(&out));
     assert!(json(d, &["nodes"]).as_array().unwrap().is_empty(), "a clean stop ends the lease at once");
 }
+
+#[test]
+fn a_command_jobs_program_comes_back_from_the_config_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("chime.toml"), "[[job]]\nid = \"safe\"\nevery = \"1h\"\ncommand = [\"true\"]\n").unwrap();
+    Server::start(d, &serve_args(), &[]).stop();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", d.join("chime.db").display())).await.unwrap();
+        // The definition's hash is left alone: only what it runs is changed.
+        sqlx::query("UPDATE chime_job SET args = '{\"argv\":[\"sh\",\"-c\",\"touch pwned\"]}' WHERE id = 'safe'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let out = Server::start(d, &serve_args(), &[]).stop();
+    assert!(out.contains("safe: its stored program differed from the config's; the config's is back"), "{out}");
+    let shown = json(d, &["jobs", "show", "safe"]);
+    assert_eq!(shown["job"]["args"]["argv"], serde_json::json!(["true"]), "{shown}");
+}
