@@ -76,6 +76,7 @@ fn api_routes(handle: &Handle) -> Router<Handle> {
         .route("/jobs/{id}/reschedule", post(reschedule_job))
         .route("/jobs/{id}/stats", get(job_stats))
         .route("/runs", get(list_runs))
+        .route("/nodes", get(list_nodes))
         .route("/stats", get(scheduler_stats))
         .route("/scheduler/pause", post(pause_scheduler))
         .route("/scheduler/resume", post(resume_scheduler));
@@ -213,6 +214,7 @@ async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) 
         }
     }
     let mut job = Job::new(&new.id, &new.task, trigger(new.trigger)?).map_err(|e| ApiError::invalid(e.to_string()))?;
+    policy::http_args(&new.task, &new.args, h.allowed_targets.as_deref())?;
     job.name = new.name;
     job.args = new.args;
     if let Some(options) = new.options {
@@ -264,6 +266,9 @@ async fn modify_job(
     let stored = h.scheduler.get_job(id.as_str()).await?;
     policy::modify(&stored, m.args.is_some())?;
     let args = m.args.map(|a| redact::restore(&stored, a)).transpose()?;
+    if let Some(args) = &args {
+        policy::http_args(&stored.task, args, h.allowed_targets.as_deref())?;
+    }
     let options = m
         .options
         .map(|o| {
@@ -386,6 +391,13 @@ async fn list_runs(State(h): State<Handle>, query: Result<Query<ListRuns>, Query
         offset,
     };
     Ok(Json(h.scheduler.history(&query).await?).into_response())
+}
+
+/// The nodes registered in the store, with their leases measured against
+/// this scheduler's clock.
+async fn list_nodes(State(h): State<Handle>) -> ApiResult {
+    let (_, nodes) = crate::nodes::nodes(&h.scheduler).await?;
+    Ok(Json(Value::Array(nodes.iter().map(crate::nodes::Node::to_json).collect())).into_response())
 }
 
 async fn scheduler_stats(State(h): State<Handle>) -> ApiResult {

@@ -38,6 +38,24 @@ struct JobRow {
     last_duration: String,
 }
 
+/// A node sharing the store, every instant said relative to the
+/// scheduler's clock (not the browser's).
+struct NodeRow {
+    id: String,
+    host: String,
+    pid: u32,
+    version: String,
+    epoch: u64,
+    started: String,
+    started_ago: String,
+    heartbeat_ago: String,
+    /// `12s left` or `expired 4s ago`.
+    lease: String,
+    expired: bool,
+    running: u32,
+    this_node: bool,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
@@ -47,6 +65,7 @@ struct DashboardPage {
     token_required: bool,
     counts: Counts,
     jobs: Vec<JobRow>,
+    nodes: Vec<NodeRow>,
 }
 
 struct RunRow {
@@ -122,6 +141,7 @@ pub(crate) async fn index(State(h): State<Handle>, OriginalUri(uri): OriginalUri
         failed_recent: recent.iter().filter(|r| matches!(r.status, RunStatus::Failed | RunStatus::TimedOut)).count(),
     };
     let rows = jobs.iter().map(|j| job_row(j, &recent)).collect();
+    let (now, nodes) = crate::nodes::nodes(s).await?;
     Ok(html(DashboardPage {
         root: index_root(uri.path()),
         state: s.state().as_str(),
@@ -129,7 +149,33 @@ pub(crate) async fn index(State(h): State<Handle>, OriginalUri(uri): OriginalUri
         token_required: h.has_token(),
         counts,
         jobs: rows,
+        nodes: nodes.iter().map(|n| node_row(n, now)).collect(),
     }))
+}
+
+fn node_row(n: &crate::nodes::Node, now: Timestamp) -> NodeRow {
+    use crate::nodes::human;
+    // A store on another clock may be a little ahead of this one.
+    let ago = |t: Timestamp| format!("{} ago", human(now.duration_since(t).max(SignedDuration::ZERO)));
+    let expired = n.lease_left.is_negative();
+    NodeRow {
+        id: n.info.id.clone(),
+        host: n.info.host.clone(),
+        pid: n.info.pid,
+        version: n.info.version.clone(),
+        epoch: n.info.epoch,
+        started: iso(n.info.started_at),
+        started_ago: ago(n.info.started_at),
+        heartbeat_ago: ago(n.info.heartbeat_at),
+        lease: if expired {
+            format!("expired {} ago", human(n.lease_left))
+        } else {
+            format!("{} left", human(n.lease_left))
+        },
+        expired,
+        running: n.info.running,
+        this_node: n.this_node,
+    }
 }
 
 fn job_row(j: &Job, recent: &[Run]) -> JobRow {

@@ -19,10 +19,10 @@
 //!
 //! JSON in and out. Errors are `{"error": {"code": "...", "message": "..."}}`
 //! with the status that fits: 400 malformed request, 401 missing token,
-//! 403 wrong token, a cross-site call or a forbidden task, 404 unknown job
+//! 403 wrong token, a cross-site call, a forbidden task or target, 404 unknown job
 //! or route, 405 wrong method, 409 conflict, 413 body too large, 415 a body
 //! that is not JSON, 421 a host the server does not answer to, 422 invalid
-//! trigger, options or task, 503 store unavailable. No input produces a 500
+//! trigger, options, task or `http` args, 503 store unavailable. No input produces a 500
 //! or a panic.
 //!
 //! # Security
@@ -40,14 +40,19 @@
 //! * jobs running the `command` task cannot be created, replaced, have
 //!   their args changed, be revived once the config dropped them, or run
 //!   with other args: programs come only from the server's config file;
+//! * `http` jobs created or changed over the API must have arguments the
+//!   `http` task would run ([`chime_tasks::validate`]: http(s) URLs only,
+//!   no CR/LF in URLs or header values, ...), and, with
+//!   [`Handle::with_allowed_targets`], go to a target the policy allows;
 //! * reads redact `command` env values and `http` credential headers;
 //! * request bodies are limited to 64 KiB, listings to 1000 items.
 //!
 //! `/metrics` serves Prometheus figures: runs by job and status, run duration
-//! and lateness histograms, running runs, jobs by state, loop lag.
+//! and lateness histograms, running runs, jobs by state, loop lag, and each
+//! registered node's lease and runs in flight.
 //!
 //! The dashboard at `/` lists jobs with live countdowns, their last runs
-//! and pause / resume / run-now buttons; `/jobs/{id}` shows a job's next
+//! and pause / resume / run-now buttons, and the nodes sharing the store; `/jobs/{id}` shows a job's next
 //! fire times, a chart of its recent runs and the errors of failed ones.
 //! Pages are server-rendered and refresh themselves every 5 seconds.
 //!
@@ -64,6 +69,7 @@ mod error;
 mod extract;
 mod guard;
 mod metrics;
+mod nodes;
 mod policy;
 mod redact;
 mod server;
@@ -72,6 +78,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use chime_core::Scheduler;
+use chime_tasks::TargetPolicy;
 
 pub use crate::api::router_with_limit;
 pub use crate::error::ApiError;
@@ -90,6 +97,7 @@ pub struct Handle {
     pub(crate) token: Option<Arc<str>>,
     pub(crate) read_token: bool,
     pub(crate) allowed_hosts: Arc<[guard::HostPattern]>,
+    pub(crate) allowed_targets: Option<Arc<TargetPolicy>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
@@ -115,7 +123,14 @@ impl Handle {
     /// for `/metrics`.
     pub fn new(scheduler: Scheduler) -> Handle {
         let metrics = metrics::Metrics::collect(&scheduler);
-        Handle { scheduler, token: None, read_token: false, allowed_hosts: Arc::from([]), metrics }
+        Handle {
+            scheduler,
+            token: None,
+            read_token: false,
+            allowed_hosts: Arc::from([]),
+            allowed_targets: None,
+            metrics,
+        }
     }
 
     /// Requires `Authorization: Bearer TOKEN` on mutating calls (`None`
@@ -153,6 +168,27 @@ impl Handle {
     pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Result<Handle, ConfigError> {
         self.allowed_hosts = hosts.iter().map(|h| guard::HostPattern::parse(h)).collect::<Result<Vec<_>, _>>()?.into();
         Ok(self)
+    }
+
+    /// Where `http` jobs created or changed over the API may send requests
+    /// (`None`, the default, leaves them free): a job whose URL the policy
+    /// does not allow is refused with 403 `forbidden_target`. Jobs already
+    /// stored, and those from the config file, are not checked here; give
+    /// the same policy to the task
+    /// ([`chime_tasks::Options::allowed_targets`]) so that every request,
+    /// and every redirect, is checked when it is sent.
+    ///
+    /// ```
+    /// # fn example(scheduler: chime_core::Scheduler) -> Result<(), String> {
+    /// let policy: chime_tasks::TargetPolicy = "hooks.example.com, 10.0.0.0/8".parse()?;
+    /// let handle = chime_web::Handle::new(scheduler).with_allowed_targets(Some(policy));
+    /// # drop(handle);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_allowed_targets(mut self, policy: Option<TargetPolicy>) -> Handle {
+        self.allowed_targets = policy.map(Arc::new);
+        self
     }
 
     /// Whether mutating calls need a token.

@@ -4,7 +4,9 @@
 //!
 //! A task subscribed to the scheduler's events counts runs by job and status
 //! and fills two histograms per job (duration and lateness); gauges (running
-//! runs, jobs by state, loop lag) are read at scrape time. State lives in the
+//! runs, jobs by state, loop lag, the nodes in the store with their leases
+//! and runs in flight) are read at scrape time. The text is written by hand
+//! (no client library); label values are escaped by [`label`]. State lives in the
 //! handle, not in a process-global recorder, so several schedulers (or
 //! tests) in one process keep separate figures.
 
@@ -112,6 +114,28 @@ impl Metrics {
             out.push_str("# HELP chime_loop_lag_seconds Time since the scheduler loop last came round.\n");
             out.push_str("# TYPE chime_loop_lag_seconds gauge\n");
             let _ = writeln!(out, "chime_loop_lag_seconds {lag}");
+        }
+        if let Ok((_, nodes)) = crate::nodes::nodes(scheduler).await {
+            out.push_str("# HELP chime_nodes Nodes registered in the store, expired leases included until swept.\n");
+            out.push_str("# TYPE chime_nodes gauge\n");
+            let _ = writeln!(out, "chime_nodes {}", nodes.len());
+            out.push_str(
+                "# HELP chime_node_lease_seconds_left Until each node's lease runs out, by this node's clock (negative once expired).\n",
+            );
+            out.push_str("# TYPE chime_node_lease_seconds_left gauge\n");
+            for n in &nodes {
+                let _ = writeln!(
+                    out,
+                    "chime_node_lease_seconds_left{{node=\"{}\"}} {}",
+                    label(&n.info.id),
+                    n.lease_left_secs()
+                );
+            }
+            out.push_str("# HELP chime_node_runs_in_flight Runs each node holds, pending or running.\n");
+            out.push_str("# TYPE chime_node_runs_in_flight gauge\n");
+            for n in &nodes {
+                let _ = writeln!(out, "chime_node_runs_in_flight{{node=\"{}\"}} {}", label(&n.info.id), n.info.running);
+            }
         }
         out
     }

@@ -4,11 +4,22 @@
 //! working dir, shell) and its task are the config's. Every route that could
 //! change or revive what a command job runs asks this module first, and a
 //! refusal is a 403 `forbidden_task` saying why.
+//!
+//! `http` jobs may be created and changed over the API, but only with
+//! arguments the task would send ([`http_args`]): a shape the task cannot
+//! read or a request it would refuse (a `file://` URL, CR/LF in a header
+//! value, a bad method, ...) is a 422, and a target outside the server's
+//! allowed targets a 403 `forbidden_target`.
 
 use axum::http::StatusCode;
 use chime_core::{Job, REMOVED_FROM_CODE};
+use chime_tasks::{HttpSpec, TargetPolicy};
+use serde_json::Value;
 
 use crate::ApiError;
+
+/// The task that sends HTTP requests.
+pub(crate) const HTTP: &str = "http";
 
 /// The task that runs programs.
 pub(crate) const COMMAND: &str = "command";
@@ -78,6 +89,34 @@ fn removed_from_config(job: &Job, verb: &str) -> Result<(), ApiError> {
             "job {:?} runs a command the config file no longer defines ({REMOVED_FROM_CODE:?}): it cannot be {verb} over HTTP; put it back in the config, or remove it",
             job.id.as_str()
         )));
+    }
+    Ok(())
+}
+
+/// The arguments `args` a job of `task` gets over the API (as it will be
+/// stored: for a PATCH, after [`crate::redact::restore`]). Jobs of other
+/// tasks pass; an `http` job's must read as an [`HttpSpec`] (422), pass
+/// [`chime_tasks::validate`] (422 with its message, which never quotes a
+/// header's value or the URL) and, with a policy, go to an allowed target
+/// (403 `forbidden_target`).
+pub(crate) fn http_args(task: &str, args: &Value, allowed: Option<&TargetPolicy>) -> Result<(), ApiError> {
+    if task != HTTP {
+        return Ok(());
+    }
+    let spec: HttpSpec = serde_json::from_value(args.clone()).map_err(|e| {
+        ApiError::invalid(format!(
+            "invalid http args: {e}; expected {{\"url\", \"method\"?, \"headers\"?, \"body\"?, \"ca_cert\"?, \"max_redirects\"?, \"timeout\"?}}"
+        ))
+    })?;
+    chime_tasks::validate(&spec).map_err(|e| ApiError::invalid(format!("invalid http args: {e}")))?;
+    if let Some(policy) = allowed {
+        policy.check_spec(&spec).map_err(|e| {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_target",
+                format!("this server's http jobs may not send requests there: {e} ([http] allowed_targets)"),
+            )
+        })?;
     }
     Ok(())
 }

@@ -3,9 +3,14 @@
 //! `command` job's `env` and of an `http` job's credential headers (and the
 //! password and secret-looking query values of its URL) with a placeholder.
 //!
-//! The shapes are those of the CLI's built-in tasks (`crates/cli/src/builtin.rs`):
-//! `command` takes `{argv, shell, env: {NAME: value}, working_dir}` and
-//! `http` takes `{url, method, headers: {Name: value}, body, ca_cert}`.
+//! The shapes are those of the built-in tasks in `chime-tasks`
+//! (`crates/tasks/src/command.rs`, `chime_tasks::CommandSpec`, and
+//! `crates/tasks/src/http.rs`, `chime_tasks::HttpSpec`): `command` takes
+//! `{argv, shell, env: {NAME: value}, working_dir}` and `http` takes `{url,
+//! method, headers: {Name: value}, body, ca_cert, max_redirects, timeout}`.
+//! Only the values named above are secrets: the other fields (`method`,
+//! `body`, `ca_cert`, a path, and `max_redirects` and `timeout`, which hold
+//! a number and a duration) are shown as stored.
 
 use chime_core::Job;
 use serde_json::Value;
@@ -164,5 +169,27 @@ mod tests {
             a["headers"],
             json!({"Authorization": REDACTED, "Cookie": REDACTED, "X-Api-Key": REDACTED, "Accept": "text/plain"})
         );
+    }
+
+    #[test]
+    fn http_limits_are_not_secrets() {
+        let stored = json!({"url": "https://h.example/x?token=t", "method": "POST", "body": "{}",
+            "ca_cert": "/etc/ca.pem", "max_redirects": 0, "timeout": "30s"});
+        let mut a = stored.clone();
+        args("http", &mut a);
+        assert_eq!(a["url"], format!("https://h.example/x?token={REDACTED}"));
+        for field in ["method", "body", "ca_cert", "max_redirects", "timeout"] {
+            assert_eq!(a[field], stored[field], "{field} is shown as stored");
+        }
+        // And they go back as sent, next to a restored secret.
+        let job = Job::new("hook", "http", chime_core::Trigger::every("5m").unwrap()).unwrap().with_args(stored);
+        a["max_redirects"] = json!(3);
+        a["timeout"] = json!("1m");
+        let back = restore(&job, a).unwrap();
+        assert_eq!(back["url"], "https://h.example/x?token=t");
+        assert_eq!((back["max_redirects"].clone(), back["timeout"].clone()), (json!(3), json!("1m")));
+        // Every field of the task's spec is one this module knows.
+        let spec: chime_tasks::HttpSpec = serde_json::from_value(back).unwrap();
+        assert_eq!(spec.max_redirects, 3);
     }
 }

@@ -244,6 +244,8 @@ async fn every_route_answers_as_the_document_says() {
     assert_eq!(runs[0]["status"], "succeeded", "a finished run was checked");
     api.call("GET", "/api/v1/jobs/{id}/stats", "/api/v1/jobs/ping/stats", None, &[]).await;
     api.call("GET", "/api/v1/stats", "/api/v1/stats", None, &[]).await;
+    let (_, nodes) = api.call("GET", "/api/v1/nodes", "/api/v1/nodes", None, &[]).await;
+    assert_eq!(nodes[0]["this_node"], true, "a registered node was checked: {nodes}");
     api.call("POST", "/api/v1/scheduler/pause", "/api/v1/scheduler/pause", None, &[]).await;
     api.call("POST", "/api/v1/scheduler/resume", "/api/v1/scheduler/resume", None, &[]).await;
     api.call("GET", "/api/v1/openapi.json", "/api/v1/openapi.json", None, &[]).await;
@@ -298,6 +300,16 @@ async fn every_route_answers_as_the_document_says() {
             Some(json!({"args": {"argv": ["id"]}})),
             vec![],
             StatusCode::FORBIDDEN,
+        ),
+        (
+            "POST",
+            "/api/v1/jobs",
+            "/api/v1/jobs",
+            Some(
+                json!({"id": "x", "task": "http", "trigger": {"type": "interval", "every": "1h"}, "args": {"url": "file:///etc/passwd"}}),
+            ),
+            vec![],
+            StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
             "POST",

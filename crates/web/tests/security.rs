@@ -376,6 +376,159 @@ async fn a_command_job_the_config_dropped_stays_down() {
     assert_eq!(st, StatusCode::OK);
 }
 
+// ---- http jobs send only what the http task would ----
+
+fn http_job(id: &str, args: Value) -> Value {
+    json!({"id": id, "task": "http", "trigger": {"type": "interval", "every": "5m"}, "args": args})
+}
+
+/// A refusal: the status, the code and a message holding `says`.
+#[track_caller]
+fn refused(st: StatusCode, v: &Value, status: StatusCode, expected: &str, says: &str) {
+    assert_eq!((st, code(v)), (status, expected), "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message:?} does not say {says:?}");
+}
+
+#[tokio::test]
+async fn http_jobs_with_args_the_task_refuses_are_not_created() {
+    let s = jobs().await;
+    let app = app(&s);
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    for (args, says) in [
+        (json!({"url": "file:///etc/passwd"}), "\"file\" URLs are not allowed"),
+        (json!({"url": "gopher://127.0.0.1:6379/_FLUSHALL"}), "\"gopher\" URLs are not allowed"),
+        (json!({"url": "http://127.0.0.1:6379/ HTTP/1.0\r\n\r\nFLUSHALL"}), "url: holds a space"),
+        (json!({"url": "http://h.example/a\nb"}), "line feed"),
+        (json!({"url": "http://h.example/", "headers": {"X-Note": "a\r\nSet-Cookie: x=1"}}), "carriage return"),
+        (json!({"url": "http://h.example/", "headers": {"X-Note": "a\nb"}}), "line feed"),
+        (json!({"url": "http://h.example/", "headers": {"Bad Name": "x"}}), "Bad Name"),
+        (json!({"url": "http://h.example/", "headers": {"Host": "internal"}}), "Host"),
+        (json!({"url": "http://h.example/", "method": "GET /admin"}), "method"),
+        (json!({"url": "http://h.example/", "method": "CONNECT"}), "CONNECT"),
+        (json!({"url": "http://h.example/", "max_redirects": 1000}), "max_redirects"),
+        (json!({"url": "http://h.example/", "timeout": "0s"}), "timeout"),
+        // Shapes the task cannot read.
+        (json!({"url": 5}), "invalid http args"),
+        (json!({"url": "http://h.example/", "follow": true}), "unknown field `follow`"),
+        (json!({"url": "http://h.example/", "headers": ["X-A: b"]}), "invalid http args"),
+        (json!({"url": "http://h.example/", "timeout": "soon"}), "invalid http args"),
+        (json!({"method": "GET"}), "missing field `url`"),
+        (json!(null), "invalid http args"),
+        (json!("http://h.example/"), "invalid http args"),
+    ] {
+        let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(http_job("evil", args.clone()))).await;
+        refused(st, &v, unprocessable, "invalid", says);
+        assert!(s.get_job("evil").await.is_err(), "no job was created for {args}");
+    }
+    // A job with no args at all is refused too: an http job needs a url.
+    let no_args = json!({"id": "evil", "task": "http", "trigger": {"type": "interval", "every": "5m"}});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(no_args)).await;
+    refused(st, &v, unprocessable, "invalid", "invalid http args");
+
+    // Replacing a job is creating one: the same checks.
+    let before = s.get_job("hook").await.unwrap();
+    let mut replace = http_job("hook", json!({"url": "file:///etc/shadow"}));
+    replace["replace"] = json!(true);
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(replace)).await;
+    refused(st, &v, unprocessable, "invalid", "\"file\" URLs are not allowed");
+    assert_eq!(s.get_job("hook").await.unwrap(), before, "the stored job is unchanged");
+
+    // What the task takes is accepted, every field of its spec included.
+    let good = json!({"url": "https://hooks.example.com/x", "method": "post", "headers": {"X-Note": "a\tb"},
+        "body": "{}", "max_redirects": 0, "timeout": "30s"});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(http_job("good", good.clone()))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["args"], good);
+    // Other tasks' args are theirs to judge.
+    let other = json!({"id": "other", "task": "noop", "trigger": {"type": "interval", "every": "5m"},
+        "args": {"url": "file:///etc/passwd"}});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(other)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+}
+
+#[tokio::test]
+async fn a_refused_patch_leaves_the_http_job_as_it_was() {
+    let s = jobs().await;
+    let app = chime_web::router(
+        chime_web::Handle::new(s.clone()).with_allowed_targets(Some("hooks.example.com, 10.0.0.0/8".parse().unwrap())),
+    );
+    // A valid job to change, created over the API.
+    let args = json!({"url": "https://hooks.example.com/a?token=t0ken", "headers": {"Authorization": "Bearer sekrit"}});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs", Some(http_job("notify", args))).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let before = s.get_job("notify").await.unwrap();
+    let (_, read) = call(&app, "GET", "/api/v1/jobs/notify", None).await;
+    let read = read["job"]["args"].clone();
+    let with = |field: &str, value: Value| {
+        let mut a = read.clone();
+        a[field] = value;
+        json!({"args": a, "name": "changed"})
+    };
+    let (unprocessable, forbidden) = (StatusCode::UNPROCESSABLE_ENTITY, StatusCode::FORBIDDEN);
+    for (body, status, expected, says) in [
+        (with("url", json!("file:///etc/passwd")), unprocessable, "invalid", "\"file\" URLs are not allowed"),
+        (
+            with("headers", json!({"Authorization": "<redacted>", "X-Note": "x\r\nX-Injected: 1"})),
+            unprocessable,
+            "invalid",
+            "carriage return",
+        ),
+        (with("method", json!("G E T")), unprocessable, "invalid", "method"),
+        (with("retries", json!(3)), unprocessable, "invalid", "unknown field `retries`"),
+        (
+            with("url", json!("http://127.0.0.1:6379/")),
+            forbidden,
+            "forbidden_target",
+            "127.0.0.1:6379 is not an allowed target",
+        ),
+        (
+            with("url", json!("http://169.254.169.254/latest/meta-data/")),
+            forbidden,
+            "forbidden_target",
+            "169.254.169.254:80",
+        ),
+        (
+            with("url", json!("https://hooks.example.com.evil.example/")),
+            forbidden,
+            "forbidden_target",
+            "not an allowed target",
+        ),
+    ] {
+        let (st, v) = call(&app, "PATCH", "/api/v1/jobs/notify", Some(body.clone())).await;
+        refused(st, &v, status, expected, says);
+        assert_no_secret("the refusal", &v.to_string());
+        assert_eq!(s.get_job("notify").await.unwrap(), before, "the stored job is unchanged after {body}");
+    }
+    // Creating outside the targets is refused the same way, and nothing is stored.
+    let (st, v) =
+        call(&app, "POST", "/api/v1/jobs", Some(http_job("evil", json!({"url": "http://localhost:6379/"})))).await;
+    refused(
+        st,
+        &v,
+        forbidden,
+        "forbidden_target",
+        "localhost:6379 is not an allowed target (allowed: hooks.example.com, 10.0.0.0/8)",
+    );
+    assert!(s.get_job("evil").await.is_err());
+    // An invalid URL is a 422 before the targets are looked at.
+    let (st, v) =
+        call(&app, "POST", "/api/v1/jobs", Some(http_job("evil", json!({"url": "file:///etc/passwd"})))).await;
+    refused(st, &v, unprocessable, "invalid", "\"file\" URLs are not allowed");
+
+    // Allowed targets pass, the restored secrets with them.
+    let (st, v) =
+        call(&app, "PATCH", "/api/v1/jobs/notify", Some(with("url", json!("http://10.1.2.3:8080/hook")))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let stored = s.get_job("notify").await.unwrap();
+    assert_eq!(stored.args["url"], "http://10.1.2.3:8080/hook");
+    assert_eq!(stored.args["headers"]["Authorization"], "Bearer sekrit");
+    // A PATCH without args does not re-judge the stored ones (hook's URL is
+    // outside the targets, and holds a password: it came from elsewhere).
+    let (st, v) = call(&app, "PATCH", "/api/v1/jobs/hook", Some(json!({"name": "Hook"}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+}
+
 // ---- Reads show no secrets ----
 
 const SECRETS: [&str; 6] = ["hunter2", "sekrit", "t0ken", "c00kie", "pa55word", "k3y"];
@@ -424,15 +577,29 @@ async fn reads_redact_env_and_credential_headers_everywhere() {
 async fn sending_back_what_was_read_keeps_the_stored_secrets() {
     let s = jobs().await;
     let app = app(&s);
+    // The stored URL holds a password, which the http task refuses (and
+    // which the API therefore will not store again): the restored args are
+    // checked, and the refusal does not quote them.
+    let (_, read) = call(&app, "GET", "/api/v1/jobs/hook", None).await;
+    let (st, v) = call(&app, "PATCH", "/api/v1/jobs/hook", Some(json!({"args": read["job"]["args"]}))).await;
+    assert_eq!((st, code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("user name or password"), "{v}");
+    assert_no_secret("the refusal", &v.to_string());
+    // With the secret in the query instead, what was read goes back as is.
+    let mut stored = s.get_job("hook").await.unwrap().args;
+    stored["url"] = json!("https://hooks.example.com/x?api_key=k3y&page=1");
+    let patch = chime_core::JobPatch { args: Some(stored), ..Default::default() };
+    s.modify_job("hook", patch).await.unwrap();
     let (_, read) = call(&app, "GET", "/api/v1/jobs/hook", None).await;
     let mut args = read["job"]["args"].clone();
+    assert_no_secret("the read", &args.to_string());
     args["method"] = json!("PUT");
     let (st, v) = call(&app, "PATCH", "/api/v1/jobs/hook", Some(json!({"args": args}))).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let stored = s.get_job("hook").await.unwrap().args;
     assert_eq!(stored["method"], "PUT");
     assert_eq!(stored["headers"]["Authorization"], "Bearer sekrit", "the secret is kept, not overwritten");
-    assert_eq!(stored["url"], "https://ops:pa55word@hooks.example.com/x?api_key=k3y&page=1");
+    assert_eq!(stored["url"], "https://hooks.example.com/x?api_key=k3y&page=1");
     // A placeholder with nothing behind it is refused.
     let (st, v) = call(
         &app,
