@@ -486,7 +486,7 @@ async fn a_refused_patch_leaves_the_http_job_as_it_was() {
             with("url", json!("http://169.254.169.254/latest/meta-data/")),
             forbidden,
             "forbidden_target",
-            "169.254.169.254:80",
+            "this server's http jobs may not send requests there: url: 169.254.169.254:80 is not an allowed target (allowed: hooks.example.com, 10.0.0.0/8) ([http] allowed_targets)",
         ),
         (
             with("url", json!("https://hooks.example.com.evil.example/")),
