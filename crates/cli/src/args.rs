@@ -65,6 +65,9 @@ pub(crate) enum JobsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print secrets (env values, credential headers) instead of "<redacted>".
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Show one job: definition, options, state, next 5 fire times, last 5 runs.
     Show {
@@ -74,6 +77,9 @@ pub(crate) enum JobsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print secrets (env values, credential headers) instead of "<redacted>".
+        #[arg(long)]
+        show_secrets: bool,
     },
     /// Pause a job: it has no next run until resumed.
     Pause {

@@ -29,6 +29,8 @@ pub(crate) struct Config {
     pub(crate) read_token: bool,
     /// Host names besides loopback that requests may be addressed to.
     pub(crate) allowed_hosts: Vec<String>,
+    /// Where `http` jobs may send requests (every job, and those created over the API).
+    pub(crate) allowed_targets: Option<chime_tasks::TargetPolicy>,
     pub(crate) jobs: Vec<Job>,
 }
 
@@ -66,6 +68,7 @@ struct HttpSection {
     read_token: bool,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    allowed_targets: Option<chime_tasks::TargetPolicy>,
 }
 
 /// Job options, in a job or as `[defaults]` for every job.
@@ -154,7 +157,7 @@ pub(crate) fn defaults() -> Config {
 const TOP_KEYS: &[&str] = &["scheduler", "defaults", "http", "job"];
 const SCHEDULER_KEYS: &[&str] =
     &["timezone", "max_concurrency", "history_keep", "history_max_age", "shutdown_grace", "node_lease", "store"];
-const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts"];
+const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts", "allowed_targets"];
 const OPTION_KEYS: &[&str] = &["max_instances", "coalesce", "misfire_grace_time", "jitter", "timeout", "retry"];
 const JOB_KEYS: &[&str] =
     &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
@@ -311,6 +314,7 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
         api_token: file.http.token,
         read_token: file.http.read_token,
         allowed_hosts: file.http.allowed_hosts,
+        allowed_targets: file.http.allowed_targets,
         jobs: Vec::new(),
     };
     let defaults = options(&file.defaults, &JobOptions::default())
@@ -544,6 +548,13 @@ mod tests {
         assert_eq!(c.jobs.len(), 4);
         assert_eq!(c.node_lease, SignedDuration::from_secs(10));
         assert!(c.read_token && c.allowed_hosts == ["chime.example.com"]);
+        let targets = parse("[http]\nallowed_targets = [\"127.0.0.1:9000\", \"*.internal\"]\n", "chime.toml").unwrap();
+        assert!(targets.allowed_targets.is_some());
+        assert!(
+            error("[http]\nallowed_targets = [\"\"]\n").contains("allowed target"),
+            "{}",
+            error("[http]\nallowed_targets = [\"\"]\n")
+        );
         assert!(error("[scheduler]\nnode_lease = \"100ms\"\n").contains("node_lease: 100ms is out of range"));
         assert!(
             error("[[job]]\nid = \"r\"\nevery = \"1ns\"\ncommand = [\"true\"]\n")

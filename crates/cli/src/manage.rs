@@ -59,6 +59,12 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A job as printed: its secrets (env values, credential headers) redacted
+/// unless `--show-secrets` asks for them, as on the HTTP API.
+fn shown(job: &Job, show_secrets: bool) -> serde_json::Value {
+    if show_secrets { job.to_json() } else { chime_web::redacted_job(job) }
+}
+
 fn status_of(job: &Job) -> String {
     match (&job.state.paused, job.state.next_run_at) {
         (Some(reason), _) => format!("paused: {reason}"),
@@ -69,11 +75,11 @@ fn status_of(job: &Job) -> String {
 
 pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
     match cmd {
-        JobsCommand::List { store, json } => {
+        JobsCommand::List { store, json, show_secrets } => {
             let s = scheduler(&store).await?;
             let jobs = s.jobs().await.context("listing jobs")?;
             if json {
-                out!("{}", serde_json::Value::Array(jobs.iter().map(Job::to_json).collect()));
+                out!("{}", serde_json::Value::Array(jobs.iter().map(|j| shown(j, show_secrets)).collect()));
                 return Ok(());
             }
             let now = Timestamp::now();
@@ -105,7 +111,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
-        JobsCommand::Show { id, store, json } => {
+        JobsCommand::Show { id, store, json, show_secrets } => {
             let s = scheduler(&store).await?;
             let job = s.get_job(&id).await.map_err(failed)?;
             let upcoming = s.upcoming(&id, 5).await.map_err(failed)?;
@@ -114,7 +120,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 .await
                 .map_err(failed)?;
             if json {
-                out!("{}", json!({"job": job.to_json(), "upcoming": upcoming, "runs": runs}));
+                out!("{}", json!({"job": shown(&job, show_secrets), "upcoming": upcoming, "runs": runs}));
                 return Ok(());
             }
             let now = Timestamp::now();
@@ -126,7 +132,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             };
             out!("{} ({})", job.id, job.name());
             out!("  task      {}", job.task);
-            out!("  args      {}", job.args);
+            out!("  args      {}", shown(&job, show_secrets)["args"]);
             out!("  trigger   {}", job.trigger.describe());
             out!("  options   {}", serde_json::to_string(&job.options).expect("options serialize"));
             out!("  status    {}", status_of(&job));

@@ -16,7 +16,7 @@ macro_rules! say {
     }};
 }
 use crate::error::CliError;
-use crate::{builtin, config, store};
+use crate::{config, store};
 
 pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let config = match &args.config {
@@ -27,7 +27,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     let store = store::open(&url, true).await?;
     let mut builder = Scheduler::builder()
         .shared_store(store)
-        .tasks(builtin::registry())
+        .tasks(tasks(&config))
         .history_retention(config.history_keep, config.history_max_age)
         .node_lease(config.node_lease)
         .map_err(|e| CliError::Usage(e.to_string()))?;
@@ -125,7 +125,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(format!("the API token: {e}")))?
             .with_read_token(config.read_token)
             .with_allowed_hosts(allowed_hosts)
-            .map_err(|e| CliError::Usage(format!("[http] allowed_hosts: {e}")))?;
+            .map_err(|e| CliError::Usage(format!("[http] allowed_hosts: {e}")))?
+            .with_allowed_targets(config.allowed_targets.clone());
         let app = chime_web::router(handle);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Header-read and idle timeouts and a connection limit: idle sockets
@@ -157,6 +158,18 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     scheduler.shutdown(ShutdownMode::Wait(grace)).await;
     say!("stopped");
     Ok(())
+}
+
+/// The built-in tasks, with `[http] allowed_targets` applied to every
+/// request the `http` task makes, redirects included.
+fn tasks(config: &config::Config) -> chime_core::TaskRegistry {
+    let mut options = chime_tasks::Options::default();
+    if let Some(policy) = &config.allowed_targets {
+        options = options.allowed_targets(policy.clone());
+    }
+    let mut tasks = chime_core::TaskRegistry::new();
+    chime_tasks::register_with(&mut tasks, options);
+    tasks
 }
 
 async fn wait_for_signal() {

@@ -217,3 +217,21 @@ fn a_command_jobs_program_comes_back_from_the_config_after_a_restart() {
     let shown = json(d, &["jobs", "show", "safe"]);
     assert_eq!(shown["job"]["args"]["argv"], serde_json::json!(["true"]), "{shown}");
 }
+
+#[test]
+fn listings_redact_secrets_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("chime.toml"),
+        "[[job]]\nid = \"db\"\nevery = \"1h\"\ncommand = [\"true\"]\nenv = { DB_PASSWORD = \"hunter2\" }\n",
+    )
+    .unwrap();
+    Server::start(d, &serve_args(), &[]).stop();
+    for args in [&["jobs", "list", "--json"][..], &["jobs", "show", "db", "--json"], &["jobs", "show", "db"]] {
+        let out = stdout(&chime(d, args));
+        assert!(!out.contains("hunter2") && out.contains("<redacted>"), "chime {args:?}: {out}");
+    }
+    let out = stdout(&chime(d, &["jobs", "show", "db", "--json", "--show-secrets"]));
+    assert!(out.contains("hunter2"), "{out}");
+}

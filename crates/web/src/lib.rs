@@ -248,3 +248,11 @@ pub fn api_router(handle: Handle) -> Router {
 pub fn dashboard_router(handle: Handle) -> Router {
     api::mountable_dashboard(handle)
 }
+
+/// A job as every read of the API and the dashboard shows it:
+/// [`Job::to_json`](chime_core::Job::to_json) with its secrets (a command's
+/// `env` values, credential headers and URL passwords of an `http` job)
+/// replaced by `"<redacted>"`. The CLI prints jobs so too.
+pub fn redacted_job(job: &chime_core::Job) -> serde_json::Value {
+    redact::job(job)
+}
