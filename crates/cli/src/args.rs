@@ -27,6 +27,34 @@ pub(crate) enum Command {
     /// Preview cron expressions: when they fire, and what they mean.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// Create ./NAME: a Rust service with a scheduler, two jobs, the dashboard and a test of their schedules.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The project's folder and crate name: lowercase letters, digits, '-' and '_', starting with a letter.
+    pub(crate) name: String,
+    /// Where the jobs live: memory (reset on restart), sqlite (a file), postgres (DATABASE_URL).
+    #[arg(long, value_enum, default_value_t = InitStore::Memory)]
+    pub(crate) store: InitStore,
+    /// The chime checkout to depend on [default: the one this chime was built from].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) chime_path: Option<std::path::PathBuf>,
+    /// Write into an existing non-empty folder, overwriting only the files init writes.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// The store of a project made by `chime init`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum InitStore {
+    /// In memory: jobs and history reset on restart.
+    Memory,
+    /// A SQLite file.
+    Sqlite,
+    /// PostgreSQL, named by DATABASE_URL.
+    Postgres,
 }
 
 /// Where jobs live: flag, then `CHIME_STORE`, then `DATABASE_URL`, then the config, then `sqlite://chime.db`.

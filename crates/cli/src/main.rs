@@ -6,6 +6,7 @@ mod builtin;
 mod config;
 mod cron_cmd;
 mod error;
+mod init;
 mod manage;
 mod nodes;
 mod output;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::History(args) => block_on(manage::history(args)),
         Command::Stats(args) => block_on(manage::stats(args)),
         Command::Nodes(args) => block_on(nodes::run(args)),
+        Command::Init(args) => init::run(args),
     };
     match result {
         Ok(()) | Err(CliError::StdoutClosed) => ExitCode::SUCCESS,

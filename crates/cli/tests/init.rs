@@ -1,0 +1,268 @@
+//! `chime init`: its refusals, and the project it writes, built and tested
+//! with `cargo test --offline` on the workspace's target directory (so the
+//! compiled dependencies are reused) and the workspace's `Cargo.lock` (so
+//! nothing is downloaded), then served until `/health` answers and the API
+//! lists the two jobs, and stopped with SIGTERM.
+
+mod common;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{chime, stderr, stdout, wait_for};
+
+/// The workspace this binary was built in.
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// The target directory the `chime` binary of this test was built into.
+fn target_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_chime"));
+    bin.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+fn init(dir: &Path, args: &[&str]) -> std::process::Output {
+    let root = workspace();
+    let mut all = vec!["init"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--chime-path", root.to_str().unwrap()]);
+    chime(dir, &all)
+}
+
+/// Asserts `out` is a refusal (exit 2) whose message holds every one of `words`.
+fn refused(out: &std::process::Output, words: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stdout: {}\nstderr: {err}", stdout(out));
+    for w in words {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+}
+
+#[test]
+fn names_that_are_not_crate_names_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    refused(&init(dir.path(), &[""]), &["empty"]);
+    refused(&init(dir.path(), &["9lives"]), &["start with a digit"]);
+    refused(&init(dir.path(), &["My-App"]), &["lowercase", "\"my-app\""]);
+    refused(&init(dir.path(), &["my.app"]), &["'.'", "a-z"]);
+    refused(&init(dir.path(), &["../elsewhere"]), &["'.'"]);
+    for reserved in ["test", "std", "core", "chime"] {
+        refused(&init(dir.path(), &[reserved]), &["reserved"]);
+    }
+    refused(&init(dir.path(), &["fn"]), &["keyword"]);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was written");
+}
+
+#[test]
+fn a_non_empty_folder_is_refused_and_force_overwrites_only_its_own_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("my-app");
+    std::fs::create_dir_all(project.join("src")).unwrap();
+    std::fs::write(project.join("notes.txt"), "mine").unwrap();
+    std::fs::write(project.join("src/main.rs"), "// an old main").unwrap();
+    refused(&init(dir.path(), &["my-app"]), &["./my-app exists and is not empty", "--force"]);
+    assert_eq!(std::fs::read_to_string(project.join("src/main.rs")).unwrap(), "// an old main");
+
+    let out = init(dir.path(), &["my-app", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    assert!(printed.contains("my-app/src/main.rs (overwritten)"), "{printed}");
+    assert!(printed.contains("my-app/Cargo.toml\n"), "{printed}");
+    assert!(printed.ends_with("next:\n  cd my-app\n  make serve\n"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(project.join("notes.txt")).unwrap(),
+        "mine",
+        "a file init does not write is kept"
+    );
+    assert!(std::fs::read_to_string(project.join("src/main.rs")).unwrap().contains("create_scheduler"));
+
+    // An empty folder needs no --force; a file in the way is refused.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    assert!(init(dir.path(), &["empty"]).status.success());
+    std::fs::write(dir.path().join("afile"), "").unwrap();
+    refused(&init(dir.path(), &["afile", "--force"]), &["not a folder"]);
+}
+
+#[test]
+fn a_chime_path_that_is_not_a_checkout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = chime(dir.path(), &["init", "my-app", "--chime-path", dir.path().to_str().unwrap()]);
+    refused(&out, &["not a chime checkout", "crates/chime/Cargo.toml"]);
+    assert!(!dir.path().join("my-app").exists());
+}
+
+#[test]
+fn the_project_depends_on_the_checkout_by_path_in_a_workspace_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without --chime-path: the checkout this chime was built from.
+    let out = chime(dir.path(), &["init", "my-app", "--store", "sqlite"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = std::fs::read_to_string(dir.path().join("my-app/Cargo.toml")).unwrap();
+    let facade = workspace().join("crates/chime");
+    assert!(
+        manifest.contains(&format!(
+            r#"chime = {{ path = "{}", features = ["sqlite", "web", "tasks"] }}"#,
+            facade.display()
+        )),
+        "{manifest}"
+    );
+    assert!(manifest.contains("\n[workspace]\n"), "{manifest}");
+    for file in [".env.example", ".gitignore", "Makefile", "README.md", "src/services/mod.rs", "tests/schedule.rs"] {
+        assert!(dir.path().join("my-app").join(file).is_file(), "{file}");
+    }
+    let env = std::fs::read_to_string(dir.path().join("my-app/.env.example")).unwrap();
+    for key in ["CHIME_STORE=sqlite://my-app.db", "CHIME_TIMEZONE=", "CHIME_API_TOKEN="] {
+        assert!(env.contains(key), "{key} not in .env.example");
+    }
+}
+
+/// A GET over HTTP/1.0 (no chunked body): (status, body), or `None` when
+/// nothing listens yet.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
+}
+
+/// A running generated service, killed when dropped; its stdout collected.
+struct Service {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Service {
+    fn spawn(mut command: Command) -> Service {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (stdout, collected) = (child.stdout.take().unwrap(), std::sync::Arc::clone(&out));
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                collected.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        Service { child, out }
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts the generated binary on a free port, waits for `/health` and the
+/// two jobs in the API, stops it with SIGTERM; returns what it printed.
+fn serve_and_stop(project: &Path, bin: &Path, env: &[(&str, &str)]) -> String {
+    let port = free_port();
+    let mut command = Command::new(bin);
+    command
+        .current_dir(project)
+        .env("PORT", port.to_string())
+        .env_remove("DATABASE_URL")
+        .env_remove("CHIME_STORE")
+        .env_remove("CHIME_API_TOKEN")
+        .env_remove("SCHEDULER_FORCE_UPDATE");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut server = Service::spawn(command);
+    wait_for("/health to answer 200", Duration::from_secs(30), || {
+        assert!(server.child.try_wait().unwrap().is_none(), "the service exited: {}", server.output());
+        http_get(port, "/health").is_some_and(|(status, _)| status == 200)
+    });
+    let (status, body) = http_get(port, "/api/v1/jobs").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let jobs: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let mut ids: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, ["daily_report", "temp_cleanup"], "{body}");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "stopped cleanly: {status:?}\n{}", server.output());
+    std::thread::sleep(Duration::from_millis(100));
+    let out = server.output();
+    assert!(out.contains("stopped"), "{out}");
+    out
+}
+
+/// `chime init NAME --store STORE` in a temporary folder, then its tests and
+/// its server, as a user would run `make test` and `make serve`.
+fn init_build_test_serve(store: &str, env: &[(&str, &str)]) {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    // A name of its own per store: the binaries share the target directory.
+    let name = format!("chime-init-{store}");
+    let out = init(dir.path(), &[&name, "--store", store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let project = dir.path().join(&name);
+    // The workspace's lock: the versions chime is tested with, all of them built already.
+    std::fs::copy(workspace().join("Cargo.lock"), project.join("Cargo.lock")).unwrap();
+
+    let cargo = |args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&project)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .env_remove("DATABASE_URL")
+            .env_remove("SCHEDULER_FORCE_UPDATE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cargo {args:?} in {name}:\n{}\n{}", stdout(&out), stderr(&out));
+        stdout(&out)
+    };
+    let tests = cargo(&["test", "--offline"]);
+    assert!(tests.contains("test a_day_runs_the_report_once_at_nine_and_the_cleanup_six_times ... ok"), "{tests}");
+    let built = started.elapsed();
+    // `make check` formats with the default rustfmt settings: the templates are formatted so.
+    if Command::new(env!("CARGO")).args(["fmt", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        cargo(&["fmt", "--check"]);
+    }
+
+    let bin = target_dir().join("debug").join(&name);
+    let first = serve_and_stop(&project, &bin, env);
+    assert!(first.contains("jobs synced: added 2, updated 0, kept 0, orphaned 0"), "{first}");
+    if store != "memory" {
+        // The jobs survived the restart: nothing to add.
+        let second = serve_and_stop(&project, &bin, env);
+        assert!(second.contains("jobs synced: added 0, updated 0, kept 2, orphaned 0"), "{second}");
+    }
+    eprintln!(
+        "chime init --store {store}: built and tested in {built:?}, served and stopped in {:?}",
+        started.elapsed() - built
+    );
+}
+
+#[test]
+fn a_generated_project_builds_passes_its_tests_and_serves_its_two_jobs() {
+    let started = Instant::now();
+    init_build_test_serve("memory", &[]);
+    init_build_test_serve("sqlite", &[]);
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            // A schema of this run's own, so the first start adds both jobs.
+            let schema = format!("chime_init_{}_{}", std::process::id(), started.elapsed().as_nanos());
+            let url = format!("{url}{}schema={schema}", if url.contains('?') { '&' } else { '?' });
+            init_build_test_serve("postgres", &[("DATABASE_URL", &url)]);
+        }
+        _ => eprintln!("--store postgres not tried: DATABASE_URL is not set"),
+    }
+    eprintln!("chime init: every store in {:?}", started.elapsed());
+}
