@@ -64,6 +64,11 @@ pub mod sqlite {
 #[doc = include_str!("../../../docs/apscheduler.md")]
 struct ComingFromApscheduler;
 
+/// Runs the Rust forms of "Scheduling patterns" (`docs/examples.md`) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/examples.md")]
+struct SchedulingPatterns;
+
 /// The built-in `command` and `http` tasks: `chime-tasks`.
 #[cfg(feature = "tasks")]
 pub mod tasks {

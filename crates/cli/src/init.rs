@@ -310,4 +310,45 @@ mod tests {
         let err = checkout(Some(dir.path())).unwrap_err().to_string();
         assert!(err.contains("not a chime checkout"), "{err}");
     }
+
+    /// The fenced blocks of `lang` in a markdown page, with the `## ` section each is in.
+    fn blocks<'a>(page: &'a str, lang: &str) -> Vec<(&'a str, String)> {
+        let (mut out, mut section, mut current): (Vec<(&str, String)>, &str, Option<String>) = (Vec::new(), "", None);
+        for line in page.lines() {
+            match &mut current {
+                Some(text) if line == "```" => {
+                    out.push((section, std::mem::take(text)));
+                    current = None;
+                }
+                Some(text) => text.push_str(&format!("{line}\n")),
+                None if line == format!("```{lang}") => current = Some(String::new()),
+                None if line.starts_with("## ") => section = line,
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// docs/examples.md: every config block is a config `chime serve` accepts,
+    /// and each of its cron expressions has its fire times printed (and
+    /// checked by tests/init.rs) in the same section.
+    #[test]
+    fn every_config_of_the_examples_page_parses_and_its_crons_are_previewed() {
+        let page = include_str!("../../../docs/examples.md");
+        let configs = blocks(page, "toml");
+        assert!(configs.len() >= 8, "{} config blocks", configs.len());
+        let consoles = blocks(page, "console");
+        for (section, text) in &configs {
+            let config = crate::config::parse(text, "docs/examples.md")
+                .unwrap_or_else(|e| panic!("{section}: the config does not parse: {e}\n{text}"));
+            assert!(!config.jobs.is_empty(), "{section}: no job");
+            for line in text.lines().filter_map(|l| l.strip_prefix("cron = ")) {
+                let command = format!("$ chime cron next {line} ");
+                assert!(
+                    consoles.iter().any(|(s, c)| s == section && c.contains(&command)),
+                    "{section}: no `{command}...` for its cron"
+                );
+            }
+        }
+    }
 }

@@ -119,6 +119,55 @@ fn the_project_depends_on_the_checkout_by_path_in_a_workspace_of_its_own() {
     }
 }
 
+/// Splits a shell command line of the docs: words, and "double-quoted" words.
+fn words(line: &str) -> Vec<String> {
+    let (mut out, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => (quoted, any) = (!quoted, true),
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => (word, any) = (word + &c.to_string(), true),
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+/// docs/examples.md: every `$ chime ...` of its console blocks is run again
+/// and prints what the page shows.
+#[test]
+fn the_fire_times_of_the_examples_page_are_what_chime_prints() {
+    let page = std::fs::read_to_string(workspace().join("docs/examples.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut checked, mut lines) = (0, page.lines().peekable());
+    while let Some(line) = lines.next() {
+        if line != "```console" {
+            continue;
+        }
+        while let Some(command) = lines.next_if(|l| l.starts_with("$ chime ")) {
+            let mut expected = String::new();
+            while let Some(l) = lines.next_if(|l| !l.starts_with('$') && *l != "```") {
+                expected.push_str(l);
+                expected.push('\n');
+            }
+            let args = words(&command["$ chime ".len()..]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = chime(dir.path(), &args);
+            assert!(out.status.success(), "{command}: {}", stderr(&out));
+            assert_eq!(stdout(&out), expected, "{command} prints something else than docs/examples.md shows");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} commands in docs/examples.md");
+}
+
 /// A GET over HTTP/1.0 (no chunked body): (status, body), or `None` when
 /// nothing listens yet.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
