@@ -42,6 +42,7 @@
 mod claim;
 mod listen;
 mod nodes;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -113,6 +114,9 @@ pub struct PostgresStore {
     shown: String,
     changes: Arc<watch::Sender<u64>>,
     listener: tokio::task::JoinHandle<()>,
+    /// Run updates go through a group-commit writer: a burst of runs costs a
+    /// few transactions, not one per update.
+    run_writes: chime_sql::writer::RunWriter,
 }
 
 impl Drop for PostgresStore {
@@ -242,8 +246,12 @@ impl PostgresStore {
         let channel = format!("chime_{schema}");
         let changes = Arc::new(watch::Sender::new(0u64));
         let listener = tokio::spawn(listen::listen(connect, channel.clone(), Arc::clone(&changes), shown.clone()));
+        let run_writes = chime_sql::writer::RunWriter::spawn(
+            writer::PgBatch { pool: pool.clone(), shown: shown.clone() },
+            shown.clone(),
+        );
         tracing::info!(database = %shown, schema, "postgres store open");
-        Ok(PostgresStore { pool, schema, channel, caller_clock, shown, changes, listener })
+        Ok(PostgresStore { pool, schema, channel, caller_clock, shown, changes, listener, run_writes })
     }
 
     /// The schema this store uses.
@@ -449,14 +457,17 @@ impl JobStore for PostgresStore {
     }
 
     async fn update_run(&self, run: &Run) -> Result<()> {
-        self.write_run(run).await
+        self.run_writes.update(run).await
     }
 
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        // A run that just finished must not count as in flight.
+        self.run_writes.flush().await?;
         self.request(id, now, lease).await
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {
+        self.run_writes.flush().await?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM chime_run WHERE job_id = $1 AND status IN {IN_FLIGHT}"
         )))
@@ -480,6 +491,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.run_writes.flush().await?;
         self.list_nodes().await
     }
 
@@ -488,6 +500,8 @@ impl JobStore for PostgresStore {
     }
 
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        // Reads see this store's own writes.
+        self.run_writes.flush().await?;
         let mut sql = String::from("SELECT * FROM chime_run WHERE TRUE");
         let mut n = 0;
         let mut next = || {

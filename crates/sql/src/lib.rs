@@ -9,6 +9,8 @@
 //!
 //! None. Not meant to be used outside chime's stores.
 
+pub mod writer;
+
 use std::sync::Arc;
 
 use chime_core::{Error, Job, JobId, JobOptions, JobState, Result, Run, RunId, RunKind, RunStatus, Trigger};

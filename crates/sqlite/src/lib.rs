@@ -55,10 +55,10 @@ use chime_core::{
 use jiff::{SignedDuration, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 
 use crate::rows::{IN_FLIGHT, JobRow, RunRow, encode, micros};
-use crate::writer::RunWrite;
+use crate::writer::SqliteBatch;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -76,7 +76,7 @@ pub struct SqliteStore {
     /// Run updates go to one writer task, which commits whatever has queued
     /// up in one transaction (group commit): a burst of runs costs a few
     /// transactions, not two per run.
-    run_writes: mpsc::UnboundedSender<RunWrite>,
+    run_writes: chime_sql::writer::RunWriter,
 }
 
 impl Drop for SqliteStore {
@@ -191,8 +191,10 @@ impl SqliteStore {
                 }
             }))
         };
-        let (run_writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run_writer(pool.clone(), shown.clone(), queue));
+        let run_writes = chime_sql::writer::RunWriter::spawn(
+            SqliteBatch { pool: pool.clone(), location: shown.clone() },
+            shown.clone(),
+        );
         tracing::info!(database = %shown, "sqlite store open");
         Ok(SqliteStore { pool, location: shown, changes, poller, run_writes })
     }
@@ -213,13 +215,7 @@ impl SqliteStore {
     /// Waits until every run update queued so far is committed, so that
     /// reads of run history see this store's own writes.
     async fn flush_runs(&self) -> Result<()> {
-        let (reply, outcome) = oneshot::channel();
-        self.run_writes.send((None, reply)).map_err(|_| self.writer_gone())?;
-        outcome.await.map_err(|_| self.writer_gone())?.into_result(None)
-    }
-
-    fn writer_gone(&self) -> Error {
-        Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false }
+        self.run_writes.flush().await
     }
 
     fn instant(&self, us: i64) -> Result<Timestamp> {
@@ -414,12 +410,7 @@ impl JobStore for SqliteStore {
     /// is not delayed by the write (a crash before that write leaves the run
     /// `pending` rather than `running`; the sweeper decides it either way).
     async fn update_run(&self, run: &Run) -> Result<()> {
-        let (reply, outcome) = oneshot::channel();
-        self.run_writes.send((Some(run.clone()), reply)).map_err(|_| self.writer_gone())?;
-        if !run.status.is_finished() {
-            return Ok(());
-        }
-        outcome.await.map_err(|_| self.writer_gone())?.into_result(Some(run))
+        self.run_writes.update(run).await
     }
 
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {

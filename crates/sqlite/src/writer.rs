@@ -1,119 +1,37 @@
-//! The group-commit run writer: run updates queue up and one task writes
-//! whatever has queued in one transaction, so a burst of runs costs a few
-//! transactions, not two per run.
-//!
-//! Every update is fenced: it applies only while the stored run is pending or
-//! running, held by the same node and lease epoch, and that lease still exists. A fenced-out finish is
-//! kept as the run's `late_result` and its caller gets `LeaseLost`.
-//!
-//! Nothing queued is lost while the process lives: a batch that fails with a
-//! transient error (a busy database) is tried again; one that fails for good
-//! is split, and each run written alone, so one bad row cannot lose the others.
-//! When the store is dropped the writer drains the queue before it stops.
+//! How SQLite writes a batch of run updates for chime-sql's group-commit
+//! writer: one multi-row fenced `UPDATE … FROM (VALUES …)`, the late results
+//! of fenced-out finishes, and the jobs' last run, in one transaction.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
 
-use chime_core::{Error, Run, RunId};
+use chime_core::{Result, Run, RunId};
+use chime_sql::writer::WriteBatch;
 use sqlx::{AssertSqlSafe, SqlitePool};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::rows::micros;
 use crate::store_error;
 
-/// Runs per group-commit transaction, at most.
-const MAX_RUN_BATCH: usize = 1024;
-
-/// How often a batch failing with a transient error is tried again before it is split.
-const TRANSIENT_RETRIES: u32 = 5;
-
-/// The outcome of one queued update, as its caller learns it.
-#[derive(Clone, Debug)]
-pub(crate) enum Written {
-    Applied,
-    /// Fenced out: the run is no longer held by its node and epoch.
-    LeaseLost,
-    Failed {
-        message: String,
-        transient: bool,
-    },
+/// The SQLite side of the writer.
+pub(crate) struct SqliteBatch {
+    pub(crate) pool: SqlitePool,
+    pub(crate) location: String,
 }
 
-impl Written {
-    pub(crate) fn into_result(self, run: Option<&Run>) -> chime_core::Result<()> {
-        match self {
-            Written::Applied => Ok(()),
-            Written::LeaseLost => Err(Error::LeaseLost {
-                node: run.and_then(|r| r.node.as_deref()).unwrap_or("").to_owned(),
-                epoch: run.and_then(|r| r.epoch).unwrap_or(0),
-            }),
-            Written::Failed { message, transient } => Err(Error::Store { message, transient }),
-        }
+impl WriteBatch for SqliteBatch {
+    fn write<'a>(&'a self, runs: &'a [&'a Run]) -> Pin<Box<dyn Future<Output = Result<Vec<bool>>> + Send + 'a>> {
+        Box::pin(async move {
+            write_runs(&self.pool, runs).await.map_err(|e| store_error(&self.location, "recording runs", &e))
+        })
     }
-}
-
-/// A run update (or, with `None`, a barrier: "tell me when everything queued
-/// before me is written") and where to send its outcome.
-pub(crate) type RunWrite = (Option<Run>, oneshot::Sender<Written>);
-
-/// The writer task: runs until every sender is dropped and the queue is empty.
-pub(crate) async fn run_writer(pool: SqlitePool, location: String, mut queue: mpsc::UnboundedReceiver<RunWrite>) {
-    let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MAX_RUN_BATCH).await > 0 {
-        let runs: Vec<&Run> = batch.iter().filter_map(|(run, _)| run.as_ref()).collect();
-        let outcomes = write_with_retries(&pool, &location, &runs).await;
-        let mut outcomes = outcomes.into_iter();
-        for (run, reply) in batch.drain(..) {
-            let outcome = match run {
-                Some(_) => outcomes.next().expect("one outcome per run"),
-                None => Written::Applied,
-            };
-            let _ = reply.send(outcome);
-        }
-    }
-}
-
-/// Writes a batch, trying again on transient errors and splitting it when it
-/// keeps failing. One outcome per run, in order.
-async fn write_with_retries(pool: &SqlitePool, location: &str, runs: &[&Run]) -> Vec<Written> {
-    if runs.is_empty() {
-        return Vec::new();
-    }
-    let mut tries = 0;
-    let error = loop {
-        match write_runs(pool, runs).await {
-            Ok(applied) => return applied,
-            Err(e) => {
-                let err = store_error(location, "recording runs", &e);
-                if err.is_transient() && tries < TRANSIENT_RETRIES {
-                    tries += 1;
-                    tracing::warn!(runs = runs.len(), error = %err, attempt = tries, "run history write failed; trying again");
-                    tokio::time::sleep(Duration::from_millis(50 << tries)).await;
-                    continue;
-                }
-                break err;
-            }
-        }
-    };
-    if runs.len() == 1 {
-        tracing::error!(run_id = %runs[0].id, job_id = %runs[0].job_id, error = %error, "run history write failed");
-        let transient = error.is_transient();
-        return vec![Written::Failed { message: error.to_string(), transient }];
-    }
-    // One bad row must not lose the others: write each alone.
-    tracing::warn!(runs = runs.len(), error = %error, "run history batch failed; writing its runs one by one");
-    let mut outcomes = Vec::with_capacity(runs.len());
-    for run in runs {
-        outcomes.extend(Box::pin(write_with_retries(pool, location, std::slice::from_ref(run))).await);
-    }
-    outcomes
 }
 
 /// One transaction: every update fenced by node, epoch and status, in
 /// multi-row statements; the jobs' last run and status from their latest
 /// applied finish. Within a batch only a run's latest update is written: it
 /// carries the whole run, so it applies exactly when the earlier ones would.
-async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<Written>> {
+async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
     let mut latest: HashMap<RunId, &Run> = HashMap::with_capacity(runs.len());
     for run in runs {
         latest.insert(run.id, run);
@@ -187,8 +105,5 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<Writte
         q.execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(runs
-        .iter()
-        .map(|run| if applied.contains(&run.id.to_string()) { Written::Applied } else { Written::LeaseLost })
-        .collect())
+    Ok(runs.iter().map(|run| applied.contains(&run.id.to_string())).collect())
 }
