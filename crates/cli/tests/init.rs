@@ -308,6 +308,7 @@ fn a_generated_project_builds_passes_its_tests_and_serves_its_two_jobs() {
         Ok(url) if !url.trim().is_empty() => {
             // A schema of this run's own, so the first start adds both jobs.
             let schema = format!("chime_init_{}_{}", std::process::id(), started.elapsed().as_nanos());
+            let _cleanup = common::DropSchema { url: url.clone(), schema: schema.clone() };
             let url = format!("{url}{}schema={schema}", if url.contains('?') { '&' } else { '?' });
             init_build_test_serve("postgres", &[("DATABASE_URL", &url)]);
         }

@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Server, json, wait_for};
+use common::{DropSchema, Server, json, wait_for};
 use jiff::{SignedDuration, Timestamp};
 
 const JOBS: usize = 200;
@@ -48,6 +48,7 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
         std::process::id(),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffffff
     );
+    let _cleanup = DropSchema { url: url.clone(), schema: schema.clone() };
     let sep = if url.contains('?') { '&' } else { '?' };
     let store = format!("{url}{sep}schema={schema}");
     let dir = tempfile::tempdir().unwrap();
@@ -155,11 +156,4 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
     let bound = SignedDuration::from_secs(1) + LEASE + SignedDuration::from_secs(1) + SLACK;
     eprintln!("longest time a job went without a successful run: {worst:#} (bound {bound:#}): {worst_job}");
     assert!(worst <= bound, "a job went {worst:#} without a successful run (bound {bound:#})");
-
-    let pool = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    pool.block_on(async {
-        use sqlx::Executor as _;
-        let pg = sqlx::PgPool::connect(&url).await.unwrap();
-        pg.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).await.unwrap();
-    });
 }

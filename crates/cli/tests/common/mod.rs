@@ -115,3 +115,24 @@ impl Server {
         assert!(Command::new("kill").args([signal, &self.pid()]).status().unwrap().success());
     }
 }
+
+/// Drops a PostgreSQL schema when it goes out of scope, even when the test
+/// panics: no test leaves its schema behind in a shared database.
+pub struct DropSchema {
+    pub url: String,
+    pub schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        rt.block_on(async {
+            use sqlx::Executor as _;
+            if let Ok(pool) = sqlx::PgPool::connect(&self.url).await {
+                let _ = pool
+                    .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema)))
+                    .await;
+            }
+        });
+    }
+}
