@@ -36,6 +36,25 @@ fn schema_name() -> String {
     format!("chime_test_{}_{:08x}", std::process::id(), fastrand::u32(..))
 }
 
+/// Drops the schemas when dropped, so a failing test leaves none behind.
+struct Cleanup {
+    url: String,
+    schemas: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let schemas = self.schemas.lock().unwrap().clone();
+        let url = self.url.clone();
+        // A runtime of its own: the test's may be gone or panicking.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(drop_schemas(&url, &schemas));
+        })
+        .join();
+    }
+}
+
 async fn drop_schemas(url: &str, schemas: &[String]) {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
     for s in schemas {
@@ -48,6 +67,7 @@ async fn drop_schemas(url: &str, schemas: &[String]) {
 async fn postgres_store_passes_the_suite() {
     let Some(url) = server().await else { return };
     let schemas: Arc<Mutex<Vec<String>>> = Arc::default();
+    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::clone(&schemas) };
     let (u, s) = (url.clone(), Arc::clone(&schemas));
     let harness = chime_storetest::Harness::new(move || {
         let schema = schema_name();
@@ -78,8 +98,6 @@ async fn postgres_store_passes_the_suite() {
         }
     });
     chime_storetest::run_all(harness).await;
-    let created = schemas.lock().unwrap().clone();
-    drop_schemas(&url, &created).await;
 }
 
 /// On the database's clock: a lease not renewed for its term is swept by
@@ -89,6 +107,7 @@ async fn postgres_store_passes_the_suite() {
 async fn leases_expire_on_the_databases_clock() {
     let Some(url) = server().await else { return };
     let schema = schema_name();
+    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
     let store = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
     let reg = |id: &str| NodeRegistration { id: Arc::from(id), host: "h".into(), pid: 1, version: "t".into() };
     let ttl = SignedDuration::from_millis(500);
@@ -104,8 +123,6 @@ async fn leases_expire_on_the_databases_clock() {
     assert!(store.renew_lease(&a, ttl, past).await.unwrap_err().is_lease_lost(), "a expired and was swept");
     let ids: Vec<String> = store.nodes().await.unwrap().into_iter().map(|n| n.id).collect();
     assert_eq!(ids, ["b"]);
-    drop(store);
-    drop_schemas(&url, &[schema]).await;
 }
 
 /// Ten stores opening one new schema at once all succeed (one migrates).
@@ -114,6 +131,7 @@ async fn leases_expire_on_the_databases_clock() {
 async fn ten_nodes_starting_at_once_migrate_once() {
     let Some(url) = server().await else { return };
     let schema = schema_name();
+    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
     let opens: Vec<_> = (0..10)
         .map(|_| {
             let (url, schema) = (url.clone(), schema.clone());
@@ -125,7 +143,6 @@ async fn ten_nodes_starting_at_once_migrate_once() {
     for open in opens {
         open.await.unwrap().expect("every node connects");
     }
-    drop_schemas(&url, &[schema]).await;
 }
 
 /// A change made through one store reaches another store's change signal
@@ -135,6 +152,7 @@ async fn ten_nodes_starting_at_once_migrate_once() {
 async fn a_change_on_one_node_wakes_the_others_at_once() {
     let Some(url) = server().await else { return };
     let schema = schema_name();
+    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
     let one = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
     let two = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
     // Let two's listener connect.
@@ -147,6 +165,4 @@ async fn a_change_on_one_node_wakes_the_others_at_once() {
     one.add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
     tokio::time::timeout(Duration::from_secs(2), changes.changed()).await.expect("woken by NOTIFY").unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
-    drop((one, two));
-    drop_schemas(&url, &[schema]).await;
 }
