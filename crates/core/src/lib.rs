@@ -60,6 +60,19 @@
 //! history. `resume_job` computes the next run from now, so resuming a job
 //! paused for a week does not unleash a week of runs.
 //!
+//! # Several schedulers, one store
+//!
+//! Every scheduler is a node with a [`Lease`] in its store, renewed by a
+//! heartbeat every third of [`SchedulerBuilder::node_lease`] (30 s by
+//! default). Runs record the node and lease epoch that claimed them, and
+//! every update of a run is fenced by them. When a node stops renewing (it
+//! died, froze, lost the store), any other node's sweeper marks its unfinished
+//! runs `abandoned`, or re-queues them as their next attempt when the job has
+//! retries left; the frozen node's late results are kept as `late_result`
+//! beside that decision. Dispatch is exactly once (a run row is unique per job
+//! and scheduled time); execution is at least once after a crash, so give
+//! tasks the run id as an idempotency key.
+//!
 //! # Time
 //!
 //! The engine reads time only from a [`Clock`]. [`ManualClock`] lets a test
