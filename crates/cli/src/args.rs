@@ -93,7 +93,7 @@ pub(crate) enum JobsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Print secrets (env values, credential headers) instead of "<redacted>".
+        /// Print secrets (env values, credential headers) instead of `<redacted>`.
         #[arg(long)]
         show_secrets: bool,
     },
@@ -105,7 +105,7 @@ pub(crate) enum JobsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Print secrets (env values, credential headers) instead of "<redacted>".
+        /// Print secrets (env values, credential headers) instead of `<redacted>`.
         #[arg(long)]
         show_secrets: bool,
     },
