@@ -20,30 +20,40 @@ pub(crate) async fn listen(
 ) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match listen_once(&connect, &channel, &changes).await {
-            Ok(()) => backoff = Duration::from_millis(200),
-            Err(e) => {
-                tracing::warn!(database = %shown, error = %e, retry_in = ?backoff, "listening for changes failed; polling meanwhile");
-                // While we cannot listen, changes are polled instead.
-                changes.send_modify(|n| *n += 1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(POLL);
-            }
+        let started = std::time::Instant::now();
+        let error = listen_once(&connect, &channel, &changes).await;
+        if started.elapsed() > POLL {
+            // It listened for a while: this is a new failure, not the same one again.
+            backoff = Duration::from_millis(200);
         }
+        tracing::warn!(database = %shown, %error, retry_in = ?backoff, "listening for changes failed; polling meanwhile");
+        // While we cannot listen, changes are polled instead.
+        changes.send_modify(|n| *n += 1);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(POLL);
     }
 }
 
-async fn listen_once(connect: &PgConnectOptions, channel: &str, changes: &watch::Sender<u64>) -> sqlx::Result<()> {
+/// Listens until the connection fails for good; returns why.
+async fn listen_once(connect: &PgConnectOptions, channel: &str, changes: &watch::Sender<u64>) -> sqlx::Error {
     // A pool of one connection just for listening; the listener reconnects itself.
-    let pool = PgPoolOptions::new().max_connections(1).connect_with(connect.clone()).await?;
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(channel).await?;
+    let pool = match PgPoolOptions::new().max_connections(1).connect_with(connect.clone()).await {
+        Ok(pool) => pool,
+        Err(e) => return e,
+    };
+    let mut listener = match PgListener::connect_with(&pool).await {
+        Ok(listener) => listener,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(channel).await {
+        return e;
+    }
     loop {
         match tokio::time::timeout(POLL, listener.try_recv()).await {
             Ok(Ok(Some(_))) => changes.send_modify(|n| *n += 1),
             // The connection was lost and re-established: notifications may be missing.
             Ok(Ok(None)) => changes.send_modify(|n| *n += 1),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e)) => return e,
             // Nothing for a while: wake anyway, in case one was lost.
             Err(_) => changes.send_modify(|n| *n += 1),
         }
