@@ -115,7 +115,7 @@ pub use crate::limits::{
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{
     ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,
-    host_name, swept_reason,
+    host_name, requested_run, sweep_run, swept_reason,
 };
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, max_instances_reason, plan_fire};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};

@@ -32,10 +32,10 @@ use crate::clock::later;
 use crate::error::{Error, Result};
 use crate::id::{JobId, RunId};
 use crate::job::Job;
-use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, swept_reason};
-use crate::plan::{max_instances_reason, plan_fire};
+use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, requested_run, sweep_run};
+use crate::plan::plan_fire;
 use crate::run::{JobStats, Run, RunQuery};
-use crate::status::{RunKind, RunStatus};
+use crate::status::RunStatus;
 use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
 
 /// A `HashMap` with foldhash: job ids are hashed on every claim and update.
@@ -388,28 +388,14 @@ impl JobStore for MemoryStore {
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
         let run = {
             let mut inner = self.lock();
-            let job = inner.jobs.get(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
-            let max_instances = job.options.max_instances;
             if let Some(lease) = lease
                 && !inner.holds(lease)
             {
                 return Err(lost(lease));
             }
-            let at = free_time(&inner, id, now);
+            let job = inner.jobs.get(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
             let running = inner.runs.get(id).map_or(0, |r| r.in_flight);
-            let run = if running >= max_instances {
-                let node = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
-                let mut run =
-                    Run::not_run(id.clone(), at, RunStatus::Skipped, max_instances_reason(max_instances), &node, now);
-                run.kind = RunKind::Manual;
-                run.node = lease.map(|l| Arc::clone(&l.node));
-                run
-            } else {
-                match lease {
-                    Some(lease) => Run::claimed(id.clone(), at, RunKind::Manual, lease),
-                    None => Run::requested(id.clone(), at),
-                }
-            };
+            let run = requested_run(job, running, free_time(&inner, id, now), now, lease);
             inner.record(run.clone(), self.history_limit);
             run
         };
@@ -523,21 +509,14 @@ impl JobStore for MemoryStore {
                 if nodes.get(&node).is_some_and(|row| Some(row.epoch) == run.epoch) {
                     continue;
                 }
-                let retry = jobs.get(&run.job_id).and_then(|j| j.options.retry.as_ref());
-                let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
-                run.error = Some(swept_reason(&node, run.started_at.is_some(), requeued));
-                if requeued {
-                    run.status = RunStatus::Pending;
-                    run.attempt = run.attempt.max(1);
-                    run.node = None;
-                    run.epoch = None;
+                let retry = jobs.get(&run.job_id).and_then(|j| j.options.retry.as_deref());
+                let decided = sweep_run(run, retry, now);
+                if decided.requeued {
                     unclaimed.insert((run.scheduled_for, run.id, run.job_id.clone()));
                 } else {
-                    run.status = RunStatus::Abandoned;
-                    run.finished_at = Some(now);
                     entry.in_flight = entry.in_flight.saturating_sub(1);
                 }
-                swept.push(SweptRun { run: run.clone(), node: node.to_string(), requeued });
+                swept.push(decided);
             }
         }
         for s in swept.iter().filter(|s| !s.requeued) {

@@ -31,7 +31,10 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::job::{Job, RetryPolicy};
+use crate::plan::max_instances_reason;
 use crate::run::Run;
+use crate::status::{RunKind, RunStatus};
 
 /// The default lease: a node not heard from for this long is taken for dead.
 pub const DEFAULT_NODE_LEASE: SignedDuration = SignedDuration::from_secs(30);
@@ -134,6 +137,45 @@ pub struct SweptRun {
     pub node: String,
     /// Whether it was re-queued (true) or abandoned.
     pub requeued: bool,
+}
+
+/// The sweeper's decision for one unfinished run whose lease is gone, the
+/// same in every store: re-queued (pending, held by no node, its attempt
+/// count kept) when `retry` has attempts left, else `abandoned` at `now`;
+/// either way with the reason. Returns the decision, the store writes `run`.
+pub fn sweep_run(run: &mut Run, retry: Option<&RetryPolicy>, now: Timestamp) -> SweptRun {
+    let node = run.node.as_deref().unwrap_or("").to_owned();
+    let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
+    run.error = Some(swept_reason(&node, run.started_at.is_some(), requeued));
+    if requeued {
+        run.status = RunStatus::Pending;
+        run.attempt = run.attempt.max(1);
+        run.node = None;
+        run.epoch = None;
+    } else {
+        run.status = RunStatus::Abandoned;
+        run.finished_at = Some(now);
+    }
+    SweptRun { run: run.clone(), node, requeued }
+}
+
+/// The run a run-now request records, the same in every store: a pending
+/// `manual` run for `at` (held by `lease`, or by no node yet), or, when
+/// `running` runs of the job are already in flight and that is its
+/// `max_instances`, a `skipped` one saying so.
+pub fn requested_run(job: &Job, running: u32, at: Timestamp, now: Timestamp, lease: Option<&Lease>) -> Run {
+    let max = job.options.max_instances;
+    if running >= max {
+        let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
+        let mut run = Run::not_run(job.id.clone(), at, RunStatus::Skipped, max_instances_reason(max), &node, now);
+        run.kind = RunKind::Manual;
+        run.node = lease.map(|l| Arc::clone(&l.node));
+        return run;
+    }
+    match lease {
+        Some(lease) => Run::claimed(job.id.clone(), at, RunKind::Manual, lease),
+        None => Run::requested(job.id.clone(), at),
+    }
 }
 
 /// The error text of a run whose node's lease ran out.

@@ -5,9 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chime_core::{
-    Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, RunKind, RunStatus, max_instances_reason, plan_fire,
-};
+use chime_core::{Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, plan_fire};
 use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RUN_VALUES, RunRow, bind_run, micros};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -280,19 +278,7 @@ impl PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(fail)?;
-        let max = job.options.max_instances;
-        let mut run = if running >= i64::from(max) {
-            let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
-            let mut run = Run::not_run(id.clone(), now, RunStatus::Skipped, max_instances_reason(max), &node, now);
-            run.kind = RunKind::Manual;
-            run.node = lease.map(|l| Arc::clone(&l.node));
-            run
-        } else {
-            match lease {
-                Some(lease) => Run::claimed(id.clone(), now, RunKind::Manual, lease),
-                None => Run::requested(id.clone(), now),
-            }
-        };
+        let mut run = chime_core::requested_run(&job, u32::try_from(running).unwrap_or(u32::MAX), now, now, lease);
         // Runs are unique per scheduled time: a second request in the same
         // microsecond takes the next free one.
         for _ in 0..1000 {

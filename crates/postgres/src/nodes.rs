@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use chime_core::{
-    Error, JobOptions, Lease, NodeInfo, NodeRegistration, Result, Run, RunStatus, SweptRun, swept_reason,
-};
+use chime_core::{Error, JobOptions, Lease, NodeInfo, NodeRegistration, Result, Run, SweptRun, sweep_run};
 use chime_sql::{IN_FLIGHT, RunRow};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::AssertSqlSafe;
@@ -181,16 +179,10 @@ impl PostgresStore {
                     continue;
                 }
             };
-            let node = run.node.as_deref().unwrap_or("").to_owned();
             let retry =
                 orphan.job_options.and_then(|o| serde_json::from_str::<JobOptions>(&o).ok()).and_then(|o| o.retry);
-            let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
-            run.error = Some(swept_reason(&node, run.started_at.is_some(), requeued));
-            if requeued {
-                run.status = RunStatus::Pending;
-                run.attempt = run.attempt.max(1);
-                run.node = None;
-                run.epoch = None;
+            let decided = sweep_run(&mut run, retry.as_deref(), now);
+            if decided.requeued {
                 sqlx::query(
                     "UPDATE chime_run SET status = 'pending', node = NULL, epoch = NULL, attempt = $1, error = $2 WHERE id = $3",
                 )
@@ -201,8 +193,6 @@ impl PostgresStore {
                 .await
                 .map_err(fail)?;
             } else {
-                run.status = RunStatus::Abandoned;
-                run.finished_at = Some(now);
                 sqlx::query("UPDATE chime_run SET status = 'abandoned', finished_at = $1, error = $2 WHERE id = $3")
                     .bind(now_us)
                     .bind(run.error.as_deref())
@@ -216,7 +206,7 @@ impl PostgresStore {
                     .await
                     .map_err(fail)?;
             }
-            swept.push(SweptRun { run, node, requeued });
+            swept.push(decided);
         }
         if swept.iter().any(|s| s.requeued) {
             self.notify(&mut *tx).await?;
