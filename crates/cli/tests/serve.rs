@@ -1,28 +1,14 @@
 //! `chime serve` and the job commands, run as a user would: the real binary
 //! in a temporary directory, a server in one process and the CLI in others.
 
+mod common;
+
 use std::io::Read as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
+
+use common::{chime, stderr, stdout};
 use std::time::{Duration, Instant};
-
-fn chime(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chime"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("CHIME_STORE")
-        .output()
-        .expect("the chime binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// A running `chime serve`: killed if a test fails before stopping it. Its
 /// stdout is collected by a thread; `http` is the API address it printed.

@@ -8,8 +8,9 @@ use jiff::SignedDuration;
 
 use super::{Inner, SchedulerState};
 use crate::clock::later;
-use crate::event::Event;
+use crate::event::{Event, Events};
 use crate::node::ClaimRequest;
+use crate::run::Run;
 use crate::status::{RunKind, RunStatus};
 use crate::store::Claim;
 
@@ -128,26 +129,7 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
     for run in runs {
         match run.status {
             RunStatus::Pending => inner.executor.dispatch(Arc::clone(&job), run),
-            RunStatus::Missed => {
-                let reason = run.error.clone().unwrap_or_default();
-                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run missed");
-                inner.events.emit(Event::RunMissed {
-                    job_id: job.id.clone(),
-                    run_id: run.id,
-                    scheduled_for: run.scheduled_for,
-                    reason,
-                });
-            }
-            RunStatus::Skipped => {
-                let reason = run.error.clone().unwrap_or_default();
-                tracing::warn!(job_id = %job.id, run_id = %run.id, scheduled_for = %run.scheduled_for, reason, "run skipped");
-                inner.events.emit(Event::RunSkipped {
-                    job_id: job.id.clone(),
-                    run_id: run.id,
-                    scheduled_for: run.scheduled_for,
-                    reason,
-                });
-            }
+            RunStatus::Missed | RunStatus::Skipped => report_not_run(&inner.events, &run),
             other => {
                 tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
             }
@@ -156,5 +138,18 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
     if fired && job.state.next_run_at.is_none() && !job.is_paused() {
         tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
         inner.events.emit(Event::JobFinished { job_id: job.id.clone() });
+    }
+}
+
+/// The event and log line of a run decided against (`missed` or `skipped`).
+pub(super) fn report_not_run(events: &Events, run: &Run) {
+    let reason = run.error.clone().unwrap_or_default();
+    let (job_id, run_id, scheduled_for) = (run.job_id.clone(), run.id, run.scheduled_for);
+    if run.status == RunStatus::Missed {
+        tracing::warn!(%job_id, %run_id, %scheduled_for, reason, "run missed");
+        events.emit(Event::RunMissed { job_id, run_id, scheduled_for, reason });
+    } else {
+        tracing::warn!(%job_id, %run_id, %scheduled_for, reason, "run skipped");
+        events.emit(Event::RunSkipped { job_id, run_id, scheduled_for, reason });
     }
 }

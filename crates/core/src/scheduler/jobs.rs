@@ -231,16 +231,7 @@ impl Scheduler {
         };
         let run = self.inner.store.request_run(&job.id, self.inner.clock.now(), lease.as_ref()).await?;
         match run.status {
-            RunStatus::Skipped => {
-                let reason = run.error.clone().unwrap_or_default();
-                tracing::warn!(job_id = %job.id, run_id = %run.id, reason, "requested run skipped");
-                self.inner.events.emit(Event::RunSkipped {
-                    job_id: job.id.clone(),
-                    run_id: run.id,
-                    scheduled_for: run.scheduled_for,
-                    reason,
-                });
-            }
+            RunStatus::Skipped => super::engine::report_not_run(&self.inner.events, &run),
             _ if lease.is_some() => {
                 tracing::info!(job_id = %job.id, run_id = %run.id, "run requested; running it here");
                 self.inner.executor.dispatch(Arc::new(job), run.clone());
