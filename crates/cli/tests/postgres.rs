@@ -68,18 +68,28 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
         json(d, &["nodes", "--store", &store]).as_array().is_some_and(|n| n.len() == 3)
     });
     let from = Timestamp::now() + SignedDuration::from_secs(2);
-    // Each blow lands while the node holds runs in flight.
-    let busy = |node: &str| {
-        wait_for(&format!("{node} to hold runs"), Duration::from_secs(20), || {
-            json(d, &["nodes", "--store", &store])
+    // Each blow lands while the node holds runs in flight. The node is frozen
+    // first and its runs counted from the store while it cannot change them:
+    // a count taken before the signal could be stale by the time it lands
+    // (the runs last 300 ms of every second). A frozen node's rows stay as
+    // they are until its lease runs out, so a count of zero means thaw and
+    // try again a moment later.
+    let freeze_holding_runs = |server: &Server, node: &str| {
+        wait_for(&format!("{node} to be frozen holding runs"), Duration::from_secs(30), || {
+            server.signal("-STOP");
+            let holds = json(d, &["nodes", "--store", &store])
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|n| n["id"] == node && n["running"].as_u64().is_some_and(|r| r > 0))
+                .any(|n| n["id"] == node && n["running"].as_u64().is_some_and(|r| r > 0));
+            if !holds {
+                server.signal("-CONT");
+            }
+            holds
         })
     };
     std::thread::sleep(Duration::from_secs(3));
-    busy("node-a");
+    freeze_holding_runs(&a, "node-a");
     a.signal("-KILL");
     drop(a);
     // One blow at a time: node-a is swept, and its jobs run again, before node-b freezes.
@@ -87,8 +97,7 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
         !json(d, &["nodes", "--store", &store]).as_array().unwrap().iter().any(|n| n["id"] == "node-a")
     });
     std::thread::sleep(Duration::from_secs(3));
-    busy("node-b");
-    b.signal("-STOP");
+    freeze_holding_runs(&b, "node-b");
     // Three leases: without a sweeper, node-b's runs would hold their jobs this long.
     std::thread::sleep(Duration::from_secs(3 * LEASE.as_secs() as u64));
     b.signal("-CONT");
