@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-cargo build --release -q -p chime-cli
+cargo build --release -q --bin chime
 chime="$repo/target/release/chime"
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT

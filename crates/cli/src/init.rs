@@ -3,8 +3,10 @@
 //! the jobs' schedules on virtual time. The files are the templates under
 //! `templates/init/`, embedded in the binary.
 //!
-//! chime is not published on crates.io yet (the names `chime` and
-//! `chime-cli` there belong to other projects), so a generated project
+//! chime's packages are `chime-scheduler` (the library, still `use chime`)
+//! and `chime-scheduler-cli` (the `chime` binary): the names `chime` and
+//! `chime-cli` on crates.io belong to other projects. They are not
+//! published yet, so a generated project
 //! depends on a chime checkout by path: the one this binary was built from,
 //! or `--chime-path`. Without either, `init` refuses rather than depend on
 //! someone else's crate.
@@ -39,6 +41,8 @@ const RESERVED: &[&str] = &[
     "chime-web",
     "chime-tasks",
     "chime-cli",
+    "chime-scheduler",
+    "chime-scheduler-cli",
     "chime-storetest",
     "tokio",
     "anyhow",
@@ -86,9 +90,14 @@ pub(crate) fn name_problem(name: &str) -> Option<String> {
     None
 }
 
-/// Whether `dir` is a chime checkout: it holds the facade crate.
+/// The package name of chime's facade crate (its library is still `chime`).
+const FACADE: &str = "chime-scheduler";
+
+/// Whether `dir` is a chime checkout: it holds the facade crate, by its
+/// package name (a `crates/chime` of another project is not one).
 fn is_checkout(dir: &Path) -> bool {
-    dir.join("crates/chime/Cargo.toml").is_file()
+    std::fs::read_to_string(dir.join("crates/chime/Cargo.toml"))
+        .is_ok_and(|manifest| manifest.lines().any(|l| l.trim() == format!("name = \"{FACADE}\"")))
 }
 
 /// The chime checkout to depend on: `--chime-path`, else the one this binary
@@ -97,7 +106,7 @@ fn checkout(given: Option<&Path>) -> Result<PathBuf, CliError> {
     if let Some(dir) = given {
         if !is_checkout(dir) {
             return Err(CliError::Usage(format!(
-                "--chime-path {}: not a chime checkout (there is no crates/chime/Cargo.toml in it)",
+                "--chime-path {}: not a chime checkout (there is no crates/chime/Cargo.toml naming the package {FACADE:?} in it)",
                 dir.display()
             )));
         }
@@ -298,7 +307,9 @@ mod tests {
                 .text
         };
         let memory = manifest(InitStore::Memory);
-        assert!(memory.contains(r#"chime = { path = "/src/chime/crates/chime", features = ["web", "tasks"] }"#));
+        assert!(memory.contains(
+            r#"chime = { package = "chime-scheduler", path = "/src/chime/crates/chime", features = ["web", "tasks"] }"#
+        ));
         assert!(memory.contains("\n[workspace]\n"));
         assert!(manifest(InitStore::Sqlite).contains(r#"features = ["sqlite", "web", "tasks"]"#));
         assert!(manifest(InitStore::Postgres).contains(r#"features = ["postgres", "web", "tasks"]"#));

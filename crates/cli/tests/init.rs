@@ -1,8 +1,8 @@
-//! `chime init`: its refusals, and the project it writes, built and tested
-//! with `cargo test --offline` on the workspace's target directory (so the
-//! compiled dependencies are reused) and the workspace's `Cargo.lock` (so
-//! nothing is downloaded), then served until `/health` answers and the API
-//! lists the two jobs, and stopped with SIGTERM.
+//! `chime init`: its refusals, and the project it writes, tested with
+//! `make test` on the workspace's target directory (so the compiled
+//! dependencies are reused), offline, with the workspace's `Cargo.lock` (so
+//! nothing is downloaded), then run with `make serve` until `/health`
+//! answers and the API lists the two jobs, and stopped with SIGTERM.
 
 mod common;
 
@@ -91,6 +91,12 @@ fn a_chime_path_that_is_not_a_checkout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = chime(dir.path(), &["init", "my-app", "--chime-path", dir.path().to_str().unwrap()]);
     refused(&out, &["not a chime checkout", "crates/chime/Cargo.toml"]);
+    // A crates/chime of another project (the `chime` on crates.io, say) is not one either.
+    std::fs::create_dir_all(dir.path().join("crates/chime")).unwrap();
+    std::fs::write(dir.path().join("crates/chime/Cargo.toml"), "[package]\nname = \"chime\"\nversion = \"0.6.0\"\n")
+        .unwrap();
+    let out = chime(dir.path(), &["init", "my-app", "--chime-path", dir.path().to_str().unwrap()]);
+    refused(&out, &["not a chime checkout", "\"chime-scheduler\""]);
     assert!(!dir.path().join("my-app").exists());
 }
 
@@ -104,7 +110,7 @@ fn the_project_depends_on_the_checkout_by_path_in_a_workspace_of_its_own() {
     let facade = workspace().join("crates/chime");
     assert!(
         manifest.contains(&format!(
-            r#"chime = {{ path = "{}", features = ["sqlite", "web", "tasks"] }}"#,
+            r#"chime = {{ package = "chime-scheduler", path = "{}", features = ["sqlite", "web", "tasks"] }}"#,
             facade.display()
         )),
         "{manifest}"
@@ -180,7 +186,9 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
 }
 
-/// A running generated service, killed when dropped; its stdout collected.
+/// `make serve` running in a process group of its own, the whole group
+/// killed when dropped (so a failed test leaves no service behind); its
+/// stdout collected.
 struct Service {
     child: std::process::Child,
     out: std::sync::Arc<std::sync::Mutex<String>>,
@@ -188,7 +196,8 @@ struct Service {
 
 impl Service {
     fn spawn(mut command: Command) -> Service {
-        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        use std::os::unix::process::CommandExt as _;
+        let mut child = command.process_group(0).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
         let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (stdout, collected) = (child.stdout.take().unwrap(), std::sync::Arc::clone(&out));
         std::thread::spawn(move || {
@@ -207,23 +216,34 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ =
+            Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
         let _ = self.child.wait();
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The pid of `parent`'s one child process (`make serve`'s service: `cargo
+/// run` execs the binary in its own place).
+fn only_child(parent: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    let mut pids = children.split_whitespace().map(|p| p.parse::<u32>().unwrap());
+    let pid = pids.next()?;
+    assert!(pids.next().is_none(), "make serve started more than one process: {children}");
+    Some(pid)
 }
 
-/// Starts the generated binary on a free port, waits for `/health` and the
-/// two jobs in the API, stops it with SIGTERM; returns what it printed.
-fn serve_and_stop(project: &Path, bin: &Path, env: &[(&str, &str)]) -> String {
-    let port = free_port();
-    let mut command = Command::new(bin);
+/// `make serve` in `project` on a port the service picks (`PORT=0`): waits
+/// for `/health` and the two jobs in the API, stops the service with SIGTERM
+/// as Ctrl-C or a container runtime would, and returns what it printed.
+/// `make` exits with the service's status, so a clean stop is a clean exit.
+fn make_serve_and_stop(project: &Path, env: &[(&str, &str)]) -> String {
+    let mut command = Command::new("make");
     command
+        .arg("serve")
         .current_dir(project)
-        .env("PORT", port.to_string())
+        .env("PORT", "0")
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_NET_OFFLINE", "true")
         .env_remove("DATABASE_URL")
         .env_remove("CHIME_STORE")
         .env_remove("CHIME_API_TOKEN")
@@ -231,9 +251,16 @@ fn serve_and_stop(project: &Path, bin: &Path, env: &[(&str, &str)]) -> String {
     for (k, v) in env {
         command.env(k, v);
     }
-    let mut server = Service::spawn(command);
+    let mut make = Service::spawn(command);
+    let mut port = 0;
+    wait_for("the service to say where it listens", Duration::from_secs(120), || {
+        assert!(make.child.try_wait().unwrap().is_none(), "make serve exited: {}", make.output());
+        let out = make.output();
+        let Some(rest) = out.split("dashboard on http://127.0.0.1:").nth(1) else { return false };
+        port = rest.split('/').next().unwrap().parse().unwrap();
+        true
+    });
     wait_for("/health to answer 200", Duration::from_secs(30), || {
-        assert!(server.child.try_wait().unwrap().is_none(), "the service exited: {}", server.output());
         http_get(port, "/health").is_some_and(|(status, _)| status == 200)
     });
     let (status, body) = http_get(port, "/api/v1/jobs").unwrap();
@@ -242,14 +269,12 @@ fn serve_and_stop(project: &Path, bin: &Path, env: &[(&str, &str)]) -> String {
     let mut ids: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, ["daily_report", "temp_cleanup"], "{body}");
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "stopped cleanly: {status:?}\n{}", server.output());
-    std::thread::sleep(Duration::from_millis(100));
-    let out = server.output();
-    assert!(out.contains("stopped"), "{out}");
-    out
+    let service = only_child(make.child.id()).expect("make serve runs the service");
+    assert!(Command::new("kill").args(["-TERM", &service.to_string()]).status().unwrap().success());
+    let status = make.child.wait().unwrap();
+    assert!(status.success(), "make serve stopped cleanly: {status:?}\n{}", make.output());
+    wait_for("the service's last line", Duration::from_secs(5), || make.output().contains("stopped\n"));
+    make.output()
 }
 
 /// `chime init NAME --store STORE` in a temporary folder, then its tests and
@@ -277,7 +302,17 @@ fn init_build_test_serve(store: &str, env: &[(&str, &str)]) {
         assert!(out.status.success(), "cargo {args:?} in {name}:\n{}\n{}", stdout(&out), stderr(&out));
         stdout(&out)
     };
-    let tests = cargo(&["test", "--offline"]);
+    let make_test = Command::new("make")
+        .arg("test")
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .env("CARGO_NET_OFFLINE", "true")
+        .env_remove("DATABASE_URL")
+        .env_remove("SCHEDULER_FORCE_UPDATE")
+        .output()
+        .unwrap();
+    let tests = stdout(&make_test);
+    assert!(make_test.status.success(), "make test in {name}:\n{tests}\n{}", stderr(&make_test));
     assert!(tests.contains("test a_day_runs_the_report_once_at_nine_and_the_cleanup_six_times ... ok"), "{tests}");
     let built = started.elapsed();
     // `make check` formats with the default rustfmt settings: the templates are formatted so.
@@ -285,12 +320,11 @@ fn init_build_test_serve(store: &str, env: &[(&str, &str)]) {
         cargo(&["fmt", "--check"]);
     }
 
-    let bin = target_dir().join("debug").join(&name);
-    let first = serve_and_stop(&project, &bin, env);
+    let first = make_serve_and_stop(&project, env);
     assert!(first.contains("jobs synced: added 2, updated 0, kept 0, orphaned 0"), "{first}");
     if store != "memory" {
         // The jobs survived the restart: nothing to add.
-        let second = serve_and_stop(&project, &bin, env);
+        let second = make_serve_and_stop(&project, env);
         assert!(second.contains("jobs synced: added 0, updated 0, kept 2, orphaned 0"), "{second}");
     }
     eprintln!(
