@@ -1,26 +1,35 @@
 //! The conformance suite every chime `JobStore` must pass: the same tests,
-//! run on `MemoryStore`, `SqliteStore` and (later) `PostgresStore`.
+//! run on `MemoryStore`, `SqliteStore` and `PostgresStore`.
+//!
+//! In a store's `tests/conformance.rs`:
 //!
 //! ```no_run
-//! # async fn example() {
-//! use chime_core::MemoryStore;
 //! use std::sync::Arc;
+//! use chime_core::{JobStore, MemoryStore};
+//! use chime_storetest::Harness;
 //!
-//! chime_storetest::run_all(chime_storetest::Harness::new(|| async {
-//!     Arc::new(MemoryStore::new()) as Arc<dyn chime_core::JobStore>
-//! }))
-//! .await;
-//! # }
+//! /// A fresh harness per test; `None` skips (a server that is not configured).
+//! async fn harness() -> Option<Harness> {
+//!     Some(Harness::new(|| async { Arc::new(MemoryStore::new()) as Arc<dyn JobStore> }))
+//! }
+//!
+//! chime_storetest::conformance_tests!(harness);
+//! # fn main() {}
 //! ```
+//!
+//! That is one `#[tokio::test]` per case (`cargo test` lists
+//! `crud_and_conflict_policies`, `concurrent_claims_never_overlap`, ...), so
+//! the first failure hides none of the others. Attributes written before the
+//! harness (`#[cfg_attr(..., ignore = "...")]`) go on every test.
 //!
 //! # Overview
 //!
 //! Each test gets a fresh, empty store from the harness's factory and
 //! panics with a message naming the store's behaviour on failure. Stores
 //! whose rows can be corrupted from outside (SQL stores) also pass a
-//! `corrupt` hook so the suite can check that a job whose stored trigger or
-//! arguments no longer parse is kept and reported, never deleted, and does
-//! not stop claims.
+//! `corrupt` hook and call [`corrupt_row_tests!`], which checks that a job
+//! whose stored trigger no longer parses is kept and reported, never
+//! deleted, and does not stop claims.
 //!
 //! # Crate features
 //!
@@ -30,11 +39,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use chime_core::{
-    Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, RetryPolicy, Run,
-    RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
-};
-use jiff::{SignedDuration, Timestamp};
+use chime_core::{JobId, JobStore};
+
+pub mod cases;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type MakeStore = Box<dyn Fn() -> BoxFuture<Arc<dyn JobStore>> + Send + Sync>;
@@ -43,7 +50,7 @@ type CorruptJob = Box<dyn Fn(Arc<dyn JobStore>, JobId) -> BoxFuture<()> + Send +
 /// Makes fresh stores for the suite, and optionally corrupts a stored job.
 pub struct Harness {
     make: MakeStore,
-    corrupt: Option<CorruptJob>,
+    pub(crate) corrupt: Option<CorruptJob>,
 }
 
 impl Harness {
@@ -67,634 +74,59 @@ impl Harness {
         self
     }
 
-    async fn store(&self) -> Arc<dyn JobStore> {
+    pub(crate) async fn store(&self) -> Arc<dyn JobStore> {
         (self.make)().await
     }
 }
 
-/// Runs every test of the suite, one fresh store each.
-pub async fn run_all(h: Harness) {
-    crud_and_conflict_policies(&h).await;
-    version_checks(&h).await;
-    acquire_due_claims_each_due_job_once(&h).await;
-    concurrent_claims_never_overlap(&h).await;
-    claims_apply_plan_fire(&h).await;
-    pause_and_resume_survive_a_read(&h).await;
-    runs_move_through_every_status(&h).await;
-    history_filters_and_pages(&h).await;
-    stats_add_up(&h).await;
-    retention_prunes_finished_runs(&h).await;
-    the_change_signal_fires(&h).await;
-    an_unknown_task_name_is_kept(&h).await;
-    nodes_register_renew_and_release(&h).await;
-    max_instances_holds_across_nodes(&h).await;
-    an_expired_lease_is_swept_exactly_once(&h).await;
-    a_swept_run_with_retries_left_is_requeued(&h).await;
-    request_run_is_atomic(&h).await;
-    requested_runs_are_claimed_by_a_node_with_the_task(&h).await;
-    if h.corrupt.is_some() {
-        a_corrupt_job_is_kept_and_reported(&h).await;
-    }
-}
-
-const T0: &str = "2026-01-01T00:00:00Z";
-
-fn ts(s: &str) -> Timestamp {
-    s.parse().unwrap()
-}
-
-fn at(minutes: i64) -> Timestamp {
-    ts(T0) + SignedDuration::from_mins(minutes)
-}
-
-fn id(s: &str) -> JobId {
-    JobId::new(s).unwrap()
-}
-
-/// A job every `every` minutes whose first run is `first` minutes after T0.
-fn job(name: &str, every: i64, first: i64) -> Job {
-    let mut job = Job::new(name, "task", Trigger::every(&format!("{every}m")).unwrap()).unwrap();
-    job.trigger.resolve(at(first - every), &Zone::utc());
-    job.state.next_run_at = Some(at(first));
-    job.args = serde_json::json!({"n": 1, "nested": {"list": [1, 2, 3]}});
-    job
-}
-
-async fn add(store: &Arc<dyn JobStore>, job: Job) -> Job {
-    store.add_job(job, ConflictPolicy::Error).await.expect("add_job")
-}
-
-/// The lease every test node takes.
-const TTL: SignedDuration = SignedDuration::from_secs(30);
-
-/// The tasks every test node has.
-fn tasks() -> Vec<Arc<str>> {
-    vec![Arc::from("task")]
-}
-
-fn registration(name: &str) -> NodeRegistration {
-    NodeRegistration { id: Arc::from(name), host: "test-host".into(), pid: 4242, version: "test".into() }
-}
-
-/// Registers node `name` at T0.
-async fn lease(store: &Arc<dyn JobStore>, name: &str) -> Lease {
-    store.register_node(&registration(name), TTL, at(0)).await.expect("register_node")
-}
-
-/// A claim by `lease` at `now` of the tasks in [`tasks`].
-async fn claim(store: &Arc<dyn JobStore>, lease: &Lease, now: Timestamp, limit: usize) -> Vec<Claim> {
-    let tasks = tasks();
-    store.acquire_due(&ClaimRequest { now, limit, lease, ttl: TTL, tasks: &tasks }).await.expect("acquire_due")
-}
-
-async fn crud_and_conflict_policies(h: &Harness) {
-    let store = h.store().await;
-    let added = add(&store, job("a", 60, 60).with_name("A")).await;
-    assert_eq!(added.state.version, 1, "a new job has version 1");
-    let got = store.get_job(&id("a")).await.unwrap().expect("the job just added");
-    assert_eq!(got, added, "get_job returns what add_job stored, field for field");
-    assert_eq!(store.get_job(&id("missing")).await.unwrap(), None);
-
-    let err = store.add_job(job("a", 5, 5), ConflictPolicy::Error).await.unwrap_err();
-    assert!(err.is_conflict(), "adding a taken id with Error must conflict: {err}");
-    let kept = store.add_job(job("a", 5, 5), ConflictPolicy::KeepExisting).await.unwrap();
-    assert_eq!(kept.name(), "A", "KeepExisting returns the stored job");
-    let replaced = store.add_job(job("a", 5, 5).with_name("A2"), ConflictPolicy::Replace).await.unwrap();
-    assert_eq!((replaced.name(), replaced.state.version), ("A2", 2), "Replace stores the new job, version + 1");
-    assert_eq!(store.get_job(&id("a")).await.unwrap().unwrap().name(), "A2");
-
-    add(&store, job("c", 60, 60)).await;
-    add(&store, job("b", 60, 60)).await;
-    let ids: Vec<String> =
-        store.list_jobs(&JobFilter::default()).await.unwrap().iter().map(|j| j.id.to_string()).collect();
-    assert_eq!(ids, ["a", "b", "c"], "list_jobs orders by id");
-    let page = store.list_jobs(&JobFilter { limit: Some(1), offset: 1, ..JobFilter::default() }).await.unwrap();
-    assert_eq!(page.len(), 1);
-    assert_eq!(page[0].id.as_str(), "b", "list_jobs pages");
-
-    let removed = store.remove_job(&id("b")).await.unwrap();
-    assert_eq!(removed.id.as_str(), "b");
-    assert!(store.get_job(&id("b")).await.unwrap().is_none());
-    assert!(store.remove_job(&id("b")).await.unwrap_err().is_not_found());
-}
-
-async fn version_checks(h: &Harness) {
-    let store = h.store().await;
-    let stored = add(&store, job("v", 60, 60)).await;
-    let mut first = stored.clone();
-    first.name = Some("first".into());
-    let updated = store.update_job(first).await.unwrap();
-    assert_eq!(updated.state.version, stored.state.version + 1);
-    let mut stale = stored.clone();
-    stale.name = Some("stale".into());
-    let err = store.update_job(stale).await.unwrap_err();
-    assert!(err.is_conflict(), "an update from a stale version must conflict: {err}");
-    assert_eq!(store.get_job(&id("v")).await.unwrap().unwrap().name(), "first", "the stale write changed nothing");
-    let mut ghost = job("ghost", 60, 60);
-    ghost.state.version = 1;
-    assert!(store.update_job(ghost).await.unwrap_err().is_not_found());
-}
-
-async fn acquire_due_claims_each_due_job_once(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("due-early", 60, 10)).await;
-    add(&store, job("due-late", 60, 20)).await;
-    add(&store, job("not-due", 60, 90)).await;
-    let n1 = lease(&store, "node-1").await;
-    let claims = claim(&store, &n1, at(30), 10).await;
-    let ids: Vec<&str> = claims.iter().map(|c| c.job.id.as_str()).collect();
-    assert_eq!(ids, ["due-early", "due-late"], "due jobs, earliest first, and only those");
-    for c in &claims {
-        assert_eq!(c.runs.len(), 1);
-        assert_eq!(c.runs[0].status, RunStatus::Pending);
-        assert_eq!(c.runs[0].node.as_deref(), Some("node-1"));
-        assert_eq!(c.runs[0].epoch, Some(n1.epoch), "a claimed run records its node's lease epoch");
-        assert!(c.job.state.next_run_at.unwrap() > at(30), "the claim advanced the next run");
-    }
-    assert_eq!(
-        store.get_job(&id("due-early")).await.unwrap().unwrap().state.next_run_at,
-        Some(at(70)),
-        "the advanced next run is stored"
-    );
-    assert!(claim(&store, &n1, at(30), 10).await.is_empty(), "a claimed time is not claimed again");
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(70)));
-    let version = store.get_job(&id("due-early")).await.unwrap().unwrap().state.version;
-    assert_eq!(version, 1, "a claim advances the next fire time without bumping the definition's version");
-
-    // The limit holds.
-    let store = h.store().await;
-    for i in 0..5 {
-        add(&store, job(&format!("j{i}"), 60, i)).await;
-    }
-    let n = lease(&store, "n").await;
-    assert_eq!(claim(&store, &n, at(30), 3).await.len(), 3);
-    assert_eq!(claim(&store, &n, at(30), 3).await.len(), 2);
-    assert!(claim(&store, &n, at(30), 0).await.is_empty(), "a limit of 0 claims nothing");
-}
-
-async fn concurrent_claims_never_overlap(h: &Harness) {
-    let store = h.store().await;
-    for i in 0..50 {
-        add(&store, job(&format!("c{i:02}"), 60, i % 30)).await;
-    }
-    let mut tasks = Vec::new();
-    for n in 0..4 {
-        let s = Arc::clone(&store);
-        let node = lease(&store, &format!("node-{n}")).await;
-        tasks.push(tokio::spawn(async move {
-            let mut claimed = Vec::new();
-            loop {
-                let claims = claim(&s, &node, at(30), 7).await;
-                if claims.is_empty() {
-                    break;
-                }
-                claimed
-                    .extend(claims.into_iter().flat_map(|c| c.runs).map(|r| (r.job_id.to_string(), r.scheduled_for)));
-            }
-            claimed
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    let total = all.len();
-    all.sort();
-    all.dedup();
-    assert_eq!(all.len(), total, "no scheduled time was claimed twice");
-    assert_eq!(total, 50, "every due time was claimed");
-}
-
-async fn claims_apply_plan_fire(h: &Harness) {
-    let store = h.store().await;
-    let mut late = job("late", 10, 10).with_misfire_grace_time(SignedDuration::from_mins(25));
-    late.state.next_run_at = Some(at(10));
-    let expected = plan_fire(&late, at(60), 0);
-    add(&store, late).await;
-    let n = lease(&store, "n").await;
-    let claims = claim(&store, &n, at(60), 10).await;
-    let statuses: Vec<(Timestamp, RunStatus)> = claims[0].runs.iter().map(|r| (r.scheduled_for, r.status)).collect();
-    assert_eq!(
-        statuses,
-        [
-            (at(10), RunStatus::Missed),
-            (at(20), RunStatus::Missed),
-            (at(30), RunStatus::Missed),
-            (at(40), RunStatus::Missed),
-            (at(50), RunStatus::Missed),
-            (at(60), RunStatus::Pending),
-        ],
-        "the store wrote plan_fire's decisions: past grace, coalesced, run"
-    );
-    assert_eq!(claims[0].job.state.next_run_at, expected.next_run_at);
-    let missed = &claims[0].runs[0];
-    assert!(missed.error.as_deref().unwrap().contains("misfire grace time"), "{missed:?}");
-
-    // max_instances counts runs in flight across claims.
-    let store = h.store().await;
-    add(&store, job("busy", 10, 10)).await;
-    let n = lease(&store, "n").await;
-    let first = claim(&store, &n, at(10), 10).await;
-    assert_eq!(first[0].runs[0].status, RunStatus::Pending);
-    assert_eq!(store.count_running(&id("busy")).await.unwrap(), 1);
-    let second = claim(&store, &n, at(20), 10).await;
-    assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "a second instance beyond max_instances is skipped");
-    let history = store.history(&RunQuery::default()).await.unwrap();
-    assert_eq!(history.len(), 2, "the skipped time is a history row too");
-}
-
-async fn pause_and_resume_survive_a_read(h: &Harness) {
-    let store = h.store().await;
-    let mut j = add(&store, job("p", 10, 10)).await;
-    j.state.paused = Some("maintenance window".into());
-    j.state.next_run_at = None;
-    let j = store.update_job(j).await.unwrap();
-    let n = lease(&store, "n").await;
-    assert!(claim(&store, &n, at(100), 10).await.is_empty(), "a paused job is never claimed");
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), None);
-    let read = store.get_job(&id("p")).await.unwrap().unwrap();
-    assert_eq!(read.state.paused.as_deref(), Some("maintenance window"));
-    assert_eq!(store.list_jobs(&JobFilter { paused: Some(true), ..JobFilter::default() }).await.unwrap().len(), 1);
-    assert_eq!(store.list_jobs(&JobFilter { paused: Some(false), ..JobFilter::default() }).await.unwrap().len(), 0);
-    let mut resumed = j;
-    resumed.state.paused = None;
-    resumed.state.next_run_at = Some(at(110));
-    store.update_job(resumed).await.unwrap();
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(110)));
-}
-
-fn finished(mut run: Run, status: RunStatus, start: i64, secs: i64) -> Run {
-    run.status = status;
-    run.attempt = 1;
-    run.started_at = Some(at(start));
-    run.finished_at = Some(at(start) + SignedDuration::from_secs(secs));
-    if status != RunStatus::Succeeded {
-        run.error = Some(format!("{status} at {start}"));
-    }
-    run
-}
-
-async fn runs_move_through_every_status(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("r", 10, 10)).await;
-    let n = lease(&store, "n").await;
-    for (i, status) in RunStatus::ALL.into_iter().enumerate() {
-        let run = Run::claimed(id("r"), at(i as i64), RunKind::Manual, &n);
-        store.insert_run(run.clone()).await.unwrap();
-        let mut running = run.clone();
-        running.status = RunStatus::Running;
-        running.started_at = Some(at(i as i64));
-        running.attempt = 1;
-        store.update_run(&running).await.unwrap();
-        let mut done = running.clone();
-        done.status = status;
-        if status.is_finished() {
-            done.finished_at = Some(at(i as i64) + SignedDuration::from_secs(3));
-            done.error = Some("é".repeat(10));
-            done.output = Some(format!("line 1\nline {i}"));
+/// One `#[tokio::test]` per case of the suite, each on the harness the
+/// async fn `$harness` makes (`async fn() -> Option<Harness>`; `None` ends
+/// the test early, for a store whose server is not configured). Attributes
+/// before the name go on every test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($(#[$attr:meta])* $harness:ident) => {
+        $crate::conformance_tests!(@cases [$(#[$attr])*] $harness;
+            crud_and_conflict_policies,
+            version_checks,
+            acquire_due_claims_each_due_job_once,
+            concurrent_claims_never_overlap,
+            claims_apply_plan_fire,
+            pause_and_resume_survive_a_read,
+            runs_move_through_every_status,
+            history_filters_and_pages,
+            stats_add_up,
+            retention_prunes_finished_runs,
+            the_change_signal_fires,
+            an_unknown_task_name_is_kept,
+            nodes_register_renew_and_release,
+            max_instances_holds_across_nodes,
+            an_expired_lease_is_swept_exactly_once,
+            a_swept_run_with_retries_left_is_requeued,
+            request_run_is_atomic,
+            requested_runs_are_claimed_by_a_node_with_the_task
+        );
+    };
+    (@cases $attrs:tt $harness:ident; $($case:ident),+ $(,)?) => {
+        $( $crate::conformance_tests!(@case $attrs $harness $case); )+
+    };
+    (@case [$(#[$attr:meta])*] $harness:ident $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $case() {
+            let Some(harness) = $harness().await else { return };
+            $crate::cases::$case(&harness).await;
         }
-        store.update_run(&done).await.unwrap();
-        let back =
-            store.history(&RunQuery { job_id: Some(id("r")), limit: Some(1), ..RunQuery::default() }).await.unwrap();
-        assert_eq!(back[0], done, "a run in status {status} reads back exactly");
-    }
-    let dup = Run::claimed(id("r"), at(0), RunKind::Manual, &n);
-    assert!(store.insert_run(dup).await.unwrap_err().is_conflict(), "a second run for one scheduled time conflicts");
-    let j = store.get_job(&id("r")).await.unwrap().unwrap();
-    assert_eq!(j.state.last_status, Some(RunStatus::Cancelled), "finishing a run sets the job's last status");
-    assert_eq!(j.state.last_run_at, Some(at(8)));
-    assert_eq!(store.count_running(&id("r")).await.unwrap(), 2, "the pending and running runs are in flight");
-
-    // A run whose node holds no lease cannot be updated: only a sweeper decides it.
-    let unleased = Run::pending(id("r"), at(100), RunKind::Manual, &Arc::from("ghost"));
-    store.insert_run(unleased.clone()).await.unwrap();
-    let mut done = unleased.clone();
-    done.status = RunStatus::Succeeded;
-    done.finished_at = Some(at(101));
-    assert!(store.update_run(&done).await.unwrap_err().is_lease_lost(), "an update without a lease is fenced out");
+    };
 }
 
-async fn history_filters_and_pages(h: &Harness) {
-    let store = h.store().await;
-    let node: Arc<str> = Arc::from("n");
-    for name in ["x", "y"] {
-        add(&store, job(name, 10, 10)).await;
-        for i in 0..10 {
-            let status = if i % 3 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
-            let run = finished(Run::pending(id(name), at(i * 10), RunKind::Scheduled, &node), status, i * 10, 1);
-            store.insert_run(run).await.unwrap();
-        }
-    }
-    let all = store.history(&RunQuery { limit: Some(1000), ..RunQuery::default() }).await.unwrap();
-    assert_eq!(all.len(), 20);
-    assert!(all.windows(2).all(|w| w[0].scheduled_for >= w[1].scheduled_for), "newest first");
-    let x = store.history(&RunQuery { job_id: Some(id("x")), limit: Some(1000), ..RunQuery::default() }).await.unwrap();
-    assert!(x.iter().all(|r| r.job_id.as_str() == "x") && x.len() == 10);
-    let failed = store
-        .history(&RunQuery { job_id: Some(id("x")), statuses: vec![RunStatus::Failed], ..RunQuery::default() })
-        .await
-        .unwrap();
-    assert_eq!(failed.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(90), at(60), at(30), at(0)]);
-    let window = store
-        .history(&RunQuery { job_id: Some(id("x")), since: Some(at(20)), until: Some(at(50)), ..RunQuery::default() })
-        .await
-        .unwrap();
-    assert_eq!(window.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(40), at(30), at(20)]);
-    let page2 = store
-        .history(&RunQuery { job_id: Some(id("x")), limit: Some(3), offset: 3, ..RunQuery::default() })
-        .await
-        .unwrap();
-    assert_eq!(page2.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(60), at(50), at(40)]);
-}
-
-async fn stats_add_up(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("s", 10, 10)).await;
-    let node: Arc<str> = Arc::from("n");
-    for i in 0..20i64 {
-        let status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
-        let run = finished(Run::pending(id("s"), at(i * 10), RunKind::Scheduled, &node), status, i * 10, i + 1);
-        store.insert_run(run).await.unwrap();
-    }
-    let stats = store.job_stats(&id("s")).await.unwrap();
-    assert_eq!((stats.runs, stats.succeeded, stats.failed), (20, 15, 5));
-    assert_eq!(stats.success_rate, Some(0.75));
-    assert_eq!(stats.avg_duration_s, Some(10.5));
-    assert_eq!(stats.p95_duration_s, Some(19.0));
-    assert_eq!(stats.avg_lateness_s, Some(0.0));
-    assert_eq!(stats.last_run_at, Some(at(190)));
-    assert_eq!(stats.last_success_at, Some(at(190)));
-    assert!(store.job_stats(&id("nobody")).await.unwrap_err().is_not_found());
-}
-
-async fn retention_prunes_finished_runs(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("k", 10, 10)).await;
-    let node: Arc<str> = Arc::from("n");
-    for i in 0..30 {
-        let run = finished(Run::pending(id("k"), at(i), RunKind::Scheduled, &node), RunStatus::Succeeded, i, 1);
-        store.insert_run(run).await.unwrap();
-    }
-    let in_flight = Run::pending(id("k"), at(-100), RunKind::Scheduled, &node);
-    store.insert_run(in_flight).await.unwrap();
-    let deleted = store.prune(10, None).await.unwrap();
-    assert_eq!(deleted, 20);
-    let left = store.history(&RunQuery { limit: Some(100), ..RunQuery::default() }).await.unwrap();
-    assert_eq!(left.len(), 11, "the newest 10 finished runs and the pending one stay");
-    assert!(left.iter().any(|r| r.status == RunStatus::Pending), "runs in flight are never pruned");
-    let deleted = store.prune(100, Some(at(25))).await.unwrap();
-    assert_eq!(deleted, 5, "finished runs scheduled before the cutoff go");
-}
-
-async fn the_change_signal_fires(h: &Harness) {
-    let store = h.store().await;
-    let mut changes = store.changes();
-    changes.borrow_and_update();
-    add(&store, job("w", 10, 10)).await;
-    tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
-        .await
-        .expect("a change within 5 s of add_job")
-        .unwrap();
-    store.remove_job(&id("w")).await.unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
-        .await
-        .expect("a change within 5 s of remove_job")
-        .unwrap();
-}
-
-async fn an_unknown_task_name_is_kept(h: &Harness) {
-    let store = h.store().await;
-    let mut j = job("orphan-task", 10, 10);
-    j.task = Arc::from("a_task_nobody_registered");
-    add(&store, j).await;
-    let back = store.get_job(&id("orphan-task")).await.unwrap().unwrap();
-    assert_eq!(&*back.task, "a_task_nobody_registered", "the store keeps any task name; the scheduler reports it");
-    let n = lease(&store, "n").await;
-    assert!(claim(&store, &n, at(10), 10).await.is_empty(), "a node without the task leaves the job alone");
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), None, "and does not wake for it");
-    let all: Vec<Arc<str>> = vec![Arc::from("task"), Arc::from("a_task_nobody_registered")];
-    let req = ClaimRequest { now: at(10), limit: 10, lease: &n, ttl: TTL, tasks: &all };
-    assert_eq!(store.acquire_due(&req).await.unwrap().len(), 1, "a node that has the task claims it");
-}
-
-async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("good", 10, 10)).await;
-    add(&store, job("bad", 10, 10)).await;
-    (h.corrupt.as_ref().unwrap())(Arc::clone(&store), id("bad")).await;
-    let listed = store.list_jobs(&JobFilter::default()).await.expect("listing jobs survives a corrupt row");
-    assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["good"]);
-    let broken = store.broken_jobs().await.unwrap();
-    assert_eq!(broken.len(), 1);
-    assert_eq!(broken[0].id, "bad");
-    assert!(broken[0].problem.contains("trigger"), "the problem names what is unreadable: {}", broken[0].problem);
-    let n = lease(&store, "n").await;
-    let claims = claim(&store, &n, at(10), 10).await;
-    assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"], "claims survive a corrupt row");
-    claim(&store, &n, at(100), 10).await;
-    assert_eq!(store.broken_jobs().await.unwrap().len(), 1, "the corrupt job is still stored, never deleted");
-    let err = store.get_job(&id("bad")).await.unwrap_err();
-    assert!(
-        matches!(&err, chime_core::Error::BrokenJob { id, problem } if id == "bad" && problem.contains("trigger")),
-        "reading it alone is a BrokenJob error that says why: {err}"
-    );
-}
-
-async fn nodes_register_renew_and_release(h: &Harness) {
-    let store = h.store().await;
-    let a = lease(&store, "a").await;
-    assert_eq!((&*a.node, a.expires_at), ("a", at(0) + TTL));
-    let err = store.register_node(&registration("a"), TTL, at(0) + SignedDuration::from_secs(10)).await.unwrap_err();
-    assert!(
-        matches!(&err, chime_core::Error::NodeIdInUse { until, .. } if *until == a.expires_at),
-        "a live node's id cannot be taken: {err}"
-    );
-    let renewed = store.renew_lease(&a, TTL, at(1)).await.unwrap();
-    assert_eq!((renewed.epoch, renewed.expires_at), (a.epoch, at(1) + TTL), "a heartbeat extends the lease");
-    // Past its expiry but not yet swept, the lease is still held.
-    let late = store.renew_lease(&a, TTL, at(30)).await.expect("a late heartbeat before any sweep still renews");
-    let b = lease(&store, "b").await;
-    assert_ne!(a.epoch, b.epoch, "every registration has its own epoch");
-    let nodes = store.nodes().await.unwrap();
-    assert_eq!(nodes.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-    assert_eq!((nodes[0].host.as_str(), nodes[0].pid, nodes[0].epoch), ("test-host", 4242, a.epoch));
-    assert_eq!((nodes[0].heartbeat_at, nodes[0].lease_expires_at), (at(30), late.expires_at));
-
-    store.release_lease(&a).await.unwrap();
-    assert!(store.renew_lease(&a, TTL, at(31)).await.unwrap_err().is_lease_lost(), "a released lease is gone");
-    assert!(
-        store
-            .acquire_due(&ClaimRequest { now: at(31), limit: 1, lease: &a, ttl: TTL, tasks: &tasks() })
-            .await
-            .unwrap_err()
-            .is_lease_lost(),
-        "a claim under a released lease fails"
-    );
-    let again = store.register_node(&registration("a"), TTL, at(31)).await.unwrap();
-    assert!(again.epoch != a.epoch && again.epoch != b.epoch, "an epoch is never handed out twice");
-    let stale = store.register_node(&registration("b"), TTL, at(31) + TTL).await.expect("an expired id can be taken");
-    assert!(store.renew_lease(&b, TTL, at(32)).await.unwrap_err().is_lease_lost(), "the old holder lost it");
-    assert_eq!(
-        store.nodes().await.unwrap().iter().filter(|n| n.id == "b").map(|n| n.epoch).collect::<Vec<_>>(),
-        [stale.epoch]
-    );
-}
-
-async fn max_instances_holds_across_nodes(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("shared", 10, 10)).await;
-    let a = lease(&store, "a").await;
-    let b = lease(&store, "b").await;
-    let first = claim(&store, &a, at(10), 10).await;
-    assert_eq!(first[0].runs[0].status, RunStatus::Pending);
-    assert!(first[0].runs[0].is_held_by(&a));
-    let second = claim(&store, &b, at(20), 10).await;
-    assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "node b sees node a's run in flight");
-    let nodes = store.nodes().await.unwrap();
-    assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.running)).collect::<Vec<_>>(), [("a", 1), ("b", 0)]);
-}
-
-/// Node a claims a run and goes silent; node b's sweeper takes it.
-async fn an_expired_lease_is_swept_exactly_once(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("j", 10, 10)).await;
-    let a = lease(&store, "a").await;
-    let b = lease(&store, "b").await;
-    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
-    run.status = RunStatus::Running;
-    run.attempt = 1;
-    run.started_at = Some(at(10));
-    store.update_run(&run).await.unwrap();
-
-    let later = at(11);
-    store.renew_lease(&b, TTL, later).await.unwrap();
-    assert!(store.sweep(at(10)).await.unwrap().is_empty(), "a lease within its term is not swept");
-    let (one, two) = tokio::join!(store.sweep(later), store.sweep(later));
-    let swept: Vec<_> = one.unwrap().into_iter().chain(two.unwrap()).collect();
-    assert_eq!(swept.len(), 1, "two sweepers decide the run exactly once: {swept:?}");
-    assert_eq!((swept[0].node.as_str(), swept[0].requeued, swept[0].run.status), ("a", false, RunStatus::Abandoned));
-    assert!(store.sweep(later).await.unwrap().is_empty(), "and a later sweep finds nothing");
-    assert_eq!(store.nodes().await.unwrap().iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["b"]);
-    assert!(store.renew_lease(&a, TTL, later).await.unwrap_err().is_lease_lost(), "a's heartbeat learns it lost");
-
-    // a wakes up and finishes its run: fenced out, kept as a late result.
-    let mut done = run.clone();
-    done.status = RunStatus::Succeeded;
-    done.finished_at = Some(later);
-    assert!(store.update_run(&done).await.unwrap_err().is_lease_lost(), "a finish under a lost lease fails");
-    let stored = store.history(&RunQuery::default()).await.unwrap().remove(0);
-    assert_eq!(stored.status, RunStatus::Abandoned, "the sweeper's decision stands");
-    assert!(stored.error.as_deref().unwrap().contains("its node a stopped renewing its lease"), "{stored:?}");
-    let late = stored.late_result.as_deref().expect("the late result is kept");
-    assert!(late.starts_with("succeeded at ") && late.contains("on node a"), "{late}");
-    assert_eq!(store.get_job(&id("j")).await.unwrap().unwrap().state.last_status, Some(RunStatus::Abandoned));
-    assert_eq!(store.count_running(&id("j")).await.unwrap(), 0);
-}
-
-async fn a_swept_run_with_retries_left_is_requeued(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("r", 10, 10).with_retry(RetryPolicy::new(3, SignedDuration::from_secs(1)))).await;
-    let a = lease(&store, "a").await;
-    let b = lease(&store, "b").await;
-    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
-    run.status = RunStatus::Running;
-    run.attempt = 1;
-    run.started_at = Some(at(10));
-    store.update_run(&run).await.unwrap();
-    store.renew_lease(&b, TTL, at(11)).await.unwrap();
-    let swept = store.sweep(at(11)).await.unwrap();
-    assert_eq!(swept.len(), 1);
-    assert!(swept[0].requeued, "attempts are left, so the run is re-queued");
-    assert_eq!((swept[0].run.status, swept[0].run.node.as_deref()), (RunStatus::Pending, None));
-    assert_eq!(store.count_running(&id("r")).await.unwrap(), 1, "a re-queued run is still in flight");
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(10)), "it is ready for a node now");
-
-    let taken = claim(&store, &b, at(11), 10).await;
-    assert_eq!(taken.len(), 1, "the next claim takes the re-queued run: {taken:?}");
-    let mut again = taken[0].runs[0].clone();
-    assert_eq!((again.id, again.attempt), (run.id, 1), "the same run (same idempotency key), its attempt so far");
-    assert!(again.is_held_by(&b));
-    assert!(claim(&store, &b, at(11), 10).await.is_empty(), "it is taken once");
-    again.attempt = 2;
-    again.status = RunStatus::Succeeded;
-    again.finished_at = Some(at(12));
-    store.update_run(&again).await.unwrap();
-    let mut stale = run.clone();
-    stale.status = RunStatus::Failed;
-    stale.finished_at = Some(at(12));
-    assert!(store.update_run(&stale).await.unwrap_err().is_lease_lost(), "node a's attempt cannot finish it");
-    let stored = store.history(&RunQuery::default()).await.unwrap().remove(0);
-    assert_eq!((stored.status, stored.attempt), (RunStatus::Succeeded, 2), "{stored:?}");
-}
-
-async fn request_run_is_atomic(h: &Harness) {
-    let store = h.store().await;
-    let mut paused = job("manual", 10, 10);
-    paused.state.paused = Some("held".into());
-    paused.state.next_run_at = None;
-    add(&store, paused).await;
-    let requests = (0..8).map(|_| {
-        let s = Arc::clone(&store);
-        tokio::spawn(async move { s.request_run(&id("manual"), at(5), None).await.unwrap() })
-    });
-    let mut runs = Vec::new();
-    for r in requests {
-        runs.push(r.await.unwrap());
-    }
-    let pending: Vec<&Run> = runs.iter().filter(|r| r.status == RunStatus::Pending).collect();
-    assert_eq!(pending.len(), 1, "eight racing requests for a max_instances = 1 job start one run: {runs:?}");
-    assert!(runs.iter().all(|r| r.kind == RunKind::Manual), "every requested run is manual");
-    assert!(
-        runs.iter().filter(|r| r.status == RunStatus::Skipped).all(|r| r
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("max_instances (1)"))
-    );
-    assert_eq!(pending[0].node, None, "a request without a lease waits for any node");
-    let mut times: Vec<Timestamp> = runs.iter().map(|r| r.scheduled_for).collect();
-    times.sort();
-    times.dedup();
-    assert_eq!(times.len(), 8, "each request has its own row");
-    let j = store.get_job(&id("manual")).await.unwrap().unwrap();
-    assert_eq!((j.state.next_run_at, j.state.paused.as_deref()), (None, Some("held")), "the schedule is untouched");
-    assert!(store.request_run(&id("nobody"), at(5), None).await.unwrap_err().is_not_found());
-
-    // With a lease the run is that node's at once.
-    let store = h.store().await;
-    add(&store, job("here", 10, 10).with_max_instances(2)).await;
-    let a = lease(&store, "a").await;
-    let run = store.request_run(&id("here"), at(5), Some(&a)).await.unwrap();
-    assert!(run.status == RunStatus::Pending && run.is_held_by(&a), "{run:?}");
-    assert!(claim(&store, &a, at(5), 10).await.is_empty(), "a run already held is not claimed again");
-    store.release_lease(&a).await.unwrap();
-    assert!(store.request_run(&id("here"), at(6), Some(&a)).await.unwrap_err().is_lease_lost());
-}
-
-async fn requested_runs_are_claimed_by_a_node_with_the_task(h: &Harness) {
-    let store = h.store().await;
-    add(&store, job("asked", 60, 60)).await;
-    let mut other = job("other-task", 60, 60);
-    other.task = Arc::from("not_here");
-    add(&store, other).await;
-    let a = lease(&store, "a").await;
-    let asked = store.request_run(&id("asked"), at(1), None).await.unwrap();
-    let not_mine = store.request_run(&id("other-task"), at(1), None).await.unwrap();
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(1)), "a requested run is ready now");
-    let claims = claim(&store, &a, at(2), 10).await;
-    assert_eq!(claims.len(), 1, "only the run of a task this node has: {claims:?}");
-    assert_eq!((claims[0].runs[0].id, claims[0].job.state.next_run_at), (asked.id, Some(at(60))));
-    assert!(claims[0].runs[0].is_held_by(&a));
-    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(60)));
-    let in_flight = store.history(&RunQuery { job_id: Some(id("other-task")), ..RunQuery::default() }).await.unwrap();
-    assert_eq!((in_flight[0].id, in_flight[0].node.as_deref()), (not_mine.id, None), "left for a node that has it");
-
-    // A requested run whose job is removed before any node takes it is cancelled.
-    let gone = job("gone", 60, 60);
-    add(&store, gone).await;
-    store.request_run(&id("gone"), at(3), None).await.unwrap();
-    store.remove_job(&id("gone")).await.unwrap();
-    assert!(claim(&store, &a, at(4), 10).await.is_empty());
-    let left = store.history(&RunQuery { job_id: Some(id("gone")), ..RunQuery::default() }).await.unwrap();
-    assert_eq!(left[0].status, RunStatus::Cancelled, "{left:?}");
+/// The case for stores whose rows can be edited from outside the process:
+/// a job whose stored trigger no longer parses is kept, reported by
+/// `broken_jobs`, and claims go on past it. `$harness` must make its
+/// harnesses [`with_corrupt`](Harness::with_corrupt).
+#[macro_export]
+macro_rules! corrupt_row_tests {
+    ($(#[$attr:meta])* $harness:ident) => {
+        $crate::conformance_tests!(@case [$(#[$attr])*] $harness a_corrupt_job_is_kept_and_reported);
+    };
 }

@@ -1,13 +1,12 @@
-//! The conformance suite on `MemoryStore`.
+//! The conformance suite on `MemoryStore`, one test per case.
 
 use std::sync::Arc;
 
 use chime_core::{JobStore, MemoryStore};
+use chime_storetest::Harness;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_store_passes_the_suite() {
-    chime_storetest::run_all(chime_storetest::Harness::new(|| async {
-        Arc::new(MemoryStore::new()) as Arc<dyn JobStore>
-    }))
-    .await;
+async fn harness() -> Option<Harness> {
+    Some(Harness::new(|| async { Arc::new(MemoryStore::new()) as Arc<dyn JobStore> }))
 }
+
+chime_storetest::conformance_tests!(harness);
