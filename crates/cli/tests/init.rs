@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{chime, stderr, stdout, wait_for};
+use chime_testkit::pg;
+use common::{chime, http, stderr, stdout, wait_for};
 
 /// The workspace this binary was built in.
 fn workspace() -> PathBuf {
@@ -174,18 +174,6 @@ fn the_fire_times_of_the_examples_page_are_what_chime_prints() {
     assert!(checked >= 8, "only {checked} commands in docs/examples.md");
 }
 
-/// A GET over HTTP/1.0 (no chunked body): (status, body), or `None` when
-/// nothing listens yet.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::Write as _;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()))
-}
-
 /// `make serve` running in a process group of its own, the whole group
 /// killed when dropped (so a failed test leaves no service behind); its
 /// stdout collected.
@@ -260,11 +248,13 @@ fn make_serve_and_stop(project: &Path, env: &[(&str, &str)]) -> String {
         port = rest.split('/').next().unwrap().parse().unwrap();
         true
     });
+    let addr = format!("127.0.0.1:{port}");
     wait_for("/health to answer 200", Duration::from_secs(30), || {
-        http_get(port, "/health").is_some_and(|(status, _)| status == 200)
+        http::get(&addr, "/health").is_some_and(|r| r.status == 200)
     });
-    let (status, body) = http_get(port, "/api/v1/jobs").unwrap();
-    assert_eq!(status, 200, "{body}");
+    let jobs = http::get(&addr, "/api/v1/jobs").unwrap();
+    let body = jobs.body;
+    assert_eq!(jobs.status, 200, "{body}");
     let jobs: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let mut ids: Vec<&str> = jobs.as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap()).collect();
     ids.sort();
@@ -338,15 +328,17 @@ fn a_generated_project_builds_passes_its_tests_and_serves_its_two_jobs() {
     let started = Instant::now();
     init_build_test_serve("memory", &[]);
     init_build_test_serve("sqlite", &[]);
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => {
-            // A schema of this run's own, so the first start adds both jobs.
-            let schema = format!("chime_init_{}_{}", std::process::id(), started.elapsed().as_nanos());
-            let _cleanup = common::DropSchema { url: url.clone(), schema: schema.clone() };
-            let url = format!("{url}{}schema={schema}", if url.contains('?') { '&' } else { '?' });
-            init_build_test_serve("postgres", &[("DATABASE_URL", &url)]);
-        }
-        _ => eprintln!("--store postgres not tried: DATABASE_URL is not set"),
-    }
-    eprintln!("chime init: every store in {:?}", started.elapsed());
+    eprintln!("chime init: memory and sqlite in {:?}", started.elapsed());
+}
+
+/// `--store postgres` on the server of `DATABASE_URL`, in a schema of this
+/// test's own (so the first start adds both jobs), dropped after.
+#[test]
+#[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+fn a_generated_postgres_project_builds_passes_its_tests_and_serves_its_two_jobs() {
+    let url = pg::database_url();
+    let schema = pg::unique_schema("chime_init");
+    let _cleanup = common::DropSchema::new(&url, &schema);
+    let url = pg::with_schema(&url, &schema);
+    init_build_test_serve("postgres", &[("DATABASE_URL", &url)]);
 }

@@ -7,14 +7,15 @@
 //! successes are further apart than its second plus a lease plus a second
 //! (and some slack for a loaded machine).
 //!
-//! Runs against `DATABASE_URL`; reported as ignored without it, and a failure
-//! with `CHIME_REQUIRE_PG=1` when the server does not answer.
+//! Runs against `DATABASE_URL`; reported as ignored without it (and without
+//! `CHIME_REQUIRE_PG=1`), a failure when the server does not answer.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chime_testkit::pg;
 use common::{DropSchema, Server, json, wait_for};
 use jiff::{SignedDuration, Timestamp};
 
@@ -23,18 +24,6 @@ const LEASE: SignedDuration = SignedDuration::from_secs(2);
 /// Room for a loaded 2-core machine running three debug servers and 200 processes a second.
 const SLACK: SignedDuration = SignedDuration::from_millis(1500);
 
-fn database() -> Option<String> {
-    let required = std::env::var("CHIME_REQUIRE_PG").is_ok_and(|v| !v.trim().is_empty() && v.trim() != "0");
-    match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(!required, "CHIME_REQUIRE_PG is set but DATABASE_URL is not");
-            eprintln!("SKIPPED: set DATABASE_URL to run the PostgreSQL chaos test");
-            None
-        }
-    }
-}
-
 fn serve(dir: &std::path::Path, store: &str, node: &str) -> Server {
     Server::start(dir, &["--config", "chime.toml", "--store", store, "--no-http", "--node-id", node], &[])
 }
@@ -42,15 +31,10 @@ fn serve(dir: &std::path::Path, store: &str, node: &str) -> Server {
 #[test]
 #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
 fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
-    let Some(url) = database() else { return };
-    let schema = format!(
-        "chime_chaos_{}_{:06x}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() & 0xffffff
-    );
-    let _cleanup = DropSchema { url: url.clone(), schema: schema.clone() };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let store = format!("{url}{sep}schema={schema}");
+    let url = pg::database_url();
+    let schema = pg::unique_schema("chime_chaos");
+    let _cleanup = DropSchema::new(&url, &schema);
+    let store = pg::with_schema(&url, &schema);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut config =

@@ -3,45 +3,11 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{chime, stderr, stdout};
+use common::{Server, chime, http, stderr, stdout, wait_for};
 use std::time::{Duration, Instant};
-
-/// A running `chime serve`: killed if a test fails before stopping it. Its
-/// stdout is collected by a thread; `http` is the API address it printed.
-struct Server {
-    child: Child,
-    out: std::sync::Arc<std::sync::Mutex<String>>,
-    http: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn output(&self) -> String {
-        self.out.lock().unwrap().clone()
-    }
-}
-
-/// A GET on the server's HTTP API: (status code, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Write as _;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
 
 const CONFIG: &str = r#"
 [scheduler]
@@ -66,48 +32,19 @@ shell = true
 command = "echo 'something broke' >&2; exit 3"
 "#;
 
+/// `chime serve` of [`CONFIG`] on SQLite in `dir`, its API on a port of its
+/// choosing, once its jobs are synced.
 fn start_server(dir: &Path) -> Server {
     std::fs::write(dir.join("chime.toml"), CONFIG).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chime"))
-        .args(["serve", "--config", "chime.toml", "--store", "sqlite://chime.db", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("CHIME_STORE")
-        .env_remove("CHIME_API_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let collected = std::sync::Arc::clone(&out);
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("HTTP API on http://") {
-                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
-            }
-            collected.lock().unwrap().push_str(&(line + "\n"));
-        }
-    });
-    let http = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its HTTP address");
-    let server = Server { child, out, http };
-    wait_until("the server to sync its jobs", || {
+    let server =
+        Server::start(dir, &["--config", "chime.toml", "--store", "sqlite://chime.db", "--listen", "127.0.0.1:0"], &[]);
+    wait_for("the server to sync its jobs", Duration::from_secs(20), || {
         let out = chime(dir, &["jobs", "list", "--json"]);
         out.status.success()
             && serde_json::from_slice::<serde_json::Value>(&out.stdout)
                 .is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 3))
     });
     server
-}
-
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn lines(path: &Path) -> usize {
@@ -118,7 +55,7 @@ fn lines(path: &Path) -> usize {
 fn serve_then_list_pause_run_and_inspect_from_other_processes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut server = start_server(d);
+    let server = start_server(d);
 
     // Listed, as JSON and as a table.
     let list = chime(d, &["jobs", "list", "--json"]);
@@ -131,15 +68,19 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
     assert!(table.contains("NEXT") && table.contains("LEFT") && table.contains("PASSED") && table.contains("STATUS"));
 
     // The server runs `tick` every second.
-    wait_until("two ticks", || lines(&d.join("ticks.txt")) >= 2);
+    wait_for("two ticks", Duration::from_secs(20), || lines(&d.join("ticks.txt")) >= 2);
 
     // Paused from another process: the server stops running it.
     let out = chime(d, &["jobs", "pause", "tick", "--reason", "too chatty"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    // A job every second that stops ticking for two seconds has been paused;
-    // a server that missed the pause would tick on. (It normally takes
-    // effect within 200 ms; 10 s of patience is for a loaded machine.)
-    let paused_at = Instant::now();
+    let paused_at = jiff::Timestamp::now();
+    // A job every second that stops ticking for two seconds has been paused
+    // or its server is starved; the run-now below (waited for) proves the
+    // server alive after the window, and then the history must hold no tick
+    // scheduled after the pause took effect (a server that missed the pause
+    // would have caught up by then). It normally takes effect within 200 ms;
+    // 10 s of patience is for a loaded machine.
+    let waiting = Instant::now();
     let mut ticks = lines(&d.join("ticks.txt"));
     loop {
         std::thread::sleep(Duration::from_secs(2));
@@ -148,7 +89,7 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
             break;
         }
         ticks = now;
-        assert!(paused_at.elapsed() < Duration::from_secs(10), "the server kept running the paused job");
+        assert!(waiting.elapsed() < Duration::from_secs(10), "the server kept running the paused job");
     }
     assert!(stdout(&chime(d, &["jobs", "list"])).contains("paused: too chatty"));
 
@@ -156,6 +97,18 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
     let out = chime(d, &["jobs", "run", "nightly", "--wait"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(lines(&d.join("nightly.txt")), 1);
+    let history = common::json(d, &["history", "--job", "tick", "--limit", "1000"]);
+    let last_tick = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scheduled_for"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        last_tick < paused_at + jiff::SignedDuration::from_millis(1500),
+        "tick was scheduled at {last_tick} after its pause at {paused_at}"
+    );
     // The schedule is unchanged: the next run is still 03:00.
     let show: serde_json::Value =
         serde_json::from_str(&stdout(&chime(d, &["jobs", "show", "nightly", "--json"]))).unwrap();
@@ -192,19 +145,16 @@ fn serve_then_list_pause_run_and_inspect_from_other_processes() {
     assert_eq!(all["jobs"], 3);
 
     // The HTTP API of the same server.
-    let (status, body) = http_get(&server.http, "/health");
+    let api = server.http_addr();
+    let chime_testkit::http::Response { status, body, .. } = http::get(&api, "/health").expect("the server answers");
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http_get(&server.http, "/api/v1/jobs/fails");
+    let chime_testkit::http::Response { status, body, .. } =
+        http::get(&api, "/api/v1/jobs/fails").expect("the server answers");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"last_status\":\"failed\""), "{body}");
 
     // SIGTERM: a graceful stop.
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
-    std::thread::sleep(Duration::from_millis(100));
-    let out = server.output();
+    let out = server.stop();
     assert!(out.contains("jobs synced from the config: added 3, updated 0, kept 0, orphaned 0"), "{out}");
     assert!(out.contains("stopped"), "{out}");
 
@@ -306,12 +256,12 @@ fn run_here_executes_in_the_cli_process() {
 
 #[test]
 fn the_server_keeps_running_when_nobody_reads_its_output() {
+    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::write(d.join("chime.toml"), CONFIG).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chime"))
-        .args(["serve", "--config", "chime.toml", "--store", "memory:", "--listen", &format!("127.0.0.1:{port}")])
+    let child = Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["serve", "--config", "chime.toml", "--store", "memory:", "--listen", "127.0.0.1:0"])
         .current_dir(d)
         .env_remove("DATABASE_URL")
         .env_remove("CHIME_STORE")
@@ -319,13 +269,22 @@ fn the_server_keeps_running_when_nobody_reads_its_output() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    drop(child.stdout.take()); // the reader goes away at once
-    let addr = format!("127.0.0.1:{port}");
-    wait_until("the server to answer", || std::net::TcpStream::connect(&addr).is_ok());
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, body) = http_get(&addr, "/health");
+    let mut child = chime_testkit::KillOnDrop(child);
+    // Read up to the line that names the address, then the reader goes away:
+    // every later line the server prints meets a closed pipe.
+    let mut printed = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(printed.read_line(&mut line).unwrap() > 0, "the server exited before printing its address");
+        if let Some(rest) = line.strip_prefix("HTTP API on http://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    drop(printed);
+    // `tick` runs every second: two runs later the server has lived on past the closed pipe.
+    wait_for("two ticks", Duration::from_secs(20), || lines(&d.join("ticks.txt")) >= 2);
+    let chime_testkit::http::Response { status, body, .. } = http::get(&addr, "/health").expect("the server answers");
     assert_eq!(status, 200, "{body}");
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }

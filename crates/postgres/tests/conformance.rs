@@ -5,23 +5,21 @@
 //! `CHIME_REQUIRE_PG=1`, as `.ci/run` sets) a server that does not answer is
 //! a failure, not a skip.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chime_core::{JobStore, NodeRegistration};
 use chime_postgres::{PostgresOptions, PostgresStore};
 use chime_storetest::Harness;
+use chime_testkit::pg::{self, DropSchema};
 use jiff::{SignedDuration, Timestamp};
-use sqlx::Executor as _;
 
-/// The server's URL. These tests are compiled in only when `DATABASE_URL`
-/// is set or `CHIME_REQUIRE_PG=1` (see `build.rs`; otherwise they are
-/// reported as ignored), so here a missing or silent server is a failure
+/// The server's URL, checked: these tests are compiled in only when
+/// `DATABASE_URL` is set or `CHIME_REQUIRE_PG=1` (see `build.rs`; otherwise
+/// they are reported as ignored), so a missing or silent server is a failure
 /// that says what to fix, never a quiet pass.
 async fn server() -> String {
-    let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()).unwrap_or_else(|| {
-        panic!("the PostgreSQL tests were built to run (CHIME_REQUIRE_PG=1 or DATABASE_URL at build time) but DATABASE_URL is not set")
-    });
+    let url = pg::database_url();
     if let Err(e) = sqlx::PgPool::connect(&url).await {
         panic!("DATABASE_URL={url} does not answer: {e} (start the server, or unset DATABASE_URL to skip these tests)");
     }
@@ -29,41 +27,15 @@ async fn server() -> String {
 }
 
 fn schema_name() -> String {
-    format!("chime_test_{}_{:08x}", std::process::id(), fastrand::u32(..))
-}
-
-/// Drops the schemas when dropped, so a failing test leaves none behind.
-struct Cleanup {
-    url: String,
-    schemas: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let schemas = self.schemas.lock().unwrap().clone();
-        let url = self.url.clone();
-        // A runtime of its own: the test's may be gone or panicking.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(drop_schemas(&url, &schemas));
-        })
-        .join();
-    }
-}
-
-async fn drop_schemas(url: &str, schemas: &[String]) {
-    let pool = sqlx::PgPool::connect(url).await.unwrap();
-    for s in schemas {
-        pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{s}\" CASCADE"))).await.unwrap();
-    }
+    pg::unique_schema("chime_test")
 }
 
 /// A harness whose stores each get a schema of their own, all dropped when
 /// the harness is (at the end of its test, passed or failed).
 async fn harness() -> Option<Harness> {
     let url = server().await;
-    let schemas: Arc<Mutex<Vec<String>>> = Arc::default();
-    let cleanup = Arc::new(Cleanup { url: url.clone(), schemas: Arc::clone(&schemas) });
+    let cleanup = Arc::new(DropSchema::many(&url));
+    let schemas = Arc::clone(&cleanup.schemas);
     let (u, s) = (url.clone(), Arc::clone(&schemas));
     let harness = Harness::new(move || {
         let _keep = Arc::clone(&cleanup);
@@ -112,7 +84,7 @@ mod suite {
 async fn leases_expire_on_the_databases_clock() {
     let url = server().await;
     let schema = schema_name();
-    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
+    let _cleanup = DropSchema::new(&url, &schema);
     let store = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
     let reg = |id: &str| NodeRegistration { id: Arc::from(id), host: "h".into(), pid: 1, version: "t".into() };
     let ttl = SignedDuration::from_millis(500);
@@ -136,7 +108,7 @@ async fn leases_expire_on_the_databases_clock() {
 async fn ten_nodes_starting_at_once_migrate_once() {
     let url = server().await;
     let schema = schema_name();
-    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
+    let _cleanup = DropSchema::new(&url, &schema);
     let opens: Vec<_> = (0..10)
         .map(|_| {
             let (url, schema) = (url.clone(), schema.clone());
@@ -157,11 +129,21 @@ async fn ten_nodes_starting_at_once_migrate_once() {
 async fn a_change_on_one_node_wakes_the_others_at_once() {
     let url = server().await;
     let schema = schema_name();
-    let _cleanup = Cleanup { url: url.clone(), schemas: Arc::new(Mutex::new(vec![schema.clone()])) };
+    let _cleanup = DropSchema::new(&url, &schema);
     let one = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
     let two = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
-    // Let two's listener connect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both listeners are connected once the server shows their LISTEN.
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let listen = format!("LISTEN \"chime_{schema}\"");
+    chime_testkit::wait_for_async("both stores to LISTEN", Duration::from_secs(10), || async {
+        let listening: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query = $1")
+            .bind(&listen)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        listening >= 2
+    })
+    .await;
     let mut changes = two.changes();
     changes.borrow_and_update();
     let mut job = chime_core::Job::new("j", "t", chime_core::Trigger::every("1h").unwrap()).unwrap();

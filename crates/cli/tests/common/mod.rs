@@ -1,10 +1,10 @@
 //! Helpers for tests that run the real `chime` binary, as a user would.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `chime ARGS` in `dir`, with no store from the environment.
 pub fn chime(dir: &Path, args: &[&str]) -> Output {
@@ -34,19 +34,15 @@ pub fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("chime {args:?} printed no JSON: {e}"))
 }
 
-/// Polls `check` every 100 ms for up to `limit`.
-pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+pub use chime_testkit::pg::DropSchema;
+pub use chime_testkit::{http, wait_for};
 
 /// A running `chime serve`, killed when dropped. Its stdout is collected.
 pub struct Server {
     pub child: Child,
     out: Arc<Mutex<String>>,
+    /// Ends when the reader has read the last line (the pipe closed).
+    read_all: std::sync::mpsc::Receiver<()>,
 }
 
 impl Drop for Server {
@@ -84,17 +80,29 @@ impl Server {
         let out = Arc::new(Mutex::new(String::new()));
         let stdout = child.stdout.take().unwrap();
         let collected = Arc::clone(&out);
+        let (done, read_all) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::BufRead as _;
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 collected.lock().unwrap().push_str(&(line + "\n"));
             }
+            let _ = done.send(());
         });
-        Server { child, out }
+        Server { child, out, read_all }
     }
 
     pub fn output(&self) -> String {
         self.out.lock().unwrap().clone()
+    }
+
+    /// The address of the HTTP API it printed (`HTTP API on http://ADDR/...`).
+    pub fn http_addr(&self) -> String {
+        let mut addr = None;
+        wait_for("the server to print its HTTP address", Duration::from_secs(20), || {
+            addr = self.output().split("HTTP API on http://").nth(1).map(|r| r.split('/').next().unwrap().to_owned());
+            addr.is_some()
+        });
+        addr.unwrap()
     }
 
     pub fn pid(&self) -> String {
@@ -106,33 +114,14 @@ impl Server {
         self.signal("-TERM");
         let status = self.child.wait().unwrap();
         assert!(status.success(), "the server stopped cleanly: {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
+        // Its last lines, once the reader has them all.
+        let read = self.read_all.recv_timeout(Duration::from_secs(10));
+        assert!(read.is_ok(), "the server's stdout was still open 10 s after it exited");
         self.output()
     }
 
     /// Sends a signal (`-KILL`, `-STOP`, `-CONT`, `-TERM`).
     pub fn signal(&self, signal: &str) {
         assert!(Command::new("kill").args([signal, &self.pid()]).status().unwrap().success());
-    }
-}
-
-/// Drops a PostgreSQL schema when it goes out of scope, even when the test
-/// panics: no test leaves its schema behind in a shared database.
-pub struct DropSchema {
-    pub url: String,
-    pub schema: String,
-}
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        rt.block_on(async {
-            use sqlx::Executor as _;
-            if let Ok(pool) = sqlx::PgPool::connect(&self.url).await {
-                let _ = pool
-                    .execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema)))
-                    .await;
-            }
-        });
     }
 }
