@@ -95,7 +95,12 @@ fn api_routes(handle: &Handle) -> Router<Handle> {
 fn dashboard_routes(handle: &Handle) -> Router<Handle> {
     Router::new()
         .route("/", get(crate::dashboard::index))
+        .route("/jobs.json", get(crate::dashboard::live))
         .route("/jobs/{id}", get(crate::dashboard::job))
+        .route("/runs", get(crate::dashboard::runs))
+        .route("/day", get(crate::dashboard::day))
+        .route("/assets/dashboard.css", get(crate::dashboard::assets::css))
+        .route("/assets/dashboard.js", get(crate::dashboard::assets::js))
         .route_layer(middleware::from_fn_with_state(handle.clone(), auth::require_token))
 }
 

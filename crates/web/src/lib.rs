@@ -51,10 +51,19 @@
 //! and lateness histograms, running runs, jobs by state, loop lag, and each
 //! registered node's lease and runs in flight.
 //!
-//! The dashboard at `/` lists jobs with live countdowns, their last runs
-//! and pause / resume / run-now buttons, and the nodes sharing the store; `/jobs/{id}` shows a job's next
-//! fire times, a chart of its recent runs and the errors of failed ones.
-//! Pages are server-rendered and refresh themselves every 5 seconds.
+//! The dashboard at `/` lists the jobs 50 to a page, searched (`?q=`: id,
+//! name or task) and filtered (`?state=active|paused|running|failing|finished|broken`,
+//! `?task=`) from the URL, with pause / resume / run-now buttons, and the
+//! nodes sharing the store; `/jobs/{id}` shows a job whole (trigger, zone,
+//! options, where it came from, next fire times, a chart of its recent runs,
+//! their errors and output); `/runs` lists runs across jobs, newest first,
+//! filtered by status, job and time window; `/day` counts the runs of the
+//! next 24 hours, hour by hour, and lists an hour's jobs. Instants show in
+//! the job's zone with their offset and the time from now. Pages are
+//! server-rendered; a small script keeps relative times fresh and, while
+//! the tab is visible, updates the rows every 5 seconds from
+//! `/jobs.json` (the index's view as JSON) or the API. Its stylesheet and
+//! script are served under `/assets/`: no CDN, no build step.
 //!
 //! `/api/v1/openapi.json` describes the API (OpenAPI 3.1).
 //!
@@ -237,7 +246,8 @@ pub fn api_router(handle: Handle) -> Router {
     api::mountable_api(handle, MAX_BODY)
 }
 
-/// The dashboard's pages (`/` and `/jobs/{id}`), for mounting in your own
+/// The dashboard's pages (`/`, `/jobs/{id}`, `/runs`, `/day`, with
+/// `/jobs.json` and `/assets/...` for their script), for mounting in your own
 /// app: no fallback, and every link, button and `fetch()` in them is
 /// relative, so they work under any prefix. The pages call the API at
 /// `api/v1/` beside themselves: mount [`api_router`] at the same prefix.

@@ -385,8 +385,8 @@ async fn the_dashboard_lists_jobs_escapes_names_and_charts_runs() {
     assert!(page.contains(r#"data-action="run" data-id="xss""#));
     assert!(page.contains(r#"data-at="2026-01-01T09:00:00Z""#), "a live countdown to the next run");
     assert!(page.contains(r#"<input id="token""#), "a token field when the API needs one");
-    assert!(page.contains("<b>2</b> jobs"));
-    assert!(page.contains(r#"<span class="pill succeeded">succeeded</span>"#));
+    assert!(page.contains(r#"<span data-count="all" class="num">2</span> all"#));
+    assert!(page.contains(r#"<span class="pill succeeded" data-f="last-status">succeeded</span>"#));
 
     s.pause_job("report", "maintenance <now>").await.unwrap();
     let (_, page) = get_html(&app, "/").await;

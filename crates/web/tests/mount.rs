@@ -87,6 +87,10 @@ fn attributes(html: &str, name: &str) -> Vec<String> {
 /// (RFC 3986 §5.2, paths only).
 fn resolve(base: &str, href: &str) -> String {
     assert!(!href.contains("://") && !href.starts_with("//"), "{href} leaves the page's origin");
+    if href.starts_with('#') {
+        // A fragment (a skip link) stays on the page.
+        return base.to_owned();
+    }
     let joined =
         if href.starts_with('/') { href.to_owned() } else { format!("{}{href}", &base[..=base.rfind('/').unwrap()]) };
     let mut out: Vec<&str> = Vec::new();
@@ -167,9 +171,10 @@ async fn nested_beside_the_apps_own_routes_and_fallback() {
     // The job's page links back under /scheduler/ too.
     let page = get_page(&app, &job_link).await;
     assert!(page.contains(r#"data-action="pause" data-id="report""#));
-    for href in attributes(&page, "href") {
-        assert_eq!(resolve(&job_link, &href), "/scheduler/", "{href}");
-    }
+    let links: Vec<String> = attributes(&page, "href").iter().map(|h| resolve(&job_link, h)).collect();
+    assert!(links.iter().all(|l| l.starts_with("/scheduler/")), "{links:?}");
+    assert!(links.contains(&"/scheduler/".to_owned()), "back to all jobs: {links:?}");
+    assert!(links.contains(&"/scheduler/runs?job=report".to_owned()), "to the job's runs: {links:?}");
     let root = resolve(&job_link, &attributes(&page, "data-root")[0]);
     assert_eq!(root, "/scheduler/");
 
@@ -242,7 +247,9 @@ async fn nested_without_the_slash_and_merged_at_the_root() {
         .nest("/scheduler", chime)
         .fallback(|| async { (StatusCode::NOT_FOUND, "my own 404") });
     let page = get_page(&app, "/scheduler").await;
-    let links: Vec<String> = attributes(&page, "href").iter().map(|h| resolve("/scheduler", h)).collect();
+    // (The skip link, `#content`, stays on the page.)
+    let links: Vec<String> =
+        attributes(&page, "href").iter().filter(|h| !h.starts_with('#')).map(|h| resolve("/scheduler", h)).collect();
     assert!(links.contains(&"/scheduler/jobs/report".to_owned()), "{links:?}");
     assert!(links.iter().all(|l| l.starts_with("/scheduler/")), "{links:?}");
     assert_eq!(resolve("/scheduler", &attributes(&page, "data-root")[0]), "/scheduler/");
