@@ -4,6 +4,8 @@
 //! its runs; the loser cancels its runs, keeps its late result beside the
 //! sweeper's decision, and registers again under a new epoch.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use chime_core::{
     RunStatus, Scheduler, ShutdownMode, TaskRegistry, Trigger,
 };
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::broadcast;
+use support::{wait_for, within};
 
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
 
@@ -44,28 +46,15 @@ fn node(store: &Arc<MemoryStore>, clock: &ManualClock, id: &str, tasks: TaskRegi
         .build()
 }
 
-async fn wait_for(events: &mut broadcast::Receiver<Event>, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Ok(e) if pred(&e) => return e,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), wait).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Waits (in real time, briefly) until `check` holds; the engine's tasks need a moment to react.
+/// Polls `check` until it holds, failing naming `what` after the tests' deadline.
+/// For facts no event announces (a node registered, a row written by another node).
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..1000 {
-        if check().await {
-            return;
+    within(what, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for {what}");
+    })
+    .await;
 }
 
 async fn lease_of(store: &MemoryStore, s: &Scheduler) -> Lease {
@@ -148,8 +137,8 @@ async fn a_node_that_lost_its_lease_cancels_its_runs_keeps_the_late_result_and_r
             .any(|r| r.scheduled_for == ts("2026-01-01T02:00:00Z") && r.status == RunStatus::Running)
     })
     .await;
-    a.shutdown(ShutdownMode::Cancel).await;
-    b.shutdown(ShutdownMode::Cancel).await;
+    within("a's shutdown", a.shutdown(ShutdownMode::Cancel)).await;
+    within("b's shutdown", b.shutdown(ShutdownMode::Cancel)).await;
     assert!(store.nodes().await.unwrap().is_empty(), "a clean shutdown ends the lease at once");
 }
 
@@ -188,8 +177,8 @@ async fn a_swept_run_with_retries_left_runs_again_on_another_node() {
     );
     let run = store.history(&RunQuery::default()).await.unwrap().into_iter().find(|r| r.id == run_id).unwrap();
     assert_eq!((run.node.as_deref(), run.status), (Some("b"), RunStatus::Running));
-    a.shutdown(ShutdownMode::Cancel).await;
-    b.shutdown(ShutdownMode::Cancel).await;
+    within("a's shutdown", a.shutdown(ShutdownMode::Cancel)).await;
+    within("b's shutdown", b.shutdown(ShutdownMode::Cancel)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +209,8 @@ async fn run_now_on_a_node_without_the_task_is_run_by_one_that_has_it() {
         Some(clock.now() + SignedDuration::from_hours(24)),
         "the schedule is untouched"
     );
-    worker.shutdown(ShutdownMode::Cancel).await;
-    api.shutdown(ShutdownMode::Cancel).await;
+    within("worker's shutdown", worker.shutdown(ShutdownMode::Cancel)).await;
+    within("api's shutdown", api.shutdown(ShutdownMode::Cancel)).await;
 }
 
 #[test]

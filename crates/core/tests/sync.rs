@@ -113,3 +113,43 @@ async fn an_invalid_job_in_code_is_an_error_naming_it() {
     let unknown = Job::new("u", "nope", Trigger::every("1h").unwrap()).unwrap();
     assert!(s.sync_with(vec![unknown], false).await.unwrap_err().to_string().contains("no task named \"nope\""));
 }
+
+/// The child's side of the test below: set when this binary is re-run to
+/// check `sync` under a given `SCHEDULER_FORCE_UPDATE`.
+const CHILD: &str = "CHIME_TEST_FORCE_UPDATE_EXPECTED";
+
+#[tokio::test]
+async fn sync_reads_scheduler_force_update_from_the_environment() {
+    if let Ok(expected) = std::env::var(CHILD) {
+        // In the child: a runtime edit, then a sync that only a forced update overrides.
+        let store = Arc::new(MemoryStore::new());
+        let s = scheduler(Arc::clone(&store));
+        s.sync(code_jobs()).await.unwrap();
+        s.pause_job("report", "holiday").await.unwrap();
+        let report = s.sync(code_jobs()).await.unwrap();
+        let paused = s.get_job("report").await.unwrap().state.paused;
+        let forced = report.updated.len() == 2 && paused.is_none();
+        let kept = report.kept.len() == 2 && paused.as_deref() == Some("holiday");
+        assert!(forced != kept, "{report}, paused {paused:?}");
+        assert_eq!(forced.to_string(), expected, "{report}");
+        return;
+    }
+    // The environment is the process's: each value is checked in a child
+    // process of this test binary, so no other test sees it.
+    let this = "sync_reads_scheduler_force_update_from_the_environment";
+    for (value, forced) in [(Some("true"), true), (Some("1"), true), (Some("false"), false), (None, false)] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child.args(["--exact", this, "--test-threads", "1"]).env(CHILD, forced.to_string());
+        match value {
+            Some(v) => child.env("SCHEDULER_FORCE_UPDATE", v),
+            None => child.env_remove("SCHEDULER_FORCE_UPDATE"),
+        };
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "SCHEDULER_FORCE_UPDATE={value:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
