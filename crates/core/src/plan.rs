@@ -103,19 +103,24 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
     let mut uncounted = 0u64;
     let mut uncounted_span: Option<(Timestamp, Timestamp)> = None;
     let mut t = Some(first);
+    let mut jumped = false;
     while let Some(at) = t.filter(|t| *t <= now) {
         if due.len() == MAX_DUE_TIMES {
             let dropped = due.pop_front().expect("the queue is full");
             uncounted_span = Some((uncounted_span.map_or(dropped, |(from, _)| from), dropped));
             uncounted += 1;
-            if uncounted > 1_000_000 {
-                // Jump ahead instead of walking millions of missed times.
+            // Jump ahead instead of walking millions of missed times: once,
+            // and never back to times already walked (the last hour may hold
+            // more than MAX_DUE_TIMES, or the whole backlog be shorter than it).
+            let resume = if uncounted > 1_000_000 && !jumped { resume_point(trigger, now) } else { Some(at) };
+            jumped |= uncounted > 1_000_000;
+            if resume.is_none_or(|r| r > at) {
                 if let (Some((from, _)), Some(last)) = (uncounted_span, due.back()) {
                     uncounted_span = Some((from, *last));
                 }
                 uncounted += due.len() as u64;
                 due.clear();
-                t = resume_point(trigger, now);
+                t = resume;
                 continue;
             }
         }
@@ -279,5 +284,100 @@ mod tests {
         let plan = plan_fire(&job, ts("2026-01-01T00:00:05Z"), 0);
         assert_eq!(plan.runs.len(), 1);
         assert_eq!(plan.next_run_at, None);
+    }
+
+    fn every_second_from(start: Timestamp) -> Job {
+        let mut job = Job::new("j", "t", Trigger::every("1s").unwrap()).unwrap();
+        job.trigger.resolve(start - SignedDuration::from_secs(1), &crate::Zone::utc());
+        job.state.next_run_at = Some(start);
+        job
+    }
+
+    fn lease() -> Lease {
+        Lease { node: "n".into(), epoch: 1, expires_at: ts("2026-01-01T00:00:00Z") }
+    }
+
+    #[test]
+    fn exactly_the_grace_time_late_runs_and_a_nanosecond_more_is_missed() {
+        let job = hourly().with_misfire_grace_time(SignedDuration::from_mins(45));
+        let plan = plan_fire(&job, ts("2026-01-01T01:45:00Z"), 0);
+        assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Run)]);
+        let plan = plan_fire(&job, ts("2026-01-01T01:45:00.000000001Z"), 0);
+        assert_eq!(
+            decisions(&plan),
+            [("2026-01-01T01:00:00Z".into(), Decision::Missed("45m late, past the misfire grace time of 45m".into()))]
+        );
+    }
+
+    #[test]
+    fn without_coalesce_past_max_due_times_the_oldest_listed_run_up_to_max_instances() {
+        let t0 = ts("2026-01-01T00:00:01Z");
+        let job = every_second_from(t0).with_coalesce(false).with_max_instances(3);
+        let now = ts("2026-01-01T01:00:00Z");
+        let plan = plan_fire(&job, now, 1);
+        assert_eq!((plan.runs.len(), plan.uncounted), (MAX_DUE_TIMES, 3600 - MAX_DUE_TIMES as u64));
+        assert_eq!(plan.uncounted_span, Some((t0, ts("2026-01-01T00:43:20Z"))));
+        let runs: Vec<_> = plan.runs.iter().filter(|r| r.decision == Decision::Run).map(|r| r.scheduled_for).collect();
+        assert_eq!(runs, [ts("2026-01-01T00:43:21Z"), ts("2026-01-01T00:43:22Z")], "the oldest listed, one slot taken");
+        let skipped = Decision::Skipped(max_instances_reason(3));
+        assert!(plan.runs[2..].iter().all(|r| r.decision == skipped));
+        assert_eq!(plan.runs.last().unwrap().scheduled_for, now);
+    }
+
+    #[test]
+    fn a_backlog_of_over_a_million_jumps_to_the_last_hour_once() {
+        // Every second for 2,000,000 s: the walk counts 1,001,000 times, jumps
+        // to the last hour, and lists its last 1,000 (the hour holds 3,600:
+        // more than are listed, so it must not jump again).
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let now = t0 + SignedDuration::from_secs(2_000_000);
+        let job = every_second_from(t0);
+        let plan = plan_fire(&job, now, 0);
+        let second = |k: i64| t0 + SignedDuration::from_secs(k);
+        assert_eq!(plan.runs.first().unwrap().scheduled_for, second(1_999_001));
+        assert_eq!(plan.runs.last().unwrap(), &PlannedRun { scheduled_for: now, decision: Decision::Run });
+        assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
+        assert!(plan.runs.windows(2).all(|w| w[1].scheduled_for - w[0].scheduled_for == SignedDuration::from_secs(1)));
+        // 1,001,000 before the jump, 2,600 of the last hour; the times in between are not counted.
+        assert_eq!(plan.uncounted, 1_003_600);
+        assert_eq!(plan.uncounted_span, Some((t0, second(1_999_000))));
+        assert_eq!(plan.next_run_at, Some(second(2_000_001)));
+        let rows = plan.into_runs(&job.id, now, &lease());
+        assert_eq!(
+            rows[0].error.as_deref(),
+            Some(
+                "at least 1003600 scheduled times from 2026-01-01T00:00:00Z to 2026-01-24T03:16:40Z were missed (a backlog too long to record one by one)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_backlog_shorter_than_an_hour_is_walked_not_jumped_back_into() {
+        // Every millisecond, down for 20 minutes: 1,200,001 due times (walking
+        // them takes most of a second in a debug build). The last
+        // hour starts before the first of them, so jumping there would walk
+        // back over times already run.
+        let now = ts("2026-01-01T12:00:00Z");
+        let first = now - SignedDuration::from_mins(20);
+        let mut job = Job::new("j", "t", Trigger::every("1ms").unwrap()).unwrap();
+        job.trigger.resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
+        job.state.next_run_at = Some(first);
+        let plan = plan_fire(&job, now, 0);
+        assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
+        assert_eq!(plan.runs[0].scheduled_for, now - SignedDuration::from_millis(999));
+        assert_eq!(plan.uncounted, 1_200_001 - MAX_DUE_TIMES as u64);
+        assert_eq!(plan.uncounted_span, Some((first, now - SignedDuration::from_millis(1000))));
+    }
+
+    #[test]
+    fn exactly_a_million_uncounted_is_an_exact_count() {
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let now = t0 + SignedDuration::from_secs(1_000_999);
+        let job = every_second_from(t0);
+        let plan = plan_fire(&job, now, 0);
+        assert_eq!((plan.runs.len(), plan.uncounted), (MAX_DUE_TIMES, 1_000_000));
+        assert_eq!(plan.runs[0].scheduled_for, t0 + SignedDuration::from_secs(1_000_000));
+        let rows = plan.into_runs(&job.id, now, &lease());
+        assert!(rows[0].error.as_deref().unwrap().starts_with("1000000 scheduled times from"), "{:?}", rows[0].error);
     }
 }
