@@ -1,32 +1,35 @@
 //! The dashboard in a real headless Chromium, driven over WebDriver
-//! (chromedriver): click "Pause" on a job served by `chime serve` and see the
-//! job paused in the store.
+//! (chromedriver), against `chime serve` on SQLite with 62 jobs: page
+//! through the jobs, search them, filter the failing ones, find a failed
+//! run's error on the runs page, pause a job from its page with a reason,
+//! and see a pause from the index reach the store and come back to the page
+//! through its poll.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the test is
 //! reported as ignored (see `build.rs`), unless `CHIME_REQUIRE_BROWSER=1` (as
 //! `.ci/run` sets, after installing them) makes a missing browser a failure.
 
+mod common;
+
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use chime_testkit::KillOnDrop;
+use common::{Server, json, wait_for};
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-struct KillOnDrop(Child);
+/// How long any one thing in the browser may take to happen.
+const DEADLINE: Duration = Duration::from_secs(30);
 
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// One HTTP/1.1 request with a JSON body; returns the JSON answer.
-fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
+/// One WebDriver call with a JSON body; returns the JSON answer. Not the
+/// testkit's client: chromedriver may keep the connection open whatever the
+/// request says, so the answer is read by its Content-Length.
+fn webdriver(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -36,8 +39,6 @@ fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value 
         body.len()
     )
     .unwrap();
-    // Read the head, then exactly Content-Length bytes: chromedriver may keep
-    // the connection open whatever the request says.
     let mut reader = std::io::BufReader::new(stream);
     let mut length = 0usize;
     let mut chunked = false;
@@ -75,16 +76,98 @@ fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Value 
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{method} {path}: {e}: {body}"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A browser session: what the test does, said as a user would do it.
+struct Browser {
+    driver: String,
+    session: String,
+    /// The dashboard's address, `http://127.0.0.1:PORT/`.
+    base: String,
 }
 
-fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+impl Browser {
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        webdriver(&self.driver, method, &format!("/session/{}{path}", self.session), body)
     }
+
+    fn open(&self, path: &str) {
+        self.call("POST", "/url", Some(&json!({"url": format!("{}{path}", self.base)})));
+    }
+
+    fn title(&self) -> String {
+        self.call("GET", "/title", None)["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The page's path and query, as the address bar has it.
+    fn location(&self) -> String {
+        let url = self.call("GET", "/url", None)["value"].as_str().unwrap_or_default().to_owned();
+        url.strip_prefix(self.base.trim_end_matches('/')).unwrap_or(&url).to_owned()
+    }
+
+    fn elements(&self, css: &str) -> Vec<String> {
+        let found = self.call("POST", "/elements", Some(&json!({"using": "css selector", "value": css})));
+        found["value"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e.as_object()?.values().next()?.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The one element `css` names, waited for.
+    fn element(&self, css: &str) -> String {
+        let mut found = Vec::new();
+        wait_for(&format!("an element {css}"), DEADLINE, || {
+            found = self.elements(css);
+            !found.is_empty()
+        });
+        found.swap_remove(0)
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.element(css);
+        self.call("POST", &format!("/element/{e}/click"), Some(&json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css);
+        self.call("POST", &format!("/element/{e}/clear"), Some(&json!({})));
+        self.call("POST", &format!("/element/{e}/value"), Some(&json!({"text": text})));
+    }
+
+    fn attribute(&self, element: &str, name: &str) -> String {
+        let v = self.call("GET", &format!("/element/{element}/attribute/{name}"), None);
+        v["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let e = self.element(css);
+        self.call("GET", &format!("/element/{e}/text"), None)["value"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// The ids of the job rows on the page, in order.
+    fn job_rows(&self) -> Vec<String> {
+        self.elements("tr[data-job]").iter().map(|e| self.attribute(e, "data-job")).collect()
+    }
+
+    /// Waits until the page's job rows are `ids`.
+    fn wait_for_rows(&self, what: &str, ids: &[&str]) {
+        let mut rows = Vec::new();
+        wait_for(what, DEADLINE, || {
+            rows = self.job_rows();
+            rows == ids
+        });
+    }
+}
+
+/// 60 jobs `job-00` ... `job-59` that fire at 03:00, `tick` every minute,
+/// and `broken-backup`, a command that fails.
+fn config() -> String {
+    let mut toml = String::from(
+        "[[job]]\nid = \"tick\"\nname = \"Tick <every minute>\"\ncron = \"* * * * *\"\ncommand = [\"true\"]\n\n\
+         [[job]]\nid = \"broken-backup\"\ncron = \"0 4 * * *\"\ncommand = [\"sh\", \"-c\", \"echo disk full >&2; exit 3\"]\n",
+    );
+    for i in 0..60 {
+        toml.push_str(&format!("\n[[job]]\nid = \"job-{i:02}\"\ncron = \"0 3 * * *\"\ncommand = [\"true\"]\n"));
+    }
+    toml
 }
 
 #[test]
@@ -92,7 +175,7 @@ fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     not(chime_browser_test),
     ignore = "needs /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)"
 )]
-fn clicking_pause_in_chromium_pauses_the_job() {
+fn an_operator_finds_jobs_and_runs_and_pauses_in_chromium() {
     // Compiled in when the browser is installed or CHIME_REQUIRE_BROWSER demands it (build.rs).
     assert!(
         std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists(),
@@ -100,50 +183,19 @@ fn clicking_pause_in_chromium_pauses_the_job() {
     );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(
-        d.join("chime.toml"),
-        "[[job]]\nid = \"tick\"\nname = \"Tick <every minute>\"\ncron = \"* * * * *\"\ncommand = [\"true\"]\n",
-    )
-    .unwrap();
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_chime"))
-            .args(["serve", "--config", "chime.toml", "--store", "sqlite://chime.db", "--listen", "127.0.0.1:0"])
-            .current_dir(d)
-            .env_remove("DATABASE_URL")
-            .env_remove("CHIME_STORE")
-            .env_remove("CHIME_API_TOKEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // Read the server's output to the end on a thread, so it never writes to a closed pipe.
-    let stdout = std::io::BufReader::new(server.0.stdout.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("HTTP API on http://") {
-                let _ = tx.send(rest.split('/').next().unwrap().to_owned());
-            }
-        }
-    });
-    let http = rx.recv_timeout(Duration::from_secs(30)).expect("the server printed its address");
+    std::fs::write(d.join("chime.toml"), config()).unwrap();
+    let store = ["--store", "sqlite://chime.db"];
+    let server =
+        Server::start(d, &["--config", "chime.toml", "--store", "sqlite://chime.db", "--listen", "127.0.0.1:0"], &[]);
+    let http = server.http_addr();
+    // A failed run to find: broken-backup, run now.
+    let out = common::chime(d, &["jobs", "run", "broken-backup", "--wait", store[0], store[1]]);
+    assert!(!out.status.success(), "the run fails: {}", common::stdout(&out));
 
-    let port = free_port();
-    let _driver = KillOnDrop(
-        Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let driver = format!("127.0.0.1:{port}");
-    wait_until("chromedriver", || TcpStream::connect(&driver).is_ok());
-
+    let driver = chromedriver();
     let profile = tempfile::tempdir().unwrap();
-    let session = request(
-        &driver,
+    let session = webdriver(
+        &driver.1,
         "POST",
         "/session",
         Some(&json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
@@ -154,53 +206,87 @@ fn clicking_pause_in_chromium_pauses_the_job() {
         }}}})),
     );
     let sid = session["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {session}")).to_owned();
-    let s = |path: &str| format!("/session/{sid}{path}");
+    let b = Browser { driver: driver.1.clone(), session: sid, base: format!("http://{http}/") };
 
-    request(&driver, "POST", &s("/url"), Some(&json!({"url": format!("http://{http}/")})));
-    let title = request(&driver, "GET", &s("/title"), None);
-    assert_eq!(title["value"], "chime: 1 jobs");
-    let found = request(
-        &driver,
-        "POST",
-        &s("/element"),
-        Some(&json!({"using": "css selector", "value": "button[data-action=pause][data-id=tick]"})),
-    );
-    let element = found["value"]
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no pause button: {found}"))
-        .to_owned();
-    request(&driver, "POST", &s(&format!("/element/{element}/click")), Some(&json!({})));
+    // Paging: 62 jobs, 50 on the first page, the other 12 on the second.
+    b.open("");
+    assert_eq!(b.title(), "chime: 62 jobs");
+    assert_eq!(b.job_rows().len(), 50);
+    b.click("a[rel=next]");
+    wait_for("the second page", DEADLINE, || b.location() == "/?page=2");
+    let second = b.job_rows();
+    assert_eq!(second.len(), 12, "{second:?}");
+    assert_eq!(second.last().map(String::as_str), Some("tick"), "ordered by id");
 
-    // The click reached the store: the job is paused, with the dashboard's reason.
-    wait_until("the job to be paused", || {
-        let out = Command::new(env!("CARGO_BIN_EXE_chime"))
-            .args(["jobs", "show", "tick", "--json", "--store", "sqlite://chime.db"])
-            .current_dir(d)
-            .env_remove("DATABASE_URL")
-            .env_remove("CHIME_STORE")
-            .output()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-        v["job"]["state"]["paused"] == "paused from the dashboard"
+    // Search: typed into the box, sent with the form, kept in the URL.
+    b.type_into("input[name=q]", "TICK");
+    b.click("form.filters button[type=submit]");
+    b.wait_for_rows("the search's one job", &["tick"]);
+    assert!(b.location().contains("q=TICK"), "{}", b.location());
+
+    // A filter: the failing chip (the search cleared first).
+    b.open("");
+    b.click("a[data-state=failing]");
+    b.wait_for_rows("the failing job", &["broken-backup"]);
+    assert_eq!(b.location(), "/?state=failing");
+
+    // The runs page: the failures, one open to its error.
+    b.click("nav a[href$=runs]");
+    wait_for("the runs page", DEADLINE, || b.title() == "chime: runs");
+    b.click("#status-filter option[value=failures]");
+    b.click("form.filters button[type=submit]");
+    wait_for("only failures", DEADLINE, || b.location().contains("status=failures"));
+    let failed = b.elements("tr[data-run-status]");
+    assert_eq!(failed.len(), 1, "one failed run");
+    assert_eq!(b.attribute(&failed[0], "data-run-status"), "failed");
+    let details = b.text("details[open]");
+    assert!(details.contains("disk full"), "the error or output is shown: {details}");
+
+    // Pause from the job's page, with a reason.
+    b.open("jobs/job-07");
+    b.type_into("#pause-reason", "disk maintenance");
+    b.click("button[data-action=pause][data-id=job-07]");
+    wait_for("job-07 to be paused with the reason", DEADLINE, || {
+        json(d, &["jobs", "show", "job-07", store[0], store[1]])["job"]["state"]["paused"] == "disk maintenance"
     });
-    // And the page shows it after its next refresh: a Resume button.
-    wait_until("the page to offer Resume", || {
-        let found = request(
-            &driver,
-            "POST",
-            &s("/elements"),
-            Some(&json!({"using": "css selector", "value": "button[data-action=resume][data-id=tick]"})),
-        );
-        found["value"].as_array().is_some_and(|a| !a.is_empty())
+    // The page notices by its poll and offers Resume.
+    b.element("button[data-action=resume][data-id=job-07]");
+
+    // From the index: the click reaches the store, and the row follows the
+    // store through the poll, without a reload.
+    b.open("?q=tick");
+    b.click("button[data-action=pause][data-id=tick]");
+    wait_for("tick to be paused", DEADLINE, || {
+        json(d, &["jobs", "show", "tick", store[0], store[1]])["job"]["state"]["paused"] == "paused from the dashboard"
     });
+    b.element("button[data-action=resume][data-id=tick]");
+    let out = common::chime(d, &["jobs", "resume", "tick", store[0], store[1]]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    b.element("button[data-action=pause][data-id=tick]");
+    assert_eq!(b.location(), "/?q=tick", "the page was never reloaded away");
+
     if let Ok(path) = std::env::var("CHIME_SCREENSHOT") {
-        let shot = request(&driver, "GET", &s("/screenshot"), None);
-        let png = base64_decode(shot["value"].as_str().unwrap());
-        std::fs::write(path, png).unwrap();
+        b.open("");
+        let shot = b.call("GET", "/screenshot", None);
+        std::fs::write(path, base64_decode(shot["value"].as_str().unwrap())).unwrap();
     }
-    request(&driver, "DELETE", &s(""), None);
+    b.call("DELETE", "", None);
+    drop(server);
+}
+
+/// chromedriver on a port of its own, up; and its address.
+fn chromedriver() -> (KillOnDrop, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let driver = KillOnDrop(child);
+    wait_for("chromedriver", DEADLINE, || TcpStream::connect(&addr).is_ok());
+    (driver, addr)
 }
 
 /// Standard base64, for the screenshot.
