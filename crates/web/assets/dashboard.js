@@ -69,7 +69,13 @@ function tick() {
 
 // The jobs page: one row per job shown, updated in place from jobs.json.
 function field(row, name) { return row.querySelector('[data-f="' + name + '"]'); }
-function setPill(el, word) { if (el) { el.textContent = word; el.className = "pill " + word; } }
+function setPill(el, word) {
+  if (!el) return;
+  el.textContent = word;
+  el.className = "pill " + word;
+  // A label that names the pill ("scheduler running") follows its word.
+  if (el.dataset.label) el.setAttribute("aria-label", el.dataset.label + " " + word);
+}
 function setWhen(row, name, shown, empty) {
   const time = field(row, name), rel = field(row, name + "-rel");
   if (!time || !rel) return;
