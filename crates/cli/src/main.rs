@@ -12,6 +12,7 @@ mod nodes;
 mod output;
 mod serve;
 mod store;
+mod summary;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,18 @@ use clap::Parser;
 use crate::args::Command;
 use crate::error::CliError;
 
+/// The server's log level: `CHIME_LOG` (`error`, `warn`, `info`, `debug`,
+/// `trace`), `info` by default. Per-run lines are at `debug`.
+fn log_level() -> Result<tracing::Level, CliError> {
+    match std::env::var("CHIME_LOG") {
+        Err(_) => Ok(tracing::Level::INFO),
+        Ok(v) if v.trim().is_empty() => Ok(tracing::Level::INFO),
+        Ok(v) => v.trim().parse().map_err(|_| {
+            CliError::Usage(format!("CHIME_LOG={v:?} is not a log level: use error, warn, info, debug or trace"))
+        }),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let result = match cli.command {
@@ -27,12 +40,17 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             // The server logs; one-shot commands print only their answer.
             use std::io::IsTerminal as _;
-            tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_max_level(tracing::Level::INFO)
-                .init();
-            block_on(serve::run(args))
+            match log_level() {
+                Ok(level) => {
+                    tracing_subscriber::fmt()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(std::io::stderr().is_terminal())
+                        .with_max_level(level)
+                        .init();
+                    block_on(serve::run(args))
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Jobs(cmd) => block_on(manage::jobs(cmd)),
         Command::History(args) => block_on(manage::history(args)),

@@ -145,6 +145,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         );
         Some((stop, server))
     };
+    // One line a minute about the runs, instead of lines per run.
+    tokio::spawn(crate::summary::log_every(scheduler.subscribe(), std::time::Duration::from_secs(60)));
     scheduler.start().context("starting the scheduler")?;
     say!("chime is running on {url}; Ctrl-C to stop");
 

@@ -168,6 +168,15 @@ fn errors_have_messages_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
+    let loud = Command::new(env!("CARGO_BIN_EXE_chime"))
+        .args(["serve", "--store", "memory:", "--no-http"])
+        .current_dir(d)
+        .env("CHIME_LOG", "loud")
+        .output()
+        .unwrap();
+    assert_eq!(loud.status.code(), Some(2), "{}", stderr(&loud));
+    assert!(stderr(&loud).contains("CHIME_LOG=\"loud\" is not a log level"), "{}", stderr(&loud));
+
     std::fs::write(d.join("bad.toml"), "[[job]]\nid = \"r\"\ncron = \"0 9 * * 8\"\ncommand = [\"true\"]\n").unwrap();
     let out = chime(d, &["serve", "--config", "bad.toml", "--store", "memory:"]);
     assert_eq!(out.status.code(), Some(2));

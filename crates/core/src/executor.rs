@@ -160,7 +160,9 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
         run.attempt += 1;
         run.status = RunStatus::Running;
         inner.record(&run, &token, "recording a run start").await;
-        tracing::info!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
+        // Per-run lines are DEBUG: at hundreds of runs a second INFO would
+        // drown the log (`chime serve` logs a summary a minute instead).
+        tracing::debug!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
         inner.events.emit(Event::RunStarted {
             job_id: job.id.clone(),
             run_id: run.id,
@@ -185,7 +187,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
         let (status, error) = match outcome {
             Attempt::Succeeded => {
                 let duration = clock.now().duration_since(attempt_started);
-                tracing::info!(job_id = %job.id, run_id = %run.id, ?duration, "run succeeded");
+                tracing::debug!(job_id = %job.id, run_id = %run.id, ?duration, "run succeeded");
                 inner.events.emit(Event::RunSucceeded { job_id: job.id.clone(), run_id: run.id, duration });
                 (RunStatus::Succeeded, None)
             }

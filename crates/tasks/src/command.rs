@@ -64,7 +64,7 @@ pub(crate) async fn run_command(ctx: JobContext) -> Result<(), TaskError> {
         ctx.set_output(tail.clone());
     }
     if output.status.success() {
-        tracing::info!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %tail, "command succeeded");
+        tracing::debug!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %tail, "command succeeded");
         Ok(())
     } else {
         let status = match output.status.code() {

@@ -384,7 +384,7 @@ pub(crate) async fn run_http(ctx: JobContext, options: Arc<Options>) -> Result<(
     };
     match result {
         Ok(output) => {
-            tracing::info!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %output, "http request succeeded");
+            tracing::debug!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %output, "http request succeeded");
             ctx.set_output(output);
             Ok(())
         }
