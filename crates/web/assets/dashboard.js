@@ -33,6 +33,10 @@ async function act(button) {
     const field = document.getElementById("pause-reason");
     const reason = (field && field.value.trim()) || "paused from the dashboard";
     body = JSON.stringify({ reason });
+  } else if (action === "reschedule") {
+    const expr = document.getElementById("reschedule-expr").value.trim();
+    if (!expr) { flash("reschedule: give a cron expression", true); return; }
+    body = JSON.stringify({ trigger: { type: "cron", expr, timezone: button.dataset.zone } });
   }
   button.disabled = true;
   try {
@@ -61,6 +65,36 @@ function relative(iso) {
   const ms = Date.parse(iso) - (Date.now() + skew);
   return ms >= 0 ? "in " + human(ms) : human(ms) + " ago";
 }
+// Times in the viewer's zone, when they choose (kept in localStorage): every
+// <time datetime> is rewritten from its instant; the server's text (the
+// job's zone) is kept to switch back.
+const myZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "this browser's zone";
+function pad(n) { return String(n).padStart(2, "0"); }
+function inMyZone(iso) {
+  const d = new Date(iso), off = -d.getTimezoneOffset(), a = Math.abs(off);
+  const secs = d.getSeconds() ? ":" + pad(d.getSeconds()) : "";
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" +
+    pad(d.getMinutes()) + secs + " " + (off >= 0 ? "+" : "-") + pad(Math.floor(a / 60)) + ":" + pad(a % 60);
+}
+function applyZone() {
+  const mine = localStorage.getItem("chime-zone") === "mine";
+  for (const t of document.querySelectorAll("time[datetime]")) {
+    const iso = t.getAttribute("datetime");
+    if (!iso) continue;
+    if (t.dataset.jobText === undefined) t.dataset.jobText = t.textContent;
+    t.textContent = mine ? inMyZone(iso) : t.dataset.jobText;
+  }
+  const toggle = document.getElementById("zone-toggle");
+  if (toggle) {
+    toggle.setAttribute("aria-pressed", String(mine));
+    toggle.textContent = mine ? "Times: " + myZone : "Times: each job's zone";
+  }
+}
+document.getElementById("zone-toggle")?.addEventListener("click", () => {
+  localStorage.setItem("chime-zone", localStorage.getItem("chime-zone") === "mine" ? "job" : "mine");
+  applyZone();
+});
+
 function tick() {
   for (const el of document.querySelectorAll("[data-at]")) {
     if (el.dataset.at) el.textContent = relative(el.dataset.at);
@@ -80,6 +114,7 @@ function setWhen(row, name, shown, empty) {
   const time = field(row, name), rel = field(row, name + "-rel");
   if (!time || !rel) return;
   time.textContent = shown ? shown.local : empty;
+  time.dataset.jobText = time.textContent;
   time.setAttribute("datetime", shown ? shown.iso : "");
   time.title = shown ? shown.zone + " · " + shown.iso : "";
   rel.dataset.at = shown ? shown.iso : "";
@@ -129,6 +164,7 @@ async function updateJob() {
     const fresh = doc.getElementById("live"), old = document.getElementById("live");
     if (fresh && old) old.replaceWith(fresh);
     setNow(doc.body.dataset.now);
+    applyZone();
   }
   signature = now;
 }
@@ -144,12 +180,14 @@ async function poll(force) {
       const state = document.getElementById("state");
       if (state) setPill(state, data.state);
       updateJobs(data);
+      applyZone();
     } else if (body.dataset.page === "job") {
       await updateJob();
     }
     tick();
   } catch (e) { /* the server may be restarting; try again at the next poll */ }
 }
+applyZone();
 tick();
 setInterval(tick, 1000);
 setInterval(poll, 5000);

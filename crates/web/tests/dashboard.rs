@@ -227,6 +227,9 @@ async fn bad_query_parameters_are_refused_by_name() {
         ("/runs?window=1h&since=2026-01-01T00:00:00Z", "window"),
         ("/runs?page=-1", "page \"-1\""),
         ("/day?hour=24", "hour \"24\""),
+        ("/day?days=3", "days \"3\""),
+        ("/day?days=7&date=tomorrow&hour=1", "date \"tomorrow\""),
+        ("/day?days=7&date=2026-01-02", "date: give an hour"),
     ] {
         let (st, body) = get(&app, uri).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}: {body}");
@@ -350,12 +353,17 @@ async fn the_job_page_shows_the_whole_job() {
         assert!(job.contains(needed), "{needed} is missing from {job}");
     }
     assert_eq!(job.matches("data-f=\"upcoming\">").count(), 10, "ten next fire times");
+    assert!(
+        job.contains(r#"data-action="reschedule" data-id="nightly" data-zone="America/New_York""#),
+        "a job added at runtime can be rescheduled, in its zone"
+    );
 
     // A job synced from code says so.
     s.sync(vec![Job::new("from-code", "noop", Trigger::every("1h").unwrap()).unwrap()]).await.unwrap();
     let synced = page(&app, "/jobs/from-code").await;
     assert!(synced.contains("the config file or the service&#39;s code"), "{synced}");
     assert!(synced.contains("none: elapsed time"));
+    assert!(!synced.contains(r#"data-action="reschedule""#), "its trigger comes from the code");
 }
 
 #[tokio::test]
@@ -398,6 +406,17 @@ async fn the_day_shows_the_herd_at_midnight_and_its_jobs() {
     assert_eq!(rows(&hour)[30], "hourly");
     assert!(hour.contains(r#"href="./jobs/evening-00""#));
     assert!(hour.contains("Jobs firing 18:00–19:00"));
+
+    // The 7 days: a grid of dates and hours, each hour a link to its jobs.
+    let week = page(&app2, "/day?days=7").await;
+    assert_eq!(week.matches("data-fires=").count(), 7 * 24);
+    assert!(week.contains("<b>378</b> in all"), "7 × 30 evening runs and 7 × 24 hourly ones: {week}");
+    let cell = r#"href="./day?days=7&#38;date=2026-01-03&#38;hour=18" class="cell dense""#;
+    assert!(week.contains(cell), "{week}");
+    let chosen = page(&app2, "/day?days=7&date=2026-01-03&hour=18").await;
+    assert_eq!(rows(&chosen).len(), 31);
+    assert!(chosen.contains("Jobs firing 18:00–19:00 on Sat 3 Jan"), "{chosen}");
+    assert!(chosen.contains(r#"datetime="2026-01-03T18:00:00Z""#), "the first run in that hour, on that day");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The day at a glance: how many runs every active job's trigger has in
-//! each of the next 24 hours (from the start of this hour, on the
-//! scheduler's zone's clock), so the herd at 00:00 stands out; `?hour=H`
-//! lists the jobs that fire in that hour, paged.
+//! each hour ahead (from the start of this one, on the scheduler's zone's
+//! clock), so the herd at 00:00 stands out: the next 24 hours as bars, or
+//! (`?days=7`) the next 7 days as a grid of hours. Choosing an hour
+//! (`?hour=H`, with `&date=YYYY-MM-DD` on the grid) lists its jobs, paged.
 
 use std::collections::HashMap;
 
@@ -18,14 +19,15 @@ use super::{Chrome, QueryPairs, html};
 use crate::extract::encode_segment;
 use crate::{ApiError, Handle};
 
-/// Hours in the view.
-const HOURS: usize = 24;
-/// The most fire times counted for one job in the view (one a minute): a
-/// job firing every second would otherwise cost 86,400 evaluations.
-const MAX_FIRES_PER_JOB: usize = 24 * 60;
+/// The most fire times counted for one job per day of the view (one a
+/// minute): a job firing every second would otherwise cost 86,400
+/// evaluations a day.
+const MAX_FIRES_PER_JOB_DAY: usize = 24 * 60;
 
 /// One hour of the view.
 struct Hour {
+    /// `2026-12-02`, the hour's date in the scheduler's zone.
+    date: String,
     /// `00`–`23`, the wall-clock hour in the scheduler's zone.
     label: String,
     hour: i8,
@@ -57,7 +59,12 @@ struct DayPage {
     c: Chrome,
     zone: String,
     from: Shown,
+    /// 1 or 7.
+    days: usize,
     hours: Vec<Hour>,
+    /// The grid's rows (7 days): a day's label and its 24 hours from 00:00,
+    /// each the index of its hour in `hours` (blank before this one).
+    grid: Vec<(String, Vec<Option<usize>>)>,
     total: usize,
     busiest: usize,
     chosen: Option<String>,
@@ -68,15 +75,31 @@ struct DayPage {
 
 pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Response, ApiError> {
     let Query(pairs) = query?;
-    let p = Params::new(pairs, &["hour", "page"])?;
-    let chosen = match p.get("hour") {
+    let p = Params::new(pairs, &["days", "date", "hour", "page"])?;
+    let days = match p.get("days") {
+        None | Some("1") => 1,
+        Some("7") => 7,
+        Some(text) => return Err(ApiError::malformed(format!("days {text:?}: expected 1 or 7"))),
+    };
+    let hour = match p.get("hour") {
         None => None,
         Some(text) => match text.parse::<i8>() {
             Ok(hour) if (0..24).contains(&hour) => Some(hour),
             _ => return Err(ApiError::malformed(format!("hour {text:?}: expected a whole number from 0 to 23"))),
         },
     };
+    let date = p
+        .get("date")
+        .map(|text| {
+            text.parse::<jiff::civil::Date>()
+                .map_err(|_| ApiError::malformed(format!("date {text:?}: expected a date such as 2026-12-02")))
+        })
+        .transpose()?;
+    if date.is_some() && hour.is_none() {
+        return Err(ApiError::malformed("date: give an hour with it"));
+    }
     let page = p.page()?;
+    let hours_in_view = days * 24;
 
     let s = &h.scheduler;
     let now = s.clock().now();
@@ -84,18 +107,23 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
     let tz = zone.time_zone().clone();
     let zoned = now.to_zoned_datetime(tz.clone());
     let from = zoned.with().minute(0).second(0).subsec_nanosecond(0).build().map_or(now, |z| z.timestamp());
-    let starts: Vec<Timestamp> = (0..=HOURS).map(|i| from.checked_add((i as i64).hours()).unwrap_or(from)).collect();
-    let end = starts[HOURS];
+    let starts: Vec<Timestamp> =
+        (0..=hours_in_view).map(|i| from.checked_add((i as i64).hours()).unwrap_or(from)).collect();
+    let local: Vec<jiff::ZonedDateTime> = starts.iter().map(|t| t.to_zoned_datetime(tz.clone())).collect();
+    let end = starts[hours_in_view];
     let hour_of = |t: Timestamp| -> Option<usize> {
         let i = usize::try_from(t.duration_since(from).as_secs() / 3600).ok()?;
-        (i < HOURS).then_some(i)
+        (i < hours_in_view).then_some(i)
     };
-    let chosen_index =
-        chosen.and_then(|hour| starts[..HOURS].iter().position(|t| t.to_zoned_datetime(tz.clone()).hour() == hour));
+    // The first hour of the view with that wall-clock hour (on that date).
+    let chosen_index = hour.and_then(|hour| {
+        local[..hours_in_view].iter().position(|z| z.hour() == hour && date.is_none_or(|d| z.date() == d))
+    });
+    let max_fires_per_job = MAX_FIRES_PER_JOB_DAY * days;
 
     let jobs = s.store().list_jobs(&JobFilter { paused: Some(false), ..JobFilter::default() }).await?;
-    let mut fires = [0usize; HOURS];
-    let mut jobs_in = [0usize; HOURS];
+    let mut fires = vec![0usize; hours_in_view];
+    let mut jobs_in = vec![0usize; hours_in_view];
     let mut in_chosen: Vec<(Timestamp, &chime_core::Job, usize, bool)> = Vec::new();
     let mut capped = 0;
     for job in &jobs {
@@ -104,7 +132,7 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         let mut counted = 0;
         // A job overdue now fires at once: it counts in this hour.
         t = t.max(from);
-        while t < end && counted < MAX_FIRES_PER_JOB {
+        while t < end && counted < max_fires_per_job {
             if let Some(i) = hour_of(t) {
                 per_hour.entry(i).or_insert((0, t)).0 += 1;
             }
@@ -114,7 +142,7 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
                 None => break,
             }
         }
-        let job_capped = counted == MAX_FIRES_PER_JOB && t < end;
+        let job_capped = counted == max_fires_per_job && t < end;
         capped += usize::from(job_capped);
         for (i, (n, first)) in &per_hour {
             fires[*i] += n;
@@ -127,12 +155,22 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
 
     let busiest = fires.iter().copied().max().unwrap_or(0);
     let total: usize = fires.iter().sum();
-    let mean = total as f64 / HOURS as f64;
-    let hours = (0..HOURS)
+    let mean = total as f64 / hours_in_view as f64;
+    // A link to an hour keeps the view; on the grid it names the date too.
+    let link = |i: usize, page: usize| {
+        let z = &local[i];
+        query_string(&[
+            ("days", (days > 1).then(|| days.to_string())),
+            ("date", (days > 1).then(|| z.date().to_string())),
+            ("hour", Some(z.hour().to_string())),
+            ("page", (page > 1).then(|| page.to_string())),
+        ])
+    };
+    let hours: Vec<Hour> = (0..hours_in_view)
         .map(|i| {
-            let local = starts[i].to_zoned_datetime(tz.clone());
-            let hour = local.hour();
+            let hour = local[i].hour();
             Hour {
+                date: local[i].date().to_string(),
                 label: format!("{hour:02}"),
                 hour,
                 start: Shown::new(starts[i], zone, now),
@@ -141,22 +179,28 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
                 height: if busiest == 0 { 0 } else { ((fires[i] * 100).div_ceil(busiest)) as u32 },
                 // Three times the average hour, and not just a handful of runs.
                 dense: fires[i] >= 10 && fires[i] as f64 > 3.0 * mean,
-                href: format!("day{}", query_string(&[("hour", Some(hour.to_string()))])),
+                href: format!("day{}", link(i, 1)),
                 current: Some(i) == chosen_index,
             }
         })
         .collect();
+    // The grid: one row per local date, one column per wall-clock hour.
+    let mut grid: Vec<(String, Vec<Option<usize>>)> = Vec::new();
+    if days > 1 {
+        for (i, z) in local[..hours_in_view].iter().enumerate() {
+            let label = z.strftime("%a %-d %b").to_string();
+            if grid.last().is_none_or(|(l, _)| *l != label) {
+                grid.push((label, vec![None; 24]));
+            }
+            let row = &mut grid.last_mut().unwrap().1;
+            // A repeated hour (the night clocks go back) adds to the first.
+            let cell = &mut row[z.hour() as usize];
+            *cell = Some(cell.map_or(i, |first| first));
+        }
+    }
 
     in_chosen.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    let pager = chosen_index.map(|i| {
-        let hour = starts[i].to_zoned_datetime(tz.clone()).hour();
-        Pager::new(in_chosen.len(), page, |page| {
-            format!(
-                "./day{}",
-                query_string(&[("hour", Some(hour.to_string())), ("page", (page > 1).then(|| page.to_string()))])
-            )
-        })
-    });
+    let pager = chosen_index.map(|i| Pager::new(in_chosen.len(), page, |page| format!("./day{}", link(i, page))));
     let listed = in_chosen
         .iter()
         .skip((page - 1) * PAGE_SIZE)
@@ -175,10 +219,12 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         zone: zone.name().to_owned(),
         from: Shown::new(from, zone, now),
         chosen: chosen_index.map(|i| {
-            let start = starts[i].to_zoned_datetime(tz.clone());
-            format!("{:02}:00–{:02}:00", start.hour(), starts[i + 1].to_zoned_datetime(tz.clone()).hour())
+            let on = if days > 1 { local[i].strftime(" on %a %-d %b").to_string() } else { String::new() };
+            format!("{:02}:00–{:02}:00{on}", local[i].hour(), local[i + 1].hour())
         }),
+        days,
         hours,
+        grid,
         total,
         busiest,
         jobs: listed,

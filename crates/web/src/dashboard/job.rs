@@ -43,6 +43,11 @@ struct JobPage {
     upcoming: Vec<Shown>,
     timeline: String,
     runs: Vec<RunRow>,
+    /// Whether the page offers to reschedule it: jobs added at runtime only,
+    /// since a job synced from the config or code takes its trigger from there.
+    reschedulable: bool,
+    /// The zone a new cron expression is read in: the job's, or the scheduler's.
+    zone_name: String,
     /// Why the API would refuse to resume or run it (a command the config
     /// dropped): the page says so instead of offering a button that fails.
     refused: Option<String>,
@@ -83,6 +88,8 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
         status: if running { "running" } else { job.status() },
         paused: job.state.paused.clone(),
         refused: crate::policy::resume(&job).err().map(|e| e.message),
+        reschedulable: job.state.code_hash.is_none(),
+        zone_name: zone.name().to_owned(),
         options: options(&job),
         source: if job.state.code_hash.is_some() {
             "the config file or the service's code (kept in step with it at start-up)"
