@@ -3,7 +3,8 @@
 //! # Implementation
 //!
 //! A task subscribed to the scheduler's events counts runs by job and status
-//! and fills two histograms per job (duration and lateness); gauges (running
+//! and fills two histograms per job (duration, of every outcome, and
+//! lateness); a removed job's series are dropped. Gauges (running
 //! runs, jobs by state, loop lag, the nodes in the store with their leases
 //! and runs in flight) are read at scrape time. The text is written by hand
 //! (no client library); label values are escaped by [`label`]. State lives in the
@@ -15,6 +16,10 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
 use chime_core::{Event, Scheduler};
+
+/// Runs in progress remembered for their durations; a run whose end is
+/// never seen here (its lease lost elsewhere) is forgotten past this many.
+const MAX_STARTED: usize = 100_000;
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0];
@@ -28,8 +33,14 @@ pub(crate) struct Metrics {
 struct State {
     /// (job, status) → runs.
     runs: BTreeMap<(String, &'static str), u64>,
+    /// job → durations of its finished runs, whatever their outcome (a
+    /// failing job has a duration series too).
     duration: BTreeMap<String, Histogram>,
     lateness: BTreeMap<String, Histogram>,
+    /// When each run in progress here started (its first attempt), so a run
+    /// that fails, times out or is cancelled has a duration too. Run ids are
+    /// time-ordered: past [`MAX_STARTED`] the oldest go first.
+    started: BTreeMap<chime_core::RunId, jiff::Timestamp>,
     /// Events this collector missed because it fell behind.
     lagged: u64,
 }
@@ -88,7 +99,12 @@ impl Metrics {
             for ((job, status), n) in &s.runs {
                 let _ = writeln!(out, "chime_runs_total{{job=\"{}\",status=\"{status}\"}} {n}", label(job));
             }
-            histogram(&mut out, "chime_run_duration_seconds", "How long runs took.", &s.duration);
+            histogram(
+                &mut out,
+                "chime_run_duration_seconds",
+                "How long finished runs took, whatever their outcome.",
+                &s.duration,
+            );
             histogram(
                 &mut out,
                 "chime_run_lateness_seconds",
@@ -143,26 +159,57 @@ impl Metrics {
 
 impl State {
     fn record(&mut self, event: &Event, now: jiff::Timestamp) {
-        let mut finished = |job: &chime_core::JobId, status: &'static str| {
-            *self.runs.entry((job.to_string(), status)).or_default() += 1;
-        };
         match event {
-            Event::RunSucceeded { job_id, duration, .. } => {
-                finished(job_id, "succeeded");
-                self.duration.entry(job_id.to_string()).or_default().observe(duration.as_secs_f64());
+            Event::RunSucceeded { job_id, run_id, duration } => {
+                self.started.remove(run_id);
+                self.finished(job_id, "succeeded", Some(duration.as_secs_f64()));
             }
-            Event::RunFailed { job_id, will_retry: false, .. } => finished(job_id, "failed"),
-            Event::RunTimedOut { job_id, will_retry: false, .. } => finished(job_id, "timed_out"),
-            Event::RunCancelled { job_id, .. } => finished(job_id, "cancelled"),
-            Event::RunMissed { job_id, .. } => finished(job_id, "missed"),
-            Event::RunSkipped { job_id, .. } => finished(job_id, "skipped"),
-            Event::RunAbandoned { job_id, .. } => finished(job_id, "abandoned"),
-            Event::RunStarted { job_id, scheduled_for, attempt: 1, .. } => {
+            Event::RunFailed { job_id, run_id, will_retry: false, .. } => {
+                let took = self.took(run_id, now);
+                self.finished(job_id, "failed", took);
+            }
+            Event::RunTimedOut { job_id, run_id, will_retry: false, .. } => {
+                let took = self.took(run_id, now);
+                self.finished(job_id, "timed_out", took);
+            }
+            Event::RunCancelled { job_id, run_id } => {
+                let took = self.took(run_id, now);
+                self.finished(job_id, "cancelled", took);
+            }
+            Event::RunMissed { job_id, .. } => self.finished(job_id, "missed", None),
+            Event::RunSkipped { job_id, .. } => self.finished(job_id, "skipped", None),
+            Event::RunAbandoned { job_id, run_id, .. } => {
+                let took = self.took(run_id, now);
+                self.finished(job_id, "abandoned", took);
+            }
+            Event::RunStarted { job_id, run_id, scheduled_for, attempt: 1 } => {
                 let late = now.duration_since(*scheduled_for).as_secs_f64();
                 self.lateness.entry(job_id.to_string()).or_default().observe(late);
+                self.started.insert(*run_id, now);
+                while self.started.len() > MAX_STARTED {
+                    self.started.pop_first();
+                }
+            }
+            Event::JobRemoved { job_id } => {
+                let job = job_id.as_str();
+                self.runs.retain(|(j, _), _| j != job);
+                self.duration.remove(job);
+                self.lateness.remove(job);
             }
             _ => {}
         }
+    }
+
+    fn finished(&mut self, job: &chime_core::JobId, status: &'static str, took: Option<f64>) {
+        *self.runs.entry((job.to_string(), status)).or_default() += 1;
+        if let Some(secs) = took {
+            self.duration.entry(job.to_string()).or_default().observe(secs);
+        }
+    }
+
+    /// How long a run that ends now took, when its start was seen here.
+    fn took(&mut self, run: &chime_core::RunId, now: jiff::Timestamp) -> Option<f64> {
+        self.started.remove(run).map(|at| now.duration_since(at).as_secs_f64())
     }
 }
 
