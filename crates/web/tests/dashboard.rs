@@ -461,3 +461,36 @@ async fn with_ten_thousand_jobs_the_first_page_stays_small() {
         json.len()
     );
 }
+
+#[tokio::test]
+async fn the_new_pages_are_reads_behind_the_guard_and_the_read_token() {
+    let s = a_hundred_and_twenty_jobs().await;
+    let token = "0123456789abcdef-test-token";
+    let handle = chime_web::Handle::new(s.clone()).with_token(Some(token.into())).unwrap().with_read_token(true);
+    let app = chime_web::router(handle);
+    let send = |method: &'static str, uri: &'static str, headers: Vec<(&'static str, String)>| {
+        let app = app.clone();
+        async move {
+            let mut req = Request::builder().method(method).uri(uri);
+            if !headers.iter().any(|(k, _)| *k == "host") {
+                req = req.header("host", "127.0.0.1:8080");
+            }
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap().status()
+        }
+    };
+    for uri in ["/", "/jobs.json", "/runs", "/day", "/jobs/job-001", "/assets/dashboard.js", "/assets/dashboard.css"] {
+        assert_eq!(send("GET", uri, vec![]).await, StatusCode::UNAUTHORIZED, "{uri} without the token");
+        let bearer = vec![("authorization", format!("Bearer {token}"))];
+        assert_eq!(send("GET", uri, bearer).await, StatusCode::OK, "{uri} with it");
+        let rebound = vec![("host", "evil.example.com".to_owned())];
+        assert_eq!(send("GET", uri, rebound).await, StatusCode::MISDIRECTED_REQUEST, "{uri} for another host");
+    }
+    // They change nothing: no other method.
+    let bearer = || vec![("authorization", format!("Bearer {token}")), ("content-type", "application/json".to_owned())];
+    for uri in ["/runs", "/day", "/jobs.json"] {
+        assert_eq!(send("POST", uri, bearer()).await, StatusCode::METHOD_NOT_ALLOWED, "{uri}");
+    }
+}
