@@ -380,4 +380,45 @@ mod tests {
         let rows = plan.into_runs(&job.id, now, &lease());
         assert!(rows[0].error.as_deref().unwrap().starts_with("1000000 scheduled times from"), "{:?}", rows[0].error);
     }
+
+    /// Every second for 1,001,500 s from 2026-01-01 (enough for the jump),
+    /// then every `sparse` from one period after that, planned at `now_k`
+    /// periods plus `rest` after the sparse start: which window before `now`
+    /// the walk resumes in decides the runs listed.
+    fn resume_case(sparse: SignedDuration, now_k: i32, rest: SignedDuration) -> (Vec<Timestamp>, Timestamp) {
+        use crate::trigger::IntervalTrigger;
+        let t0 = ts("2026-01-01T00:00:00Z");
+        let end = t0 + SignedDuration::from_secs(1_001_500);
+        let s = end + sparse;
+        let dense =
+            Trigger::Interval(IntervalTrigger { every: SignedDuration::from_secs(1), start: Some(t0), end: Some(end) });
+        let sparse_t = Trigger::Interval(IntervalTrigger { every: sparse, start: Some(s), end: None });
+        let mut job = Job::new("j", "t", Trigger::any(vec![dense, sparse_t])).unwrap();
+        job.state.next_run_at = Some(t0);
+        let now = s + sparse * now_k + rest;
+        let plan = plan_fire(&job, now, 0);
+        assert!(plan.uncounted > 1_000_000, "the walk jumped");
+        (plan.runs.iter().map(|r| r.scheduled_for).collect(), s)
+    }
+
+    #[test]
+    fn the_jump_resumes_within_the_last_day_when_the_last_hour_has_no_fire_time() {
+        let six = SignedDuration::from_hours(6);
+        let (runs, s) = resume_case(six, 4, SignedDuration::from_hours(3));
+        assert_eq!(runs, [s + six, s + six * 2, s + six * 3, s + six * 4]);
+    }
+
+    #[test]
+    fn the_jump_resumes_within_the_last_31_days_when_the_last_day_has_none() {
+        let three_days = SignedDuration::from_hours(72);
+        let (runs, s) = resume_case(three_days, 20, SignedDuration::from_hours(48));
+        assert_eq!(runs, (11..=20).map(|k| s + three_days * k).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_jump_resumes_within_the_last_366_days_when_the_last_31_have_none() {
+        let forty_days = SignedDuration::from_hours(24 * 40);
+        let (runs, s) = resume_case(forty_days, 10, SignedDuration::from_hours(24 * 35));
+        assert_eq!(runs, (2..=10).map(|k| s + forty_days * k).collect::<Vec<_>>());
+    }
 }

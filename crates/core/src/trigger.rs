@@ -781,4 +781,75 @@ mod tests {
             assert!(serde_json::from_str::<Trigger>(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn any_and_all_have_a_stable_json_shape_and_nest() {
+        let t = Trigger::any(vec![
+            Trigger::cron("0 9 * * *").unwrap().with_timezone("Europe/London").unwrap(),
+            Trigger::all(vec![Trigger::cron("0 * * * MON").unwrap(), Trigger::at(ts("2026-11-30T09:00:00Z"))]),
+        ]);
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"any","triggers":[{"type":"cron","expr":"0 9 * * *","timezone":"Europe/London"},{"type":"all","triggers":[{"type":"cron","expr":"0 * * * MON"},{"type":"date","at":"2026-11-30T09:00:00Z"}]}]}"#
+        );
+        assert_eq!(serde_json::from_str::<Trigger>(&json).unwrap(), t);
+        assert_eq!(
+            t.describe(),
+            "any of: At 09:00 (Europe/London); all of: Every hour, only on Monday (default zone); once at 2026-11-30T09:00:00Z"
+        );
+        // An `all` inside an `any`: its instant (a Monday, 09:00 UTC) and the daily 09:00 London.
+        assert_eq!(t.next_after(ts("2026-11-30T08:30:00Z")), Some(ts("2026-11-30T09:00:00Z")));
+        for bad in
+            [r#"{"type":"any"}"#, r#"{"type":"all","triggers":{}}"#, r#"{"type":"any","triggers":[{"type":"lunar"}]}"#]
+        {
+            assert!(serde_json::from_str::<Trigger>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn combinations_are_bounded_in_width_and_depth() {
+        let leaf = || Trigger::cron("0 9 * * *").unwrap();
+        assert!(Trigger::any((0..MAX_COMBINED).map(|_| leaf()).collect()).validate().is_ok());
+        let e = Trigger::all((0..=MAX_COMBINED).map(|_| leaf()).collect()).validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("an any/all trigger holds {} triggers; at most {MAX_COMBINED}", MAX_COMBINED + 1)
+        );
+        let nest = |depth: usize| {
+            (0..depth).fold(leaf(), |t, i| if i % 2 == 0 { Trigger::any(vec![t]) } else { Trigger::all(vec![t]) })
+        };
+        assert!(nest(MAX_NESTING).validate().is_ok(), "{MAX_NESTING} deep is allowed");
+        let e = nest(MAX_NESTING + 1).validate().unwrap_err();
+        assert_eq!(e.to_string(), format!("any/all triggers nest at most {MAX_NESTING} deep"));
+        // A too-deep trigger read from JSON is refused by validation, not by the parser.
+        let json = serde_json::to_string(&nest(MAX_NESTING + 1)).unwrap();
+        assert!(serde_json::from_str::<Trigger>(&json).unwrap().validate().is_err());
+        assert!(Trigger::all(vec![Trigger::any(vec![])]).validate().is_err(), "an empty child too");
+        let wide_child = Trigger::any(vec![Trigger::all((0..=MAX_COMBINED).map(|_| leaf()).collect())]);
+        assert!(wide_child.validate().is_err(), "a child too wide");
+    }
+
+    #[test]
+    fn an_all_that_never_coincides_gives_up_after_its_search_limit() {
+        // 09:00 and 09:30 never coincide: after ALL_SEARCH_LIMIT candidates
+        // (one a day here, so about 27 years), there is no next fire time.
+        let never = Trigger::all(vec![Trigger::cron("0 9 * * *").unwrap(), Trigger::cron("30 9 * * *").unwrap()]);
+        assert_eq!(never.next_after(ts("2026-01-01T00:00:00Z")), None);
+        assert!(never.upcoming(ts("2026-01-01T00:00:00Z"), 3).is_empty());
+        // One that coincides only after many candidates is still found: every
+        // 7 minutes and every 11 minutes meet every 77.
+        let start = ts("2026-01-01T00:00:00Z");
+        let every = |m: i64| {
+            Trigger::Interval(IntervalTrigger { every: SignedDuration::from_mins(m), start: Some(start), end: None })
+        };
+        let both = Trigger::all(vec![every(7), every(11)]);
+        assert_eq!(
+            both.upcoming(start, 2),
+            [start + SignedDuration::from_mins(77), start + SignedDuration::from_mins(154)]
+        );
+        // An `all` with a finished child is finished.
+        let ended = Trigger::all(vec![every(7), Trigger::at(ts("2025-01-01T00:00:00Z"))]);
+        assert_eq!(ended.next_after(start), None);
+    }
 }
