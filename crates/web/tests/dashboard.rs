@@ -128,6 +128,7 @@ async fn the_jobs_page_is_paged_from_its_url() {
     let beyond = page(&app, "/?page=9").await;
     assert!(rows(&beyond).is_empty());
     assert!(beyond.contains(r#"href="./?page=3" rel="prev""#), "back to the last page");
+    assert!(beyond.contains("No jobs on this page · page 9 of 3"), "{beyond}");
 }
 
 #[tokio::test]

@@ -84,7 +84,7 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
         task: job.task.to_string(),
         trigger: job.trigger.describe(),
         trigger_written: serde_json::to_string(&job.trigger).unwrap_or_default(),
-        zone: zone_words(&job, zone),
+        zone: zone_words(&job, zone, now),
         status: if running { "running" } else { job.status() },
         paused: job.state.paused.clone(),
         refused: crate::policy::resume(&job).err().map(|e| e.message),
@@ -104,9 +104,9 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
     }))
 }
 
-/// The zone and its offset now, and whose it is.
-fn zone_words(job: &Job, zone: &chime_core::Zone) -> String {
-    let offset = jiff::Timestamp::now().to_zoned_datetime(zone.time_zone().clone()).strftime("%:z").to_string();
+/// The zone and its offset at `now`, and whose it is.
+fn zone_words(job: &Job, zone: &chime_core::Zone, now: jiff::Timestamp) -> String {
+    let offset = now.to_zoned_datetime(zone.time_zone().clone()).strftime("%:z").to_string();
     match job.trigger.zone() {
         Some(_) => format!("{} (UTC{offset} now)", zone.name()),
         // Intervals and one-off instants run on elapsed time; their times

@@ -53,6 +53,8 @@ pub(crate) const STATES: [(&str, StateFilter); 6] = [
 /// What the URL asks to see.
 struct View {
     q: Option<String>,
+    /// `q` lowercased once, for a search in any case.
+    needle: Option<String>,
     state: Option<StateFilter>,
     task: Option<String>,
     page: usize,
@@ -62,8 +64,10 @@ impl View {
     fn parse(query: QueryPairs) -> Result<View, ApiError> {
         let Query(pairs) = query?;
         let p = Params::new(pairs, &["q", "state", "task", "page"])?;
+        let q = p.search()?;
         Ok(View {
-            q: p.search()?,
+            needle: q.as_deref().map(str::to_lowercase),
+            q,
             state: p.choice("state", &STATES)?,
             task: p.get("task").map(str::to_owned),
             page: p.page()?,
@@ -89,7 +93,7 @@ impl View {
     fn finds(&self, id: &str, name: &str, task: &str) -> bool {
         let text = |haystack: &str, needle: &str| haystack.to_lowercase().contains(needle);
         self.task.as_deref().is_none_or(|t| t == task)
-            && self.q.as_deref().map(str::to_lowercase).is_none_or(|q| text(id, &q) || text(name, &q) || text(task, &q))
+            && self.needle.as_deref().is_none_or(|q| text(id, q) || text(name, q) || text(task, q))
     }
 }
 

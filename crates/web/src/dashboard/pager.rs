@@ -4,7 +4,8 @@
 use super::params::PAGE_SIZE;
 
 pub(crate) struct Pager {
-    /// The first and last row shown, counted from 1.
+    /// The first and last row shown, counted from 1; `last` is `first - 1`
+    /// when the page shows none.
     pub(crate) first: usize,
     pub(crate) last: usize,
     /// Rows in the whole listing, when known.
@@ -43,7 +44,8 @@ impl Pager {
         let first = (page - 1) * PAGE_SIZE + 1;
         Pager {
             first,
-            last: first + shown.saturating_sub(1),
+            // `first - 1` when the page is empty.
+            last: (first + shown).saturating_sub(1),
             total: shown,
             open: true,
             page,
