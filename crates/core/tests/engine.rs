@@ -541,6 +541,7 @@ async fn max_instances_above_one_lets_that_many_overlap_then_skips() {
         );
     }
     assert_eq!(h.blocked_now.load(Ordering::SeqCst), 2, "two runs of one job at once");
+    assert_eq!(h.scheduler.running_here(), 2);
     h.advance(hours(1));
     let e = h.next_run_event("the 03:00 skip").await;
     let Event::RunSkipped { scheduled_for, reason, .. } = e else { panic!("{e:?}") };

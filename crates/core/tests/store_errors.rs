@@ -1,0 +1,184 @@
+//! What the executor does when writing a run fails: a store error is
+//! reported as an event and the run goes on; a lost lease cancels a run
+//! about to start, and at the finish leaves the sweeper's decision alone
+//! (no store error is reported: the result is kept as a late result).
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chime_core::{
+    Claim, ClaimRequest, ConflictPolicy, Error, Event, Job, JobContext, JobFilter, JobId, JobStats, JobStore, Lease,
+    MemoryStore, NodeInfo, NodeRegistration, Result, Run, RunQuery, RunStatus, Scheduler, ShutdownMode, SweptRun,
+    TaskRegistry, Trigger,
+};
+use jiff::{SignedDuration, Timestamp};
+use support::{TestClock, within};
+use tokio::sync::watch;
+
+/// How the next run update goes.
+#[derive(Clone, Copy, Debug)]
+enum Update {
+    Ok,
+    StoreError,
+    LeaseLost,
+}
+
+/// A `MemoryStore` whose run updates fail as planned, in order.
+#[derive(Default)]
+struct FailingStore {
+    inner: MemoryStore,
+    plan: Mutex<VecDeque<Update>>,
+}
+
+#[async_trait]
+impl JobStore for FailingStore {
+    async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        self.inner.add_job(job, on_conflict).await
+    }
+    async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
+        self.inner.get_job(id).await
+    }
+    async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        self.inner.list_jobs(filter).await
+    }
+    async fn update_job(&self, job: Job) -> Result<Job> {
+        self.inner.update_job(job).await
+    }
+    async fn remove_job(&self, id: &JobId) -> Result<Job> {
+        self.inner.remove_job(id).await
+    }
+    async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
+        self.inner.acquire_due(req).await
+    }
+    async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
+        self.inner.next_due_at(tasks).await
+    }
+    async fn insert_run(&self, run: Run) -> Result<()> {
+        self.inner.insert_run(run).await
+    }
+    async fn update_run(&self, run: &Run) -> Result<()> {
+        let next = self.plan.lock().unwrap().pop_front().unwrap_or(Update::Ok);
+        match next {
+            Update::Ok => self.inner.update_run(run).await,
+            Update::StoreError => Err(Error::Store { message: "disk full".into(), transient: false }),
+            Update::LeaseLost => {
+                Err(Error::LeaseLost { node: run.node.as_deref().unwrap_or("").into(), epoch: run.epoch.unwrap_or(0) })
+            }
+        }
+    }
+    async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
+        self.inner.request_run(id, now, lease).await
+    }
+    async fn count_running(&self, id: &JobId) -> Result<u32> {
+        self.inner.count_running(id).await
+    }
+    async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.inner.register_node(node, ttl, now).await
+    }
+    async fn renew_lease(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
+        self.inner.renew_lease(lease, ttl, now).await
+    }
+    async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.inner.release_lease(lease).await
+    }
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        self.inner.nodes().await
+    }
+    async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        self.inner.sweep(now).await
+    }
+    async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
+        self.inner.history(query).await
+    }
+    async fn job_stats(&self, id: &JobId) -> Result<JobStats> {
+        self.inner.job_stats(id).await
+    }
+    async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
+        self.inner.prune(keep_per_job, older_than).await
+    }
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes()
+    }
+}
+
+/// Runs one job once with its run updates going as `plan` says (the first
+/// is the run's start, the second its finish), shuts down, and returns every
+/// event from the scheduler's start on, with the run as stored.
+async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
+    let store = Arc::new(FailingStore::default());
+    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut tasks = TaskRegistry::new();
+    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let s = Scheduler::builder()
+        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
+        .tasks(tasks)
+        .clock(clock.clone())
+        .timezone("UTC")
+        .unwrap()
+        .build();
+    s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    store.plan.lock().unwrap().extend(plan);
+    clock.advance(SignedDuration::from_hours(1));
+    let mut seen = Vec::new();
+    within("the run to start", async {
+        while !matches!(seen.last(), Some(Event::RunStarted { .. })) {
+            seen.push(events.recv().await.unwrap());
+        }
+    })
+    .await;
+    within("the shutdown", s.shutdown(ShutdownMode::Wait(std::time::Duration::from_secs(60)))).await;
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    assert_eq!(seen.last(), Some(&Event::SchedulerShutDown), "{seen:?}");
+    let run = store.history(&RunQuery::default()).await.unwrap().remove(0);
+    (seen, run)
+}
+
+fn store_errors(events: &[Event]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StoreError { operation, .. } => Some(operation.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_start_record_is_reported_and_the_run_goes_on() {
+    let (events, run) = run_once(&[Update::StoreError]).await;
+    assert_eq!(store_errors(&events), ["recording a run start"]);
+    assert!(events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
+    assert_eq!(run.status, RunStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_lost_lease_at_the_start_cancels_the_run_without_a_store_error() {
+    let (events, run) = run_once(&[Update::LeaseLost]).await;
+    assert_eq!(store_errors(&events), Vec::<&str>::new());
+    assert!(events.iter().any(|e| matches!(e, Event::RunCancelled { .. })), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
+    assert_eq!(run.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_failed_result_record_is_reported() {
+    let (events, run) = run_once(&[Update::Ok, Update::StoreError]).await;
+    assert_eq!(store_errors(&events), ["recording a run result"]);
+    assert_eq!(run.status, RunStatus::Running, "the result was not written");
+}
+
+#[tokio::test]
+async fn a_lost_lease_at_the_finish_is_no_store_error() {
+    let (events, run) = run_once(&[Update::Ok, Update::LeaseLost]).await;
+    assert_eq!(store_errors(&events), Vec::<&str>::new(), "the sweeper's decision stands; nothing failed");
+    assert!(events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
+    assert_eq!(run.status, RunStatus::Running, "the result was not written");
+}
