@@ -852,4 +852,125 @@ mod tests {
         let ended = Trigger::all(vec![every(7), Trigger::at(ts("2025-01-01T00:00:00Z"))]);
         assert_eq!(ended.next_after(start), None);
     }
+
+    #[test]
+    fn describe_names_every_kind_and_unit() {
+        let cal = |every: u32, unit: CalendarUnit, start: &str| {
+            let mut t = Trigger::calendar(every, unit, "09:05").unwrap().with_timezone("UTC").unwrap();
+            if let Trigger::Calendar(c) = &mut t {
+                c.start = Some(start.parse().unwrap());
+            }
+            t.describe()
+        };
+        assert_eq!(cal(1, CalendarUnit::Days, "2026-01-05"), "every day at 09:05 (UTC)");
+        assert_eq!(cal(3, CalendarUnit::Days, "2026-01-05"), "every 3 days at 09:05 (UTC)");
+        assert_eq!(cal(1, CalendarUnit::Weeks, "2026-01-05"), "every week on Monday at 09:05 (UTC)");
+        assert_eq!(cal(1, CalendarUnit::Months, "2026-01-28"), "every month on day 28 at 09:05 (UTC)");
+        assert_eq!(
+            cal(1, CalendarUnit::Months, "2026-01-29"),
+            "every month on day 29 (or the month's last day) at 09:05 (UTC)"
+        );
+        assert_eq!(cal(2, CalendarUnit::Months, "2026-01-05"), "every 2 months on day 5 at 09:05 (UTC)");
+        assert_eq!(cal(1, CalendarUnit::Years, "2026-02-05"), "every year on February 5 at 09:05 (UTC)");
+        assert_eq!(
+            Trigger::calendar(1, CalendarUnit::Days, "09:05").unwrap().describe(),
+            "every day at 09:05 (default zone)"
+        );
+        assert_eq!(Trigger::at(ts("2026-01-01T00:00:00Z")).describe(), "once at 2026-01-01T00:00:00Z");
+        assert_eq!(Trigger::every("90m").unwrap().describe(), "every 1h 30m");
+    }
+
+    #[test]
+    fn validate_refuses_an_end_before_the_start_and_bad_steps() {
+        let (a, b) = (ts("2026-01-02T00:00:00Z"), ts("2026-01-01T00:00:00Z"));
+        for t in [Trigger::cron("0 9 * * *").unwrap(), Trigger::every("1h").unwrap()] {
+            let e = t.clone().with_start(a).with_end(b).validate().unwrap_err();
+            assert_eq!(e.to_string(), format!("trigger end {b} is before its start {a}"));
+            assert!(t.clone().with_start(a).with_end(a).validate().is_ok(), "a start equal to the end is fine");
+        }
+        assert!(Trigger::calendar(0, CalendarUnit::Days, "09:00").is_err());
+        assert!(Trigger::calendar(MAX_CALENDAR_STEP, CalendarUnit::Days, "09:00").is_ok());
+        assert!(Trigger::calendar(MAX_CALENDAR_STEP + 1, CalendarUnit::Days, "09:00").is_err());
+        assert!(Trigger::calendar(1, CalendarUnit::Days, "25:00").is_err());
+        let floor = Trigger::Interval(IntervalTrigger { every: MIN_INTERVAL_FLOOR, start: None, end: None });
+        assert!(floor.validate().is_ok(), "the floor itself is accepted");
+        let below = Trigger::Interval(IntervalTrigger {
+            every: MIN_INTERVAL_FLOOR - SignedDuration::from_nanos(1),
+            start: None,
+            end: None,
+        });
+        assert!(below.validate().is_err());
+    }
+
+    #[test]
+    fn min_interval_and_zone_look_inside_combinations() {
+        let london = Trigger::cron("0 9 * * *").unwrap().with_timezone("Europe/London").unwrap();
+        let t = Trigger::all(vec![
+            Trigger::every("2h").unwrap(),
+            Trigger::any(vec![Trigger::at(ts("2026-01-01T00:00:00Z")), Trigger::every("30m").unwrap(), london]),
+        ]);
+        assert_eq!(t.min_interval(), Some(SignedDuration::from_mins(30)));
+        assert_eq!(t.zone().map(Zone::name), Some("Europe/London"));
+        assert_eq!(Trigger::cron("0 9 * * *").unwrap().min_interval(), None);
+        assert_eq!(Trigger::every("1h").unwrap().zone(), None);
+        let cal = Trigger::calendar(1, CalendarUnit::Days, "09:00").unwrap().with_timezone("Asia/Tokyo").unwrap();
+        assert_eq!(cal.zone().map(Zone::name), Some("Asia/Tokyo"));
+    }
+
+    #[test]
+    fn resolve_fills_in_what_was_left_out() {
+        let now = ts("2026-01-01T10:20:30.456789Z");
+        let mut t = Trigger::all(vec![
+            Trigger::every("1h").unwrap(),
+            Trigger::every("250ms").unwrap(),
+            Trigger::cron("0 9 * * *").unwrap(),
+            Trigger::calendar(1, CalendarUnit::Days, "09:00").unwrap().with_timezone("Asia/Tokyo").unwrap(),
+        ]);
+        t.resolve(now, &Zone::get("Europe/Paris").unwrap());
+        let Trigger::All(c) = &t else { unreachable!() };
+        let [Trigger::Interval(hourly), Trigger::Interval(fast), Trigger::Cron(cron), Trigger::Calendar(cal)] =
+            &c.triggers[..]
+        else {
+            panic!("{t:?}")
+        };
+        // Whole seconds for a period of a second or more, milliseconds below.
+        assert_eq!(hourly.start, Some(ts("2026-01-01T11:20:30Z")));
+        assert_eq!(fast.start, Some(ts("2026-01-01T10:20:30.706Z")));
+        assert_eq!(cron.timezone.as_ref().map(Zone::name), Some("Europe/Paris"));
+        // The calendar keeps its zone, and starts today in it (19:20 in Tokyo).
+        assert_eq!(cal.timezone.as_ref().map(Zone::name), Some("Asia/Tokyo"));
+        assert_eq!(cal.start, Some("2026-01-01".parse().unwrap()));
+        let mut late = Trigger::calendar(1, CalendarUnit::Days, "09:00").unwrap().with_timezone("Asia/Tokyo").unwrap();
+        late.resolve(ts("2026-01-01T20:00:00Z"), &Zone::utc());
+        let Trigger::Calendar(cal) = &late else { unreachable!() };
+        assert_eq!(cal.start, Some("2026-01-02".parse().unwrap()), "already 2 January in Tokyo");
+    }
+
+    #[test]
+    fn with_start_on_a_calendar_takes_the_date_in_its_zone() {
+        let t = Trigger::calendar(1, CalendarUnit::Days, "09:00")
+            .unwrap()
+            .with_timezone("Asia/Tokyo")
+            .unwrap()
+            .with_start(ts("2026-01-01T20:00:00Z"));
+        let Trigger::Calendar(c) = &t else { unreachable!() };
+        assert_eq!(c.start, Some("2026-01-02".parse().unwrap()));
+        assert_eq!(t.next_after(ts("2026-01-01T00:00:00Z")), Some(ts("2026-01-02T00:00:00Z")), "09:00 in Tokyo");
+        let date = Trigger::at(ts("2026-01-01T00:00:00Z"));
+        assert_eq!(date.clone().with_start(ts("2027-01-01T00:00:00Z")).with_end(ts("2025-01-01T00:00:00Z")), date);
+    }
+
+    #[test]
+    fn zones_are_iana_names() {
+        let e = Zone::get("Mars/Olympus").unwrap_err();
+        assert_eq!(e.to_string(), "unknown time zone \"Mars/Olympus\": expected an IANA name such as Europe/London");
+        let z = Zone::get("Europe/London").unwrap();
+        assert_eq!(
+            (z.name(), z.to_string(), format!("{z:?}")),
+            ("Europe/London", "Europe/London".into(), "Zone(\"Europe/London\")".into())
+        );
+        assert_eq!(z, Zone::get("Europe/London").unwrap());
+        assert_ne!(z, Zone::utc());
+        assert!(!Zone::system().name().is_empty());
+    }
 }
