@@ -108,6 +108,7 @@ pub struct Handle {
     pub(crate) allowed_hosts: Arc<[guard::HostPattern]>,
     pub(crate) allowed_targets: Option<Arc<TargetPolicy>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
+    pub(crate) broken: Arc<dashboard::broken::BrokenCache>,
 }
 
 /// A setting [`Handle`] refuses, with the reason.
@@ -139,6 +140,7 @@ impl Handle {
             allowed_hosts: Arc::from([]),
             allowed_targets: None,
             metrics,
+            broken: Arc::default(),
         }
     }
 

@@ -188,7 +188,7 @@ struct Selection {
 async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
     let s = &h.scheduler;
     let jobs = s.store().list_jobs(&JobFilter::default()).await?;
-    let broken: Vec<BrokenJob> = s.store().broken_jobs().await?;
+    let broken: Vec<BrokenJob> = h.broken.get(s.store().as_ref()).await?;
     // Runs in flight are few; ask for them all at once rather than per job.
     let in_flight = s
         .history(&RunQuery {

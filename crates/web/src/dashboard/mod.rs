@@ -13,6 +13,7 @@
 //! POSTs, sent by the page's script.
 
 pub(crate) mod assets;
+pub(crate) mod broken;
 mod chart;
 mod day;
 mod job;
