@@ -153,3 +153,33 @@ async fn a_change_on_one_node_wakes_the_others_at_once() {
     tokio::time::timeout(Duration::from_secs(2), changes.changed()).await.expect("woken by NOTIFY").unwrap();
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// A node whose clock is an hour behind the database's still wakes on time:
+/// `next_due_at` translates the database's due time into the node's clock.
+/// (The database's clock is set an hour ahead by redefining the schema's
+/// `chime_now_us()`, which every query of the store reads.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+async fn the_next_due_time_is_told_on_the_nodes_clock() {
+    let url = server().await;
+    let schema = schema_name();
+    let _cleanup = DropSchema::new(&url, &schema);
+    let store = PostgresStore::connect_with(&url, PostgresOptions::default().schema(&schema)).await.unwrap();
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE OR REPLACE FUNCTION \"{schema}\".chime_now_us() RETURNS BIGINT AS $$ \
+             SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT + 3600000000 $$ LANGUAGE SQL"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Due three hours from now on the database's clock, which is an hour ahead.
+    let due_by_the_database = Timestamp::now() + SignedDuration::from_hours(3);
+    let mut job = chime_core::Job::new("j", "t", chime_core::Trigger::every("1h").unwrap()).unwrap();
+    job.state.next_run_at = Some(due_by_the_database);
+    store.add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
+    let wake = store.next_due_at(&[Arc::from("t")]).await.unwrap().expect("a due time");
+    let expected = due_by_the_database - SignedDuration::from_hours(1);
+    let off = wake.duration_since(expected).abs();
+    assert!(off < SignedDuration::from_secs(5), "woke at {wake}, expected {expected} on the node's clock");
+}
