@@ -730,3 +730,21 @@ async fn wrong_methods_and_bad_paths_answer_in_the_error_shape() {
     assert_eq!((st, code(&v)), (StatusCode::SERVICE_UNAVAILABLE, "unhealthy"), "{v}");
     assert_eq!(v["error"]["message"], v["reason"]);
 }
+
+/// No page of the dashboard can be framed by another site's page, which
+/// could lay it under its own and lead a click onto "Run now" or "Pause".
+#[tokio::test]
+async fn no_dashboard_page_can_be_framed() {
+    let s = jobs().await;
+    let app = app(&s);
+    for page in ["/", "/runs", "/day", "/day?days=7", "/jobs/report"] {
+        let (st, headers, _) = send(&app, "GET", page, &[("host", "127.0.0.1:8080")], "").await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert_eq!(headers.get("x-frame-options").map(|v| v.to_str().unwrap()), Some("DENY"), "{page}");
+        assert_eq!(
+            headers.get("content-security-policy").map(|v| v.to_str().unwrap()),
+            Some("frame-ancestors 'none'"),
+            "{page}"
+        );
+    }
+}

@@ -70,9 +70,16 @@ impl Chrome {
 /// A page's query pairs, with a malformed query string as a 400.
 type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
+/// Every page refuses to be framed: a page of another site that framed the
+/// dashboard could lay it under its own and lead a click onto "Run now" or
+/// "Pause" (clickjacking); the Host and Origin checks cannot see that, as the
+/// framed page's requests are its own.
+const NO_FRAMING: [(header::HeaderName, &str); 2] =
+    [(header::X_FRAME_OPTIONS, "DENY"), (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'")];
+
 fn html(page: impl Template) -> Response {
     match page.render() {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response(),
+        Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], NO_FRAMING, body).into_response(),
         Err(e) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "render", format!("the page could not be rendered: {e}"))
                 .into_response()
