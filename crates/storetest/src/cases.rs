@@ -57,6 +57,16 @@ async fn lease(store: &Arc<dyn JobStore>, name: &str) -> Lease {
     store.register_node(&registration(name), TTL, at(0)).await.expect("register_node")
 }
 
+/// The one run a claim by `lease` at `now` finds, started (attempt 1).
+async fn claim_and_start(store: &Arc<dyn JobStore>, lease: &Lease, now: Timestamp) -> Run {
+    let mut run = claim(store, lease, now, 10).await.remove(0).runs.remove(0);
+    run.status = RunStatus::Running;
+    run.attempt = 1;
+    run.started_at = Some(now);
+    store.update_run(&run).await.unwrap();
+    run
+}
+
 /// A claim by `lease` at `now` of the tasks in [`tasks`].
 async fn claim(store: &Arc<dyn JobStore>, lease: &Lease, now: Timestamp, limit: usize) -> Vec<Claim> {
     let tasks = tasks();
@@ -490,18 +500,14 @@ pub async fn max_instances_holds_across_nodes(h: &Harness) {
     assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.running)).collect::<Vec<_>>(), [("a", 1), ("b", 0)]);
 }
 
-/// Node a claims a run and goes silent; node b's sweeper takes it.
-/// An expired lease's runs are decided by one sweep, never twice.
+/// Node a claims a run and goes silent: node b's sweeper decides it once,
+/// never twice, and a's late finish is fenced out and kept.
 pub async fn an_expired_lease_is_swept_exactly_once(h: &Harness) {
     let store = h.store().await;
     add(&store, job("j", 10, 10)).await;
     let a = lease(&store, "a").await;
     let b = lease(&store, "b").await;
-    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
-    run.status = RunStatus::Running;
-    run.attempt = 1;
-    run.started_at = Some(at(10));
-    store.update_run(&run).await.unwrap();
+    let run = claim_and_start(&store, &a, at(10)).await;
 
     let later = at(11);
     store.renew_lease(&b, TTL, later).await.unwrap();
@@ -534,11 +540,7 @@ pub async fn a_swept_run_with_retries_left_is_requeued(h: &Harness) {
     add(&store, job("r", 10, 10).with_retry(RetryPolicy::new(3, SignedDuration::from_secs(1)))).await;
     let a = lease(&store, "a").await;
     let b = lease(&store, "b").await;
-    let mut run = claim(&store, &a, at(10), 10).await.remove(0).runs.remove(0);
-    run.status = RunStatus::Running;
-    run.attempt = 1;
-    run.started_at = Some(at(10));
-    store.update_run(&run).await.unwrap();
+    let run = claim_and_start(&store, &a, at(10)).await;
     store.renew_lease(&b, TTL, at(11)).await.unwrap();
     let swept = store.sweep(at(11)).await.unwrap();
     assert_eq!(swept.len(), 1);

@@ -1,5 +1,7 @@
 //! Every endpoint and every error, through the router with `oneshot`: no socket.
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chime_core::{Job, JobContext, ManualClock, Scheduler, TaskRegistry, Trigger};
@@ -327,21 +329,16 @@ async fn metrics_count_runs_by_job_and_status() {
             }
         }
     }
+    let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     // The collector runs on its own task: scrape until it has seen the third
     // success (with a deadline), not after some number of yields.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let text = loop {
-        let req = Request::builder().uri("/metrics").body(Body::empty()).unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-        let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
-        if text.contains("chime_runs_total{job=\"a\\\"b\",status=\"succeeded\"} 3") {
-            break text;
-        }
-        assert!(std::time::Instant::now() < deadline, "no scrape showed three successes:\n{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
+    let (_, text) = support::get_until(&app, "/metrics", "three successes", |_, t| {
+        t.contains("chime_runs_total{job=\"a\\\"b\",status=\"succeeded\"} 3")
+    })
+    .await;
     assert!(text.contains("chime_run_duration_seconds_count{job=\"a\\\"b\"} 3"), "{text}");
     assert!(text.contains("chime_run_lateness_seconds_bucket{job=\"a\\\"b\",le=\"0.005\"} 3"), "{text}");
     assert!(text.contains("chime_jobs{state=\"active\"} 1"), "{text}");

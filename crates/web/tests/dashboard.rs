@@ -3,6 +3,10 @@
 //! runs page, the job page, the day at a glance, refusals of bad query
 //! parameters, and the size of the first page with 10,000 jobs.
 
+mod support;
+
+use support::get;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +16,6 @@ use chime_core::{
     ConflictPolicy, Job, JobContext, JobId, ManualClock, RetryPolicy, Run, RunKind, RunStatus, Scheduler, TaskRegistry,
     Trigger,
 };
-use http_body_util::BodyExt as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -47,14 +50,6 @@ async fn store_job(s: &Scheduler, mut job: Job) {
 
 fn app(s: &Scheduler) -> axum::Router {
     chime_web::router(chime_web::Handle::new(s.clone()))
-}
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
-    let req = Request::builder().uri(uri).header("host", "127.0.0.1:8080").body(Body::empty()).unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
 }
 
 async fn page(app: &axum::Router, uri: &str) -> String {

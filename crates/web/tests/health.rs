@@ -2,22 +2,23 @@
 //! the loop's first tick, running, with its store down (and back), after a
 //! shutdown. Each unhealthy answer is a 503 whose reason says why.
 
+mod support;
+
+use support::{get, get_until};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chime_core::{
     BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease,
     ManualClock, MemoryStore, NodeInfo, NodeRegistration, Result, Run, RunQuery, Scheduler, ShutdownMode, SweptRun,
 };
-use http_body_util::BodyExt as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use tokio::sync::watch;
-use tower::ServiceExt as _;
 
 /// A `MemoryStore` that fails every call while `down` is set, as a database
 /// that stopped answering does.
@@ -123,25 +124,15 @@ impl JobStore for Unplugged {
 }
 
 async fn health(app: &axum::Router) -> (StatusCode, Value) {
-    let req = Request::builder().uri("/health").header("host", "127.0.0.1").body(Body::empty()).unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let (status, body) = get(app, "/health").await;
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 /// Asks `/health` until it answers `want` (the scheduler's loop runs on
-/// other tasks), failing after a deadline with the last answer.
+/// other tasks); returns that answer.
 async fn until(app: &axum::Router, want: StatusCode) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = health(app).await;
-        if status == want {
-            return body;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "/health never answered {want}; last: {status} {body}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let (_, body) = get_until(app, "/health", &format!("{want}"), |status, _| status == want).await;
+    serde_json::from_str(&body).unwrap()
 }
 
 fn unhealthy_because(answer: &(StatusCode, Value), reason: &str) {

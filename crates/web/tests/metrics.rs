@@ -2,33 +2,13 @@
 //! that fails or times out has a duration like a success, and a removed job's
 //! series disappear from the scrape.
 
+mod support;
+
+use support::get_until;
+
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::Request;
 use chime_core::{ConflictPolicy, Event, Job, JobContext, ManualClock, Scheduler, TaskRegistry, Trigger};
-use http_body_util::BodyExt as _;
-use tower::ServiceExt as _;
-
-async fn scrape(app: &axum::Router) -> String {
-    let req = Request::builder().uri("/metrics").header("host", "127.0.0.1").body(Body::empty()).unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
-}
-
-/// Scrapes until `want` is in the text (the collector runs on its own task),
-/// failing after a deadline with the last scrape.
-async fn scrape_until(app: &axum::Router, want: impl Fn(&str) -> bool, what: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(app).await;
-        if want(&text) {
-            return text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no scrape showed {what}:\n{text}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 #[tokio::test]
 async fn failed_runs_have_durations_and_removed_jobs_leave_no_series() {
@@ -50,16 +30,15 @@ async fn failed_runs_have_durations_and_removed_jobs_leave_no_series() {
         .await
         .expect("a run that fails");
     }
-    let text = scrape_until(
-        &app,
-        |t| t.contains("chime_runs_total{job=\"broken-job\",status=\"failed\"} 2"),
-        "two failed runs",
-    )
+    let (_, text) = get_until(&app, "/metrics", "two failed runs", |_, t| {
+        t.contains("chime_runs_total{job=\"broken-job\",status=\"failed\"} 2")
+    })
     .await;
     assert!(text.contains("chime_run_duration_seconds_count{job=\"broken-job\"} 2"), "{text}");
     assert!(text.contains("chime_run_lateness_seconds_count{job=\"broken-job\"} 2"), "{text}");
 
     s.remove_job("broken-job", chime_core::RemoveMode::Cancel).await.unwrap();
-    let text = scrape_until(&app, |t| !t.contains("broken-job"), "the removed job's series gone").await;
+    let (_, text) =
+        get_until(&app, "/metrics", "the removed job's series gone", |_, t| !t.contains("broken-job")).await;
     assert!(text.contains("chime_run_duration_seconds histogram"), "the metric stays, without the job: {text}");
 }

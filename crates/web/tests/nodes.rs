@@ -2,15 +2,16 @@
 //! and in `/metrics`: leases measured against the scheduler's clock, this
 //! node marked, and node ids (text an operator chose) escaped everywhere.
 
+mod support;
+
+use support::get;
+
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use chime_core::{ConflictPolicy, Job, JobContext, ManualClock, NodeRegistration, Scheduler, TaskRegistry, Trigger};
-use http_body_util::BodyExt as _;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 /// This node's id: a quote, a backslash and a newline, as a careless config
 /// could give.
@@ -19,14 +20,6 @@ const THIS: &str = "web \"one\"\\\nsecond line";
 const OTHER: &str = "<b>other</b>";
 
 const NOW: &str = "2026-01-01T00:00:00Z";
-
-async fn get(app: &axum::Router, uri: &str) -> (StatusCode, String) {
-    let req = Request::builder().uri(uri).header("host", "127.0.0.1:8080").body(Body::empty()).unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
 
 /// Registers `id` in `s`'s store `ago` before the clock's now, with a lease of `ttl`.
 async fn register(s: &Scheduler, id: &str, host: &str, ago: i64, ttl: i64) {
