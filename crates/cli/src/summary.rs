@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chime_core::Event;
+use chime_core::{Event, RunStatus};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 /// Runs decided over one period, by outcome.
@@ -25,19 +25,19 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// Counts `event` if it ends a run (a failed attempt that will be
-    /// retried does not: its run goes on).
+    /// Counts `event` if it ends a run ([`Event::run_outcome`]).
     pub(crate) fn count(&mut self, event: &Event) {
-        match event {
-            Event::RunSucceeded { .. } => self.succeeded += 1,
-            Event::RunFailed { will_retry: false, .. } => self.failed += 1,
-            Event::RunTimedOut { will_retry: false, .. } => self.timed_out += 1,
-            Event::RunCancelled { .. } => self.cancelled += 1,
-            Event::RunAbandoned { .. } => self.abandoned += 1,
-            Event::RunMissed { .. } => self.missed += 1,
-            Event::RunSkipped { .. } => self.skipped += 1,
-            _ => {}
-        }
+        let Some(outcome) = event.run_outcome() else { return };
+        *match outcome {
+            RunStatus::Succeeded => &mut self.succeeded,
+            RunStatus::Failed => &mut self.failed,
+            RunStatus::TimedOut => &mut self.timed_out,
+            RunStatus::Cancelled => &mut self.cancelled,
+            RunStatus::Abandoned => &mut self.abandoned,
+            RunStatus::Missed => &mut self.missed,
+            RunStatus::Skipped => &mut self.skipped,
+            _ => return, // pending or running: not an end
+        } += 1;
     }
 
     fn is_empty(&self) -> bool {

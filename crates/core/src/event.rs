@@ -7,6 +7,7 @@ use tokio::sync::broadcast;
 
 use crate::error::Error;
 use crate::id::{JobId, RunId};
+use crate::status::RunStatus;
 
 /// Something the scheduler did or decided. Subscribe with `Scheduler::subscribe`.
 ///
@@ -164,6 +165,22 @@ pub enum Event {
 }
 
 impl Event {
+    /// The status a run ended in, when this event ends one (a failed or
+    /// timed-out attempt followed by a retry does not: its run goes on).
+    /// What a counter of finished runs counts.
+    pub fn run_outcome(&self) -> Option<RunStatus> {
+        match self {
+            Event::RunSucceeded { .. } => Some(RunStatus::Succeeded),
+            Event::RunFailed { will_retry: false, .. } => Some(RunStatus::Failed),
+            Event::RunTimedOut { will_retry: false, .. } => Some(RunStatus::TimedOut),
+            Event::RunCancelled { .. } => Some(RunStatus::Cancelled),
+            Event::RunAbandoned { .. } => Some(RunStatus::Abandoned),
+            Event::RunMissed { .. } => Some(RunStatus::Missed),
+            Event::RunSkipped { .. } => Some(RunStatus::Skipped),
+            _ => None,
+        }
+    }
+
     /// The job the event is about, if any.
     pub fn job_id(&self) -> Option<&JobId> {
         match self {

@@ -159,29 +159,24 @@ impl Metrics {
 
 impl State {
     fn record(&mut self, event: &Event, now: jiff::Timestamp) {
+        if let (Some(outcome), Some(job_id)) = (event.run_outcome(), event.job_id()) {
+            // A success carries its duration; other ends are timed from the
+            // run's start, when this node saw it (missed and skipped runs never started).
+            let took = match event {
+                Event::RunSucceeded { run_id, duration, .. } => {
+                    self.started.remove(run_id);
+                    Some(duration.as_secs_f64())
+                }
+                Event::RunFailed { run_id, .. }
+                | Event::RunTimedOut { run_id, .. }
+                | Event::RunCancelled { run_id, .. }
+                | Event::RunAbandoned { run_id, .. } => self.took(run_id, now),
+                _ => None,
+            };
+            self.finished(job_id, outcome.as_str(), took);
+            return;
+        }
         match event {
-            Event::RunSucceeded { job_id, run_id, duration } => {
-                self.started.remove(run_id);
-                self.finished(job_id, "succeeded", Some(duration.as_secs_f64()));
-            }
-            Event::RunFailed { job_id, run_id, will_retry: false, .. } => {
-                let took = self.took(run_id, now);
-                self.finished(job_id, "failed", took);
-            }
-            Event::RunTimedOut { job_id, run_id, will_retry: false, .. } => {
-                let took = self.took(run_id, now);
-                self.finished(job_id, "timed_out", took);
-            }
-            Event::RunCancelled { job_id, run_id } => {
-                let took = self.took(run_id, now);
-                self.finished(job_id, "cancelled", took);
-            }
-            Event::RunMissed { job_id, .. } => self.finished(job_id, "missed", None),
-            Event::RunSkipped { job_id, .. } => self.finished(job_id, "skipped", None),
-            Event::RunAbandoned { job_id, run_id, .. } => {
-                let took = self.took(run_id, now);
-                self.finished(job_id, "abandoned", took);
-            }
             Event::RunStarted { job_id, run_id, scheduled_for, attempt: 1 } => {
                 let late = now.duration_since(*scheduled_for).as_secs_f64();
                 self.lateness.entry(job_id.to_string()).or_default().observe(late);
