@@ -36,11 +36,11 @@ async fn harness() -> Option<Harness> {
     let url = server().await;
     let cleanup = Arc::new(DropSchema::many(&url));
     let schemas = Arc::clone(&cleanup.schemas);
-    let (u, s) = (url.clone(), Arc::clone(&schemas));
+    let u = url.clone();
+    // The factory owns the guard: the schemas go when the harness does.
     let harness = Harness::new(move || {
-        let _keep = Arc::clone(&cleanup);
         let schema = schema_name();
-        s.lock().unwrap().push(schema.clone());
+        cleanup.schemas.lock().unwrap().push(schema.clone());
         let url = u.clone();
         async move {
             // The suite runs on virtual time: the caller's clock decides.
