@@ -423,7 +423,7 @@ async fn resume_scheduler(State(h): State<Handle>) -> ApiResult {
 
 async fn metrics(State(h): State<Handle>) -> Response {
     let text = h.metrics.render(&h.scheduler).await;
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 /// 200 while the loop has come round within the last two minutes (it does at

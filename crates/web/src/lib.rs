@@ -47,9 +47,12 @@
 //! * reads redact `command` env values and `http` credential headers;
 //! * request bodies are limited to 64 KiB, listings to 1000 items.
 //!
-//! `/metrics` serves Prometheus figures: runs by job and status, run duration
-//! and lateness histograms, running runs, jobs by state, loop lag, and each
-//! registered node's lease and runs in flight.
+//! `/metrics` serves Prometheus figures (on the `prometheus-client` crate,
+//! with registries of the handle's own, never process-global): runs by job
+//! and status, run duration (every outcome) and lateness histograms, the age
+//! of each job's last success, running runs, jobs by state, loop lag, and
+//! each registered node's lease and runs in flight. A removed job's series
+//! are dropped.
 //!
 //! The dashboard at `/` lists the jobs 50 to a page, searched (`?q=`: id,
 //! name or task) and filtered (`?state=active|paused|running|failing|finished|broken`,

@@ -1,21 +1,35 @@
-//! `/metrics` in the Prometheus text format.
+//! `/metrics` in the Prometheus text format (version 0.0.4), on the
+//! `prometheus-client` crate.
 //!
 //! # Implementation
 //!
 //! A task subscribed to the scheduler's events counts runs by job and status
 //! and fills two histograms per job (duration, of every outcome, and
-//! lateness); a removed job's series are dropped. Gauges (running
-//! runs, jobs by state, loop lag, the nodes in the store with their leases
-//! and runs in flight) are read at scrape time. The text is written by hand
-//! (no client library); label values are escaped by [`label`]. State lives in the
-//! handle, not in a process-global recorder, so several schedulers (or
-//! tests) in one process keep separate figures.
+//! lateness), and remembers when each job last succeeded (seeded once from
+//! the store at start: the newest `succeeded` run of each job); a removed
+//! job's series are dropped ([`Family::remove`]). Gauges (running runs, jobs
+//! by state, loop lag, the nodes in the store with their leases and runs in
+//! flight, the age of each job's last success, the jobs in alert) are read at
+//! scrape time into a registry made for that scrape, so two scrapes at once
+//! cannot mix their figures. Every registry belongs to its [`Metrics`], not to
+//! the process: several schedulers (or tests) in one process keep separate
+//! figures.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use chime_core::{Event, Scheduler};
+use chime_core::{Event, JobFilter, RunQuery, RunStatus, Scheduler};
+use jiff::Timestamp;
+use prometheus_client::encoding::{EncodeLabelSet, prometheus_text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of the exposition.
+pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Runs in progress remembered for their durations; a run whose end is
 /// never seen here (its lease lost elsewhere) is forgotten past this many.
@@ -24,49 +38,92 @@ const MAX_STARTED: usize = 100_000;
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0];
 
-#[derive(Default, Debug)]
+fn histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
+
+/// A float gauge.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabel {
+    job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobStatusLabels {
+    job: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
 pub(crate) struct Metrics {
+    /// The series fed by events; registered once.
+    registry: Registry,
+    runs: Family<JobStatusLabels, Counter>,
+    duration: Family<JobLabel, Histogram, fn() -> Histogram>,
+    lateness: Family<JobLabel, Histogram, fn() -> Histogram>,
+    /// Events this collector missed because it fell behind.
+    dropped: Counter,
     state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 #[derive(Default, Debug)]
 struct State {
-    /// (job, status) → runs.
-    runs: BTreeMap<(String, &'static str), u64>,
-    /// job → durations of its finished runs, whatever their outcome (a
-    /// failing job has a duration series too).
-    duration: BTreeMap<String, Histogram>,
-    lateness: BTreeMap<String, Histogram>,
     /// When each run in progress here started (its first attempt), so a run
     /// that fails, times out or is cancelled has a duration too. Run ids are
     /// time-ordered: past [`MAX_STARTED`] the oldest go first.
-    started: BTreeMap<chime_core::RunId, jiff::Timestamp>,
-    /// Events this collector missed because it fell behind.
-    lagged: u64,
+    started: std::collections::BTreeMap<chime_core::RunId, Timestamp>,
+    /// job → when its newest success finished, as far as this node knows
+    /// (the store's newest `succeeded` run at start, then the events).
+    last_success: HashMap<String, Timestamp>,
 }
 
-#[derive(Default, Debug, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, secs: f64) {
-        let secs = secs.max(0.0);
-        for (bound, c) in BUCKETS.iter().zip(&mut self.counts) {
-            if secs <= *bound {
-                *c += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::default();
+        let runs = Family::<JobStatusLabels, Counter>::default();
+        let duration = Family::new_with_constructor(histogram as fn() -> Histogram);
+        let lateness = Family::new_with_constructor(histogram as fn() -> Histogram);
+        let dropped = Counter::default();
+        registry.register("chime_runs", "Finished runs by job and status (including missed and skipped)", runs.clone());
+        registry.register(
+            "chime_run_duration_seconds",
+            "How long finished runs took, whatever their outcome",
+            duration.clone(),
+        );
+        registry.register(
+            "chime_run_lateness_seconds",
+            "How long after its scheduled time a run started",
+            lateness.clone(),
+        );
+        registry.register(
+            "chime_events_dropped",
+            "Events the metrics collector missed by falling behind",
+            dropped.clone(),
+        );
+        Metrics { registry, runs, duration, lateness, dropped, state: Mutex::default() }
     }
 }
 
 impl Metrics {
-    /// Starts counting the scheduler's events (when called inside a tokio runtime).
+    /// Starts counting the scheduler's events (when called inside a tokio
+    /// runtime), and reads each job's last success from the store once.
     pub(crate) fn collect(scheduler: &Scheduler) -> Arc<Metrics> {
         let metrics = Arc::new(Metrics::default());
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -77,151 +134,177 @@ impl Metrics {
                 loop {
                     let event = events.recv().await;
                     let Some(metrics) = weak.upgrade() else { return };
-                    let mut s = metrics.state.lock().unwrap_or_else(|p| p.into_inner());
                     match event {
-                        Ok(e) => s.record(&e, clock.now()),
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => s.lagged += n,
+                        Ok(e) => metrics.record(&e, clock.now()),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            metrics.dropped.inc_by(n);
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }
                 }
             });
+            let weak = Arc::downgrade(&metrics);
+            let scheduler = scheduler.clone();
+            rt.spawn(async move { seed_last_success(&scheduler, &weak).await });
         }
         metrics
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) async fn render(&self, scheduler: &Scheduler) -> String {
-        let mut out = String::new();
-        {
-            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            out.push_str("# HELP chime_runs_total Finished runs by job and status (including missed and skipped).\n");
-            out.push_str("# TYPE chime_runs_total counter\n");
-            for ((job, status), n) in &s.runs {
-                let _ = writeln!(out, "chime_runs_total{{job=\"{}\",status=\"{status}\"}} {n}", label(job));
-            }
-            histogram(
-                &mut out,
-                "chime_run_duration_seconds",
-                "How long finished runs took, whatever their outcome.",
-                &s.duration,
-            );
-            histogram(
-                &mut out,
-                "chime_run_lateness_seconds",
-                "How long after its scheduled time a run started.",
-                &s.lateness,
-            );
-            out.push_str("# HELP chime_events_dropped_total Events the metrics collector missed by falling behind.\n");
-            out.push_str("# TYPE chime_events_dropped_total counter\n");
-            let _ = writeln!(out, "chime_events_dropped_total {}", s.lagged);
-        }
-        out.push_str("# HELP chime_running_runs Runs in progress in this process.\n# TYPE chime_running_runs gauge\n");
-        let _ = writeln!(out, "chime_running_runs {}", scheduler.running_here());
-        if let Ok(c) = scheduler.job_counts().await {
-            out.push_str("# HELP chime_jobs Jobs by state.\n# TYPE chime_jobs gauge\n");
-            for (state, n) in
-                [("active", c.active), ("paused", c.paused), ("finished", c.finished), ("broken", c.broken)]
-            {
-                let _ = writeln!(out, "chime_jobs{{state=\"{state}\"}} {n}");
-            }
-        }
-        if let Some(tick) = scheduler.last_tick() {
-            let lag = scheduler.clock().now().duration_since(tick).as_secs_f64().max(0.0);
-            out.push_str("# HELP chime_loop_lag_seconds Time since the scheduler loop last came round.\n");
-            out.push_str("# TYPE chime_loop_lag_seconds gauge\n");
-            let _ = writeln!(out, "chime_loop_lag_seconds {lag}");
-        }
-        if let Ok((_, nodes)) = crate::nodes::nodes(scheduler).await {
-            out.push_str("# HELP chime_nodes Nodes registered in the store, expired leases included until swept.\n");
-            out.push_str("# TYPE chime_nodes gauge\n");
-            let _ = writeln!(out, "chime_nodes {}", nodes.len());
-            out.push_str(
-                "# HELP chime_node_lease_seconds_left Until each node's lease runs out, by this node's clock (negative once expired).\n",
-            );
-            out.push_str("# TYPE chime_node_lease_seconds_left gauge\n");
-            for n in &nodes {
-                let _ = writeln!(
-                    out,
-                    "chime_node_lease_seconds_left{{node=\"{}\"}} {}",
-                    label(&n.info.id),
-                    n.lease_left_secs()
-                );
-            }
-            out.push_str("# HELP chime_node_runs_in_flight Runs each node holds, pending or running.\n");
-            out.push_str("# TYPE chime_node_runs_in_flight gauge\n");
-            for n in &nodes {
-                let _ = writeln!(out, "chime_node_runs_in_flight{{node=\"{}\"}} {}", label(&n.info.id), n.info.running);
-            }
-        }
-        out
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-impl State {
-    fn record(&mut self, event: &Event, now: jiff::Timestamp) {
+    fn record(&self, event: &Event, now: Timestamp) {
         if let (Some(outcome), Some(job_id)) = (event.run_outcome(), event.job_id()) {
+            let job = job_id.to_string();
             // A success carries its duration; other ends are timed from the
             // run's start, when this node saw it (missed and skipped runs never started).
             let took = match event {
                 Event::RunSucceeded { run_id, duration, .. } => {
-                    self.started.remove(run_id);
+                    let mut s = self.state();
+                    s.started.remove(run_id);
+                    let at = s.last_success.entry(job.clone()).or_insert(now);
+                    *at = (*at).max(now);
                     Some(duration.as_secs_f64())
                 }
                 Event::RunFailed { run_id, .. }
                 | Event::RunTimedOut { run_id, .. }
                 | Event::RunCancelled { run_id, .. }
-                | Event::RunAbandoned { run_id, .. } => self.took(run_id, now),
+                | Event::RunAbandoned { run_id, .. } => {
+                    self.state().started.remove(run_id).map(|at| now.duration_since(at).as_secs_f64())
+                }
                 _ => None,
             };
-            self.finished(job_id, outcome.as_str(), took);
+            self.runs.get_or_create(&JobStatusLabels { job: job.clone(), status: outcome.as_str() }).inc();
+            if let Some(secs) = took {
+                self.duration.get_or_create(&JobLabel { job }).observe(secs.max(0.0));
+            }
             return;
         }
         match event {
             Event::RunStarted { job_id, run_id, scheduled_for, attempt: 1 } => {
-                let late = now.duration_since(*scheduled_for).as_secs_f64();
-                self.lateness.entry(job_id.to_string()).or_default().observe(late);
-                self.started.insert(*run_id, now);
-                while self.started.len() > MAX_STARTED {
-                    self.started.pop_first();
+                let late = now.duration_since(*scheduled_for).as_secs_f64().max(0.0);
+                self.lateness.get_or_create(&JobLabel { job: job_id.to_string() }).observe(late);
+                let mut s = self.state();
+                s.started.insert(*run_id, now);
+                while s.started.len() > MAX_STARTED {
+                    s.started.pop_first();
                 }
             }
             Event::JobRemoved { job_id } => {
-                let job = job_id.as_str();
-                self.runs.retain(|(j, _), _| j != job);
-                self.duration.remove(job);
-                self.lateness.remove(job);
+                let job = job_id.to_string();
+                for status in RunStatus::ALL {
+                    self.runs.remove(&JobStatusLabels { job: job.clone(), status: status.as_str() });
+                }
+                self.state().last_success.remove(&job);
+                let label = JobLabel { job };
+                self.duration.remove(&label);
+                self.lateness.remove(&label);
             }
             _ => {}
         }
     }
 
-    fn finished(&mut self, job: &chime_core::JobId, status: &'static str, took: Option<f64>) {
-        *self.runs.entry((job.to_string(), status)).or_default() += 1;
-        if let Some(secs) = took {
-            self.duration.entry(job.to_string()).or_default().observe(secs);
-        }
+    /// The Prometheus text exposition.
+    pub(crate) async fn render(&self, scheduler: &Scheduler) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let scrape = self.scrape(scheduler).await;
+        let _ = prometheus_text::encode(&mut out, &scrape);
+        out
     }
 
-    /// How long a run that ends now took, when its start was seen here.
-    fn took(&mut self, run: &chime_core::RunId, now: jiff::Timestamp) -> Option<f64> {
-        self.started.remove(run).map(|at| now.duration_since(at).as_secs_f64())
+    /// The figures read at scrape time, in a registry of their own.
+    async fn scrape(&self, scheduler: &Scheduler) -> Registry {
+        let mut reg = Registry::default();
+        let now = scheduler.clock().now();
+
+        let running = Gauge::<i64>::default();
+        running.set(i64::try_from(scheduler.running_here()).unwrap_or(i64::MAX));
+        reg.register("chime_running_runs", "Runs in progress in this process", running);
+
+        let store = scheduler.store();
+        let jobs = store.list_jobs(&JobFilter::default()).await;
+        let broken = store.broken_jobs().await;
+        if let (Ok(jobs), Ok(broken)) = (&jobs, &broken) {
+            let by_state = Family::<StateLabel, Gauge>::default();
+            for state in ["active", "paused", "finished"] {
+                let n = jobs.iter().filter(|j| j.status() == state).count();
+                by_state.get_or_create(&StateLabel { state }).set(count(n));
+            }
+            by_state.get_or_create(&StateLabel { state: "broken" }).set(count(broken.len()));
+            reg.register("chime_jobs", "Jobs by state", by_state);
+        }
+        if let Ok(jobs) = &jobs {
+            let age = Family::<JobLabel, FloatGauge>::default();
+            let s = self.state();
+            for job in jobs {
+                // The store's word too: another node may have run the last success.
+                let from_store =
+                    (job.state.last_status == Some(RunStatus::Succeeded)).then_some(job.state.last_run_at).flatten();
+                if let Some(at) = s.last_success.get(job.id.as_str()).copied().max(from_store) {
+                    let secs = now.duration_since(at).as_secs_f64().max(0.0);
+                    age.get_or_create(&JobLabel { job: job.id.to_string() }).set(secs);
+                }
+            }
+            drop(s);
+            reg.register(
+                "chime_job_last_success_age_seconds",
+                "Since each job's newest successful run finished (jobs that have one)",
+                age,
+            );
+        }
+
+        if let Some(tick) = scheduler.last_tick() {
+            let lag = FloatGauge::default();
+            lag.set(now.duration_since(tick).as_secs_f64().max(0.0));
+            reg.register("chime_loop_lag_seconds", "Time since the scheduler loop last came round", lag);
+        }
+
+        if let Ok((_, nodes)) = crate::nodes::nodes(scheduler).await {
+            let total = Gauge::<i64>::default();
+            total.set(count(nodes.len()));
+            reg.register("chime_nodes", "Nodes registered in the store, expired leases included until swept", total);
+            let lease = Family::<NodeLabel, FloatGauge>::default();
+            let in_flight = Family::<NodeLabel, Gauge>::default();
+            for n in &nodes {
+                let label = NodeLabel { node: n.info.id.clone() };
+                lease.get_or_create(&label).set(n.lease_left_secs());
+                in_flight.get_or_create(&label).set(i64::from(n.info.running));
+            }
+            reg.register(
+                "chime_node_lease_seconds_left",
+                "Until each node's lease runs out, by this node's clock (negative once expired)",
+                lease,
+            );
+            reg.register("chime_node_runs_in_flight", "Runs each node holds, pending or running", in_flight);
+        }
+        reg
     }
 }
 
-fn histogram(out: &mut String, name: &str, help: &str, by_job: &BTreeMap<String, Histogram>) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (job, h) in by_job {
-        let job = label(job);
-        for (bound, c) in BUCKETS.iter().zip(h.counts) {
-            let _ = writeln!(out, "{name}_bucket{{job=\"{job}\",le=\"{bound}\"}} {c}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{job=\"{job}\",le=\"+Inf\"}} {}", h.count);
-        let _ = writeln!(out, "{name}_sum{{job=\"{job}\"}} {}", h.sum);
-        let _ = writeln!(out, "{name}_count{{job=\"{job}\"}} {}", h.count);
-    }
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Escapes a label value as the text format requires.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// Reads each job's newest `succeeded` run from the store, once, into what
+/// the events keep up to date (the later of the two wins).
+async fn seed_last_success(scheduler: &Scheduler, metrics: &std::sync::Weak<Metrics>) {
+    let store = scheduler.store();
+    let Ok(jobs) = store.list_jobs(&JobFilter::default()).await else { return };
+    for job in jobs {
+        let query = RunQuery {
+            job_id: Some(job.id.clone()),
+            statuses: vec![RunStatus::Succeeded],
+            limit: Some(1),
+            ..RunQuery::default()
+        };
+        let Ok(runs) = store.history(&query).await else { continue };
+        let Some(at) = runs.first().and_then(|r| r.finished_at) else { continue };
+        let Some(metrics) = metrics.upgrade() else { return };
+        let mut s = metrics.state();
+        let known = s.last_success.entry(job.id.to_string()).or_insert(at);
+        *known = (*known).max(at);
+    }
 }

@@ -172,7 +172,10 @@ async fn metrics_give_each_nodes_lease_and_runs_escaped() {
     assert_eq!(find("chime_node_runs_in_flight", Some(THIS)), 0.0);
     assert_eq!(find("chime_node_runs_in_flight", Some(OTHER)), 0.0);
     // The raw text, escaped as the format says.
-    assert!(text.contains("chime_node_lease_seconds_left{node=\"web \\\"one\\\"\\\\\\nsecond line\"} 27\n"), "{text}");
+    assert!(
+        text.contains("chime_node_lease_seconds_left{node=\"web \\\"one\\\"\\\\\\nsecond line\"} 27.0\n"),
+        "{text}"
+    );
     assert!(!text.lines().any(|l| l.starts_with("second line")), "a newline in an id breaks no line");
     for name in ["chime_nodes", "chime_node_lease_seconds_left", "chime_node_runs_in_flight"] {
         assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{name} is a gauge");
