@@ -6,6 +6,8 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(chime_pg_test)");
+    // `sqlx::migrate!` embeds `migrations/`: a new migration must rebuild the crate.
+    println!("cargo::rerun-if-changed=migrations");
     println!("cargo::rerun-if-env-changed=DATABASE_URL");
     println!("cargo::rerun-if-env-changed=CHIME_REQUIRE_PG");
     let url = std::env::var("DATABASE_URL").is_ok_and(|v| !v.trim().is_empty());

@@ -3,7 +3,7 @@
 //! every update of it fenced by the lease the run was claimed under.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{Semaphore, watch};
@@ -13,6 +13,7 @@ use crate::clock::{Clock, later};
 use crate::event::{Event, Events};
 use crate::id::{JobId, RunId};
 use crate::job::Job;
+use crate::reason::{CancelledBy, Reason, Stage};
 use crate::run::{Run, cap_error};
 use crate::status::RunStatus;
 use crate::store::JobStore;
@@ -32,7 +33,27 @@ struct InFlight {
     job_id: JobId,
     /// The lease epoch it was claimed under.
     epoch: Option<u64>,
+    cancel: Arc<Cancel>,
+}
+
+/// A run's cancellation: the token its task watches, and who pulled it
+/// first (what its `cancelled` reason names).
+#[derive(Debug, Default)]
+struct Cancel {
     token: CancellationToken,
+    by: OnceLock<CancelledBy>,
+}
+
+impl Cancel {
+    fn cancel(&self, by: CancelledBy) {
+        let _ = self.by.set(by);
+        self.token.cancel();
+    }
+
+    /// The reason of a run cancelled at `stage`.
+    fn reason(&self, stage: Stage) -> Reason {
+        Reason::Cancelled { by: self.by.get().cloned().unwrap_or(CancelledBy::Unknown), stage }
+    }
 }
 
 /// Executes runs: owns the concurrency slots and the map of runs in progress.
@@ -72,27 +93,28 @@ impl Executor {
     /// Spawns the execution of `run` for `job`. The run is registered as in
     /// flight before this returns, so shutdown waits for it.
     pub(crate) fn dispatch(self: &Arc<Self>, job: Arc<Job>, run: Run) {
-        let token = CancellationToken::new();
+        let cancel = Arc::new(Cancel::default());
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            running.insert(run.id, InFlight { job_id: run.job_id.clone(), epoch: run.epoch, token: token.clone() });
+            running
+                .insert(run.id, InFlight { job_id: run.job_id.clone(), epoch: run.epoch, cancel: Arc::clone(&cancel) });
             self.in_flight.send_replace(running.len());
         }
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let run_id = run.id;
-            execute(&this, job, run, token).await;
+            execute(&this, job, run, &cancel).await;
             let mut running = this.running.lock().unwrap_or_else(|p| p.into_inner());
             running.remove(&run_id);
             this.in_flight.send_replace(running.len());
         });
     }
 
-    /// Cancels the runs in progress of the jobs `which` selects.
-    pub(crate) fn cancel_jobs(&self, which: impl Fn(&JobId) -> bool) {
+    /// Cancels the runs in progress of the jobs `which` selects, `by` whom.
+    pub(crate) fn cancel_jobs(&self, which: impl Fn(&JobId) -> bool, by: CancelledBy) {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for run in running.values().filter(|r| which(&r.job_id)) {
-            run.token.cancel();
+            run.cancel.cancel(by.clone());
         }
     }
 
@@ -101,7 +123,7 @@ impl Executor {
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let lost: Vec<_> = running.values().filter(|r| r.epoch == Some(epoch)).collect();
         for run in &lost {
-            run.token.cancel();
+            run.cancel.cancel(CancelledBy::LeaseLost);
         }
         lost.len()
     }
@@ -118,39 +140,40 @@ impl Executor {
 
     /// Writes a run update. When the store says the run's lease is gone, the
     /// run is cancelled: another node's sweeper has decided it.
-    async fn record(&self, run: &Run, token: &CancellationToken, what: &str) {
+    async fn record(&self, run: &Run, cancel: &Cancel, what: &str) {
         match self.store.update_run(run).await {
             Ok(()) => {}
             Err(e) if e.is_lease_lost() => {
                 tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "{what}: the run's lease was lost; its result is kept as a late result only");
-                token.cancel();
+                cancel.cancel(CancelledBy::LeaseLost);
             }
             Err(e) => self.events.store_error(what, &e),
         }
     }
 }
 
-async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: CancellationToken) {
+async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel) {
     let clock = &inner.clock;
+    let token = &cancel.token;
 
     if let Some(jitter) = job.options.jitter {
         let nanos = jitter.as_nanos().max(0) as u128;
         let delay = SignedDuration::from_nanos((fastrand::u128(0..=nanos)).min(i64::MAX as u128) as i64);
         tokio::select! {
             _ = clock.sleep_until(later(clock.now(), delay)) => {}
-            _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Some("cancelled before it started".into())).await,
+            _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart))).await,
         }
     }
     let _permit = tokio::select! {
         permit = Arc::clone(&inner.slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-        _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Some("cancelled before it started".into())).await,
+        _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart))).await,
     };
 
     let Some(handler) = inner.tasks.get(&job.task) else {
         let why = format!("no task named {:?} is registered with this scheduler", job.task);
         tracing::error!(job_id = %job.id, run_id = %run.id, "{why}");
         run.started_at = Some(clock.now());
-        return finish(inner, run, RunStatus::Failed, Some(why)).await;
+        return finish(inner, run, RunStatus::Failed, Ended::Error(why)).await;
     };
     let args = Arc::new(job.args.clone());
     let retry = job.options.retry.clone();
@@ -159,7 +182,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
     loop {
         run.attempt += 1;
         run.status = RunStatus::Running;
-        inner.record(&run, &token, "recording a run start").await;
+        inner.record(&run, cancel, "recording a run start").await;
         // Per-run lines are DEBUG: at hundreds of runs a second INFO would
         // drown the log (`chime serve` logs a summary a minute instead).
         tracing::debug!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
@@ -180,7 +203,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
             cancel: token.child_token(),
             output: Arc::clone(&output),
         };
-        let outcome = attempt(inner, &handler, ctx, job.options.timeout, &token).await;
+        let outcome = attempt(inner, &handler, ctx, job.options.timeout, token).await;
         run.output = output.lock().unwrap_or_else(|p| p.into_inner()).take().map(cap_error);
         // Whether a failure of this attempt is followed by another.
         let again = retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
@@ -189,12 +212,12 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
                 let duration = clock.now().duration_since(attempt_started);
                 tracing::debug!(job_id = %job.id, run_id = %run.id, ?duration, "run succeeded");
                 inner.events.emit(Event::RunSucceeded { job_id: job.id.clone(), run_id: run.id, duration });
-                (RunStatus::Succeeded, None)
+                (RunStatus::Succeeded, Ended::Ok)
             }
             Attempt::Cancelled => {
                 tracing::warn!(job_id = %job.id, run_id = %run.id, "run cancelled");
                 inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
-                (RunStatus::Cancelled, Some("cancelled".to_owned()))
+                (RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::Running)))
             }
             ref failure @ (Attempt::Failed(_) | Attempt::TimedOut) => {
                 let (status, error) = match failure {
@@ -207,11 +230,10 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
                             error: e.clone(),
                             will_retry: again,
                         });
-                        (RunStatus::Failed, e.clone())
+                        (RunStatus::Failed, Ended::Error(e.clone()))
                     }
                     _ => {
-                        let timeout = job.options.timeout.unwrap_or_default();
-                        let e = format!("timed out after {}", crate::duration::format_duration(timeout));
+                        let e = Reason::TimedOut { after: job.options.timeout.unwrap_or_default() };
                         tracing::warn!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, will_retry = again, "run timed out");
                         inner.events.emit(Event::RunTimedOut {
                             job_id: job.id.clone(),
@@ -219,21 +241,21 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, token: Cancellat
                             attempt: run.attempt,
                             will_retry: again,
                         });
-                        (RunStatus::TimedOut, e)
+                        (RunStatus::TimedOut, Ended::Reason(e))
                     }
                 };
                 if again {
-                    run.error = Some(cap_error(error));
+                    error.apply(&mut run);
                     let delay = retry.as_ref().expect("retrying").delay_after(run.attempt);
                     tokio::select! {
                         _ = clock.sleep_until(later(clock.now(), delay)) => continue,
                         _ = token.cancelled() => {
                             inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
-                            (RunStatus::Cancelled, Some("cancelled while waiting to retry".to_owned()))
+                            (RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::WaitingToRetry)))
                         }
                     }
                 } else {
-                    (status, Some(error))
+                    (status, error)
                 }
             }
         };
@@ -294,9 +316,31 @@ async fn stop(inner: &Executor, mut handle: Started) {
     }
 }
 
-async fn finish(inner: &Executor, mut run: Run, status: RunStatus, error: Option<String>) {
+/// How a run ended, for its record: well, with the task's own error, or
+/// for a reason chime decided.
+enum Ended {
+    Ok,
+    Error(String),
+    Reason(Reason),
+}
+
+impl Ended {
+    /// Writes the error text and reason into `run`.
+    fn apply(self, run: &mut Run) {
+        match self {
+            Ended::Ok => run.set_reason(None),
+            Ended::Error(e) => {
+                run.reason = None;
+                run.error = Some(cap_error(e));
+            }
+            Ended::Reason(reason) => run.set_reason(Some(reason)),
+        }
+    }
+}
+
+async fn finish(inner: &Executor, mut run: Run, status: RunStatus, ended: Ended) {
     run.status = status;
-    run.error = error.map(cap_error);
+    ended.apply(&mut run);
     run.finished_at = Some(inner.clock.now());
     match inner.store.update_run(&run).await {
         Ok(()) => {}

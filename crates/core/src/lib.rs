@@ -95,6 +95,7 @@ mod limits;
 mod memory;
 mod node;
 mod plan;
+mod reason;
 mod run;
 mod scheduler;
 mod status;
@@ -115,9 +116,10 @@ pub use crate::limits::{
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{
     ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,
-    host_name, requested_run, sweep_run, swept_reason,
+    host_name, requested_run, sweep_run,
 };
-pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, max_instances_reason, plan_fire};
+pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
+pub use crate::reason::{CancelledBy, Reason, Stage};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};
 pub use crate::scheduler::{
     JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,

@@ -34,6 +34,7 @@ use crate::id::{JobId, RunId};
 use crate::job::Job;
 use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, requested_run, sweep_run};
 use crate::plan::plan_fire;
+use crate::reason::{CancelledBy, Reason, Stage};
 use crate::run::{JobStats, Run, RunQuery};
 use crate::status::RunStatus;
 use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
@@ -85,6 +86,17 @@ struct JobRuns {
     /// Oldest first.
     runs: VecDeque<Run>,
     in_flight: u32,
+}
+
+impl JobRuns {
+    /// The ids of the runs in flight: walked only when there are some, so
+    /// a claim of an idle job costs nothing.
+    fn in_flight_ids(&self) -> Vec<RunId> {
+        if self.in_flight == 0 {
+            return Vec::new();
+        }
+        self.runs.iter().filter(|r| !r.status.is_finished()).map(|r| r.id).collect()
+    }
 }
 
 impl Default for MemoryStore {
@@ -304,7 +316,7 @@ impl JobStore for MemoryStore {
                 None => {
                     run.status = RunStatus::Cancelled;
                     run.finished_at = Some(now);
-                    run.error = Some("cancelled: its job was removed before a node took it".into());
+                    run.set_reason(Some(Reason::Cancelled { by: CancelledBy::JobMissing, stage: Stage::BeforeStart }));
                     let entry = inner.runs.get_mut(&job_id).expect("the run was found");
                     entry.in_flight = entry.in_flight.saturating_sub(1);
                 }
@@ -321,8 +333,8 @@ impl JobStore for MemoryStore {
             .collect();
         for id in due {
             let mut job = inner.take(&id).expect("every indexed job exists");
-            let running = inner.runs.get(&id).map_or(0, |r| r.in_flight);
-            let plan = plan_fire(&job, now, running);
+            let in_flight = inner.runs.get(&id).map_or_else(Vec::new, JobRuns::in_flight_ids);
+            let plan = plan_fire(&job, now, &in_flight);
             job.state.next_run_at = plan.next_run_at;
             let uncounted = plan.uncounted;
             let runs = plan.into_runs(&id, now, &lease);
@@ -394,8 +406,8 @@ impl JobStore for MemoryStore {
                 return Err(lost(lease));
             }
             let job = inner.jobs.get(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
-            let running = inner.runs.get(id).map_or(0, |r| r.in_flight);
-            let run = requested_run(job, running, free_time(&inner, id, now), now, lease);
+            let in_flight = inner.runs.get(id).map_or_else(Vec::new, JobRuns::in_flight_ids);
+            let run = requested_run(job, &in_flight, free_time(&inner, id, now), now, lease);
             inner.record(run.clone(), self.history_limit);
             run
         };

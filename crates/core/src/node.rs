@@ -31,8 +31,9 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
+use crate::id::RunId;
 use crate::job::{Job, RetryPolicy};
-use crate::plan::max_instances_reason;
+use crate::reason::Reason;
 use crate::run::Run;
 use crate::status::{RunKind, RunStatus};
 
@@ -146,7 +147,7 @@ pub struct SweptRun {
 pub fn sweep_run(run: &mut Run, retry: Option<&RetryPolicy>, now: Timestamp) -> SweptRun {
     let node = run.node.as_deref().unwrap_or("").to_owned();
     let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
-    run.error = Some(swept_reason(&node, run.started_at.is_some(), requeued));
+    run.set_reason(Some(Reason::LeaseExpired { node: node.clone(), started: run.started_at.is_some(), requeued }));
     if requeued {
         run.status = RunStatus::Pending;
         run.attempt = run.attempt.max(1);
@@ -161,13 +162,14 @@ pub fn sweep_run(run: &mut Run, retry: Option<&RetryPolicy>, now: Timestamp) -> 
 
 /// The run a run-now request records, the same in every store: a pending
 /// `manual` run for `at` (held by `lease`, or by no node yet), or, when
-/// `running` runs of the job are already in flight and that is its
-/// `max_instances`, a `skipped` one saying so.
-pub fn requested_run(job: &Job, running: u32, at: Timestamp, now: Timestamp, lease: Option<&Lease>) -> Run {
+/// the runs `in_flight` already number the job's `max_instances`, a
+/// `skipped` one naming them.
+pub fn requested_run(job: &Job, in_flight: &[RunId], at: Timestamp, now: Timestamp, lease: Option<&Lease>) -> Run {
     let max = job.options.max_instances;
-    if running >= max {
+    if u32::try_from(in_flight.len()).unwrap_or(u32::MAX) >= max {
         let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
-        let mut run = Run::not_run(job.id.clone(), at, RunStatus::Skipped, max_instances_reason(max), &node, now);
+        let why = Reason::MaxInstances { max_instances: max, in_flight: in_flight.to_vec() };
+        let mut run = Run::not_run(job.id.clone(), at, RunStatus::Skipped, why, &node, now);
         run.kind = RunKind::Manual;
         run.node = lease.map(|l| Arc::clone(&l.node));
         return run;
@@ -175,16 +177,6 @@ pub fn requested_run(job: &Job, running: u32, at: Timestamp, now: Timestamp, lea
     match lease {
         Some(lease) => Run::claimed(job.id.clone(), at, RunKind::Manual, lease),
         None => Run::requested(job.id.clone(), at),
-    }
-}
-
-/// The error text of a run whose node's lease ran out.
-pub fn swept_reason(node: &str, started: bool, requeued: bool) -> String {
-    let was = if started { "running" } else { "waiting to start" };
-    if requeued {
-        format!("its node {node} stopped renewing its lease while the run was {was}; re-queued as the next attempt")
-    } else {
-        format!("its node {node} stopped renewing its lease while the run was {was}")
     }
 }
 
@@ -214,14 +206,5 @@ mod tests {
         let ids: std::collections::HashSet<String> = (0..50).map(|_| default_node_id()).collect();
         assert!(ids.len() > 40, "ids repeat: {ids:?}");
         assert!(ids.iter().all(|id| id.contains(&format!("-{}-", std::process::id()))));
-    }
-
-    #[test]
-    fn swept_reasons_say_what_happened() {
-        assert_eq!(
-            swept_reason("web-1", true, false),
-            "its node web-1 stopped renewing its lease while the run was running"
-        );
-        assert!(swept_reason("web-1", false, true).ends_with("waiting to start; re-queued as the next attempt"));
     }
 }

@@ -8,9 +8,10 @@
 
 use jiff::Timestamp;
 
-use crate::id::JobId;
+use crate::id::{JobId, RunId};
 use crate::job::Job;
 use crate::node::Lease;
+use crate::reason::Reason;
 use crate::run::Run;
 use crate::status::{RunKind, RunStatus};
 
@@ -40,21 +41,27 @@ impl FirePlan {
     /// rest. The one mapping from a plan to rows that every store writes.
     pub fn into_runs(self, job_id: &JobId, now: Timestamp, lease: &Lease) -> Vec<Run> {
         let summary = self.uncounted_span.map(|(from, to)| {
-            let many = if self.uncounted > 1_000_000 { "at least " } else { "" };
-            let why = format!(
-                "{many}{} scheduled times from {from} to {to} were missed (a backlog too long to record one by one)",
-                self.uncounted
-            );
+            let why = Reason::Backlog { count: self.uncounted, at_least: self.uncounted > 1_000_000, from, to };
             Run::not_run(job_id.clone(), from, RunStatus::Missed, why, &lease.node, now)
         });
+        // A time skipped after others of this plan started names those too:
+        // they are in flight by the time the rows are written.
+        let mut started: Vec<RunId> = Vec::new();
         summary
             .into_iter()
             .chain(self.runs.into_iter().map(|p| match p.decision {
-                Decision::Run => Run::claimed(job_id.clone(), p.scheduled_for, RunKind::Scheduled, lease),
+                Decision::Run => {
+                    let run = Run::claimed(job_id.clone(), p.scheduled_for, RunKind::Scheduled, lease);
+                    started.push(run.id);
+                    run
+                }
                 Decision::Missed(why) => {
                     Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Missed, why, &lease.node, now)
                 }
-                Decision::Skipped(why) => {
+                Decision::Skipped(mut why) => {
+                    if let Reason::MaxInstances { in_flight, .. } = &mut why {
+                        in_flight.extend(&started);
+                    }
                     Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Skipped, why, &lease.node, now)
                 }
             }))
@@ -77,9 +84,9 @@ pub enum Decision {
     /// Execute it.
     Run,
     /// Record it as `missed`, with the reason.
-    Missed(String),
+    Missed(Reason),
     /// Record it as `skipped`, with the reason.
-    Skipped(String),
+    Skipped(Reason),
 }
 
 /// Plans a due job: the times from `job.state.next_run_at` up to `now`.
@@ -87,11 +94,13 @@ pub enum Decision {
 /// * Times older than `misfire_grace_time` are missed.
 /// * Of the rest, with `coalesce` only the latest runs and the others are
 ///   missed ("coalesced"); without it, each runs.
-/// * A run beyond `max_instances` (counting the `running` ones) is skipped.
+/// * A run beyond `max_instances` (counting the runs `in_flight`, pending
+///   or running) is skipped, naming them.
 ///
 /// Returns an empty plan, with the next fire time unchanged, when the job is
 /// paused or not due.
-pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
+pub fn plan_fire(job: &Job, now: Timestamp, in_flight: &[RunId]) -> FirePlan {
+    let running = u32::try_from(in_flight.len()).unwrap_or(u32::MAX);
     let Some(first) = job.state.next_run_at.filter(|t| *t <= now && !job.is_paused()) else {
         return FirePlan { runs: Vec::new(), uncounted: 0, uncounted_span: None, next_run_at: job.state.next_run_at };
     };
@@ -142,18 +151,17 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
         .map(|at| {
             let decision = if too_late(at) {
                 let late = now.duration_since(at);
-                Decision::Missed(format!(
-                    "{} late, past the misfire grace time of {}",
-                    crate::duration::format_duration(late.round(jiff::Unit::Second).unwrap_or(late)),
-                    crate::duration::format_duration(grace.unwrap_or_default()),
-                ))
+                Decision::Missed(Reason::PastGrace {
+                    late: late.round(jiff::Unit::Second).unwrap_or(late),
+                    grace: grace.unwrap_or_default(),
+                })
             } else if options.coalesce && Some(at) != latest_fresh {
-                Decision::Missed(format!(
-                    "coalesced into the run scheduled for {}",
-                    latest_fresh.expect("a fresh time exists")
-                ))
-            } else if running + started >= options.max_instances {
-                Decision::Skipped(max_instances_reason(options.max_instances))
+                Decision::Missed(Reason::Coalesced { into: latest_fresh.expect("a fresh time exists") })
+            } else if running.saturating_add(started) >= options.max_instances {
+                Decision::Skipped(Reason::MaxInstances {
+                    max_instances: options.max_instances,
+                    in_flight: in_flight.to_vec(),
+                })
             } else {
                 started += 1;
                 Decision::Run
@@ -162,11 +170,6 @@ pub fn plan_fire(job: &Job, now: Timestamp, running: u32) -> FirePlan {
         })
         .collect();
     FirePlan { runs, uncounted, uncounted_span, next_run_at }
-}
-
-/// Why a run beyond `max_instances` is skipped, in every store's words.
-pub fn max_instances_reason(max_instances: u32) -> String {
-    format!("max_instances ({max_instances}) runs were already in progress")
 }
 
 /// Where to resume walking an enormous backlog: the first fire time within
@@ -194,33 +197,42 @@ mod tests {
         job
     }
 
+    fn past_grace(late_mins: i64, grace_mins: i64) -> Reason {
+        Reason::PastGrace { late: SignedDuration::from_mins(late_mins), grace: SignedDuration::from_mins(grace_mins) }
+    }
+
+    /// `n` runs in flight.
+    fn in_flight(n: usize) -> Vec<RunId> {
+        (0..n).map(|_| RunId::new()).collect()
+    }
+
     fn decisions(plan: &FirePlan) -> Vec<(String, Decision)> {
         plan.runs.iter().map(|r| (r.scheduled_for.to_string(), r.decision.clone())).collect()
     }
 
     #[test]
     fn on_time_runs_once() {
-        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 0);
+        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), &[]);
         assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Run)]);
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T02:00:00Z")));
     }
 
     #[test]
     fn not_due_or_paused_is_an_empty_plan() {
-        let plan = plan_fire(&hourly(), ts("2026-01-01T00:59:59Z"), 0);
+        let plan = plan_fire(&hourly(), ts("2026-01-01T00:59:59Z"), &[]);
         assert!(plan.runs.is_empty());
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T01:00:00Z")));
         let mut paused = hourly();
         paused.state.paused = Some("maintenance".into());
-        assert!(plan_fire(&paused, ts("2026-01-01T05:00:00Z"), 0).runs.is_empty());
+        assert!(plan_fire(&paused, ts("2026-01-01T05:00:00Z"), &[]).runs.is_empty());
     }
 
     #[test]
     fn coalesce_runs_the_latest_and_records_the_rest() {
-        let plan = plan_fire(&hourly(), ts("2026-01-01T03:30:00Z"), 0);
+        let plan = plan_fire(&hourly(), ts("2026-01-01T03:30:00Z"), &[]);
         let d = decisions(&plan);
         assert_eq!(d.len(), 3);
-        assert_eq!(d[0].1, Decision::Missed("coalesced into the run scheduled for 2026-01-01T03:00:00Z".into()));
+        assert_eq!(d[0].1, Decision::Missed(Reason::Coalesced { into: ts("2026-01-01T03:00:00Z") }));
         assert_eq!(d[2], ("2026-01-01T03:00:00Z".into(), Decision::Run));
         assert_eq!(plan.next_run_at, Some(ts("2026-01-01T04:00:00Z")));
     }
@@ -228,29 +240,48 @@ mod tests {
     #[test]
     fn without_coalesce_each_time_runs_up_to_max_instances() {
         let job = hourly().with_coalesce(false).with_max_instances(2);
-        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), &[]);
         let d: Vec<Decision> = plan.runs.iter().map(|r| r.decision.clone()).collect();
         assert_eq!(d[0], Decision::Run);
         assert_eq!(d[1], Decision::Run);
-        assert_eq!(d[2], Decision::Skipped("max_instances (2) runs were already in progress".into()));
+        assert_eq!(d[2], Decision::Skipped(Reason::MaxInstances { max_instances: 2, in_flight: vec![] }));
     }
 
     #[test]
-    fn a_running_instance_makes_the_next_run_skipped() {
-        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), 1);
-        assert_eq!(plan.runs[0].decision, Decision::Skipped("max_instances (1) runs were already in progress".into()));
+    fn a_skipped_row_names_the_runs_in_flight_and_those_its_plan_started() {
+        let job = hourly().with_coalesce(false).with_max_instances(2);
+        let busy = in_flight(1);
+        let rows =
+            plan_fire(&job, ts("2026-01-01T03:30:00Z"), &busy).into_runs(&job.id, ts("2026-01-01T03:30:00Z"), &lease());
+        let statuses: Vec<RunStatus> = rows.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [RunStatus::Pending, RunStatus::Skipped, RunStatus::Skipped]);
+        let named = vec![busy[0], rows[0].id];
+        for skipped in &rows[1..] {
+            assert_eq!(skipped.reason, Some(Reason::MaxInstances { max_instances: 2, in_flight: named.clone() }));
+            assert_eq!(skipped.error, skipped.reason.as_ref().map(Reason::to_string));
+        }
+    }
+
+    #[test]
+    fn a_running_instance_makes_the_next_run_skipped_naming_it() {
+        let busy = in_flight(1);
+        let plan = plan_fire(&hourly(), ts("2026-01-01T01:00:00Z"), &busy);
+        assert_eq!(
+            plan.runs[0].decision,
+            Decision::Skipped(Reason::MaxInstances { max_instances: 1, in_flight: busy })
+        );
     }
 
     #[test]
     fn times_past_the_grace_time_are_missed() {
         let job = hourly().with_misfire_grace_time(SignedDuration::from_mins(45));
-        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T03:30:00Z"), &[]);
         let d = decisions(&plan);
-        assert_eq!(d[0].1, Decision::Missed("2h 30m late, past the misfire grace time of 45m".into()));
-        assert_eq!(d[1].1, Decision::Missed("1h 30m late, past the misfire grace time of 45m".into()));
+        assert_eq!(d[0].1, Decision::Missed(past_grace(150, 45)));
+        assert_eq!(d[1].1, Decision::Missed(past_grace(90, 45)));
         assert_eq!(d[2].1, Decision::Run);
         // All past the grace time: nothing runs.
-        let plan = plan_fire(&job, ts("2026-01-01T03:50:00Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T03:50:00Z"), &[]);
         assert!(plan.runs.iter().all(|r| matches!(r.decision, Decision::Missed(_))));
     }
 
@@ -259,7 +290,7 @@ mod tests {
         let mut job = Job::new("j", "t", Trigger::every("1s").unwrap()).unwrap();
         job.trigger.resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
         job.state.next_run_at = Some(ts("2026-01-01T00:00:01Z"));
-        let plan = plan_fire(&job, ts("2026-01-01T01:00:00Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T01:00:00Z"), &[]);
         assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
         assert_eq!(plan.uncounted, 3600 - MAX_DUE_TIMES as u64);
         assert_eq!(plan.uncounted_span, Some((ts("2026-01-01T00:00:01Z"), ts("2026-01-01T00:43:20Z"))));
@@ -283,7 +314,7 @@ mod tests {
     fn a_finished_trigger_has_no_next_run() {
         let mut job = Job::new("once", "t", Trigger::at(ts("2026-01-01T00:00:00Z"))).unwrap();
         job.state.next_run_at = Some(ts("2026-01-01T00:00:00Z"));
-        let plan = plan_fire(&job, ts("2026-01-01T00:00:05Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T00:00:05Z"), &[]);
         assert_eq!(plan.runs.len(), 1);
         assert_eq!(plan.next_run_at, None);
     }
@@ -302,13 +333,10 @@ mod tests {
     #[test]
     fn exactly_the_grace_time_late_runs_and_a_nanosecond_more_is_missed() {
         let job = hourly().with_misfire_grace_time(SignedDuration::from_mins(45));
-        let plan = plan_fire(&job, ts("2026-01-01T01:45:00Z"), 0);
+        let plan = plan_fire(&job, ts("2026-01-01T01:45:00Z"), &[]);
         assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Run)]);
-        let plan = plan_fire(&job, ts("2026-01-01T01:45:00.000000001Z"), 0);
-        assert_eq!(
-            decisions(&plan),
-            [("2026-01-01T01:00:00Z".into(), Decision::Missed("45m late, past the misfire grace time of 45m".into()))]
-        );
+        let plan = plan_fire(&job, ts("2026-01-01T01:45:00.000000001Z"), &[]);
+        assert_eq!(decisions(&plan), [("2026-01-01T01:00:00Z".into(), Decision::Missed(past_grace(45, 45)))]);
     }
 
     #[test]
@@ -316,12 +344,13 @@ mod tests {
         let t0 = ts("2026-01-01T00:00:01Z");
         let job = every_second_from(t0).with_coalesce(false).with_max_instances(3);
         let now = ts("2026-01-01T01:00:00Z");
-        let plan = plan_fire(&job, now, 1);
+        let busy = in_flight(1);
+        let plan = plan_fire(&job, now, &busy);
         assert_eq!((plan.runs.len(), plan.uncounted), (MAX_DUE_TIMES, 3600 - MAX_DUE_TIMES as u64));
         assert_eq!(plan.uncounted_span, Some((t0, ts("2026-01-01T00:43:20Z"))));
         let runs: Vec<_> = plan.runs.iter().filter(|r| r.decision == Decision::Run).map(|r| r.scheduled_for).collect();
         assert_eq!(runs, [ts("2026-01-01T00:43:21Z"), ts("2026-01-01T00:43:22Z")], "the oldest listed, one slot taken");
-        let skipped = Decision::Skipped(max_instances_reason(3));
+        let skipped = Decision::Skipped(Reason::MaxInstances { max_instances: 3, in_flight: busy });
         assert!(plan.runs[2..].iter().all(|r| r.decision == skipped));
         assert_eq!(plan.runs.last().unwrap().scheduled_for, now);
     }
@@ -334,7 +363,7 @@ mod tests {
         let t0 = ts("2026-01-01T00:00:00Z");
         let now = t0 + SignedDuration::from_secs(2_000_000);
         let job = every_second_from(t0);
-        let plan = plan_fire(&job, now, 0);
+        let plan = plan_fire(&job, now, &[]);
         let second = |k: i64| t0 + SignedDuration::from_secs(k);
         assert_eq!(plan.runs.first().unwrap().scheduled_for, second(1_999_001));
         assert_eq!(plan.runs.last().unwrap(), &PlannedRun { scheduled_for: now, decision: Decision::Run });
@@ -364,7 +393,7 @@ mod tests {
         let mut job = Job::new("j", "t", Trigger::every("1ms").unwrap()).unwrap();
         job.trigger.resolve(ts("2026-01-01T00:00:00Z"), &crate::Zone::utc());
         job.state.next_run_at = Some(first);
-        let plan = plan_fire(&job, now, 0);
+        let plan = plan_fire(&job, now, &[]);
         assert_eq!(plan.runs.len(), MAX_DUE_TIMES);
         assert_eq!(plan.runs[0].scheduled_for, now - SignedDuration::from_millis(999));
         assert_eq!(plan.uncounted, 1_200_001 - MAX_DUE_TIMES as u64);
@@ -376,7 +405,7 @@ mod tests {
         let t0 = ts("2026-01-01T00:00:00Z");
         let now = t0 + SignedDuration::from_secs(1_000_999);
         let job = every_second_from(t0);
-        let plan = plan_fire(&job, now, 0);
+        let plan = plan_fire(&job, now, &[]);
         assert_eq!((plan.runs.len(), plan.uncounted), (MAX_DUE_TIMES, 1_000_000));
         assert_eq!(plan.runs[0].scheduled_for, t0 + SignedDuration::from_secs(1_000_000));
         let rows = plan.into_runs(&job.id, now, &lease());
@@ -398,7 +427,7 @@ mod tests {
         let mut job = Job::new("j", "t", Trigger::any(vec![dense, sparse_t])).unwrap();
         job.state.next_run_at = Some(t0);
         let now = s + sparse * now_k + rest;
-        let plan = plan_fire(&job, now, 0);
+        let plan = plan_fire(&job, now, &[]);
         assert!(plan.uncounted > 1_000_000, "the walk jumped");
         (plan.runs.iter().map(|r| r.scheduled_for).collect(), s)
     }

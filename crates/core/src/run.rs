@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{JobId, RunId};
 use crate::node::Lease;
+use crate::reason::Reason;
 use crate::status::{RunKind, RunStatus};
 
 /// Error text kept per run, in bytes.
@@ -41,6 +42,10 @@ pub struct Run {
     pub epoch: Option<u64>,
     /// The error of the last attempt, or why it was missed or skipped; at most 4 KiB.
     pub error: Option<String>,
+    /// Why it was decided the way it was, as a code with its data (missed,
+    /// skipped, abandoned, cancelled, timed out); `error` says the same in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     /// What the task reported of itself (`JobContext::set_output`), such as
     /// the tail of a command's output; at most 4 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +72,7 @@ impl Run {
             node: Some(Arc::clone(node)),
             epoch: None,
             error: None,
+            reason: None,
             output: None,
             late_result: None,
         }
@@ -93,16 +99,24 @@ impl Run {
         job_id: JobId,
         scheduled_for: Timestamp,
         status: RunStatus,
-        reason: String,
+        reason: Reason,
         node: &Arc<str>,
         now: Timestamp,
     ) -> Run {
-        Run {
-            status,
-            finished_at: Some(now),
-            error: Some(cap_error(reason)),
-            ..Run::pending(job_id, scheduled_for, RunKind::Scheduled, node)
-        }
+        Run { status, finished_at: Some(now), ..Run::pending(job_id, scheduled_for, RunKind::Scheduled, node) }
+            .with_reason(reason)
+    }
+
+    /// Sets the reason, and the error text to its words.
+    pub fn with_reason(mut self, reason: Reason) -> Run {
+        self.set_reason(Some(reason));
+        self
+    }
+
+    /// Sets (or clears) the reason, and the error text to its words.
+    pub fn set_reason(&mut self, reason: Option<Reason>) {
+        self.error = reason.as_ref().map(|r| cap_error(r.to_string()));
+        self.reason = reason;
     }
 
     /// The `late_result` text for this (finished) run: what its node saw
@@ -270,7 +284,7 @@ mod tests {
             r.status = if i % 4 == 0 { RunStatus::Failed } else { RunStatus::Succeeded };
             runs.push(r);
         }
-        runs.push(Run::not_run(id, t0, RunStatus::Missed, "late".into(), &node, t0));
+        runs.push(Run::not_run(id, t0, RunStatus::Missed, crate::Reason::Coalesced { into: t0 }, &node, t0));
         let s = JobStats::from_runs(&runs);
         assert_eq!((s.runs, s.succeeded, s.failed, s.missed), (21, 15, 5, 1));
         assert_eq!(s.success_rate, Some(0.75));

@@ -99,6 +99,31 @@ pub enum RunKind {
     Scheduled,
     /// Someone asked for it (`run_job_now`).
     Manual,
+    /// A backfill: one scheduled time of the past that had no successful
+    /// run, run late on purpose with its original scheduled time.
+    Backfill,
+}
+
+impl RunKind {
+    /// The lowercase name used in JSON, SQL and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Scheduled => "scheduled",
+            RunKind::Manual => "manual",
+            RunKind::Backfill => "backfill",
+        }
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RunKind, String> {
+        [RunKind::Scheduled, RunKind::Manual, RunKind::Backfill]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown run kind {s:?} (expected scheduled, manual or backfill)"))
+    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chime_core::{
-    CalendarUnit, ConflictPolicy, Event, Job, JobContext, JobOptions, JobPatch, RemoveMode, RetryPolicy, RunKind,
-    RunQuery, RunStatus, Scheduler, SchedulerState, ShutdownMode, TaskRegistry, Trigger,
+    CalendarUnit, CancelledBy, ConflictPolicy, Event, Job, JobContext, JobOptions, JobPatch, Reason, RemoveMode,
+    RetryPolicy, RunKind, RunQuery, RunStatus, Scheduler, SchedulerState, ShutdownMode, Stage, TaskRegistry, Trigger,
 };
 use jiff::{SignedDuration, Timestamp};
 use support::{TestClock, within};
@@ -511,12 +511,15 @@ async fn max_instances_skips_a_run_while_one_is_going() {
     h.add(Job::new("slow", "blocked", Trigger::every("1h").unwrap()).unwrap()).await;
     h.scheduler.start().unwrap();
     h.advance(hours(1));
-    h.wait_for("first start", |e| matches!(e, Event::RunStarted { .. })).await;
+    let e = h.wait_for("first start", |e| matches!(e, Event::RunStarted { .. })).await;
+    let Event::RunStarted { run_id: first, .. } = e else { unreachable!() };
     h.advance(hours(1));
     let e = h.wait_for("the skip", |e| matches!(e, Event::RunSkipped { .. })).await;
     let Event::RunSkipped { reason, scheduled_for, .. } = e else { unreachable!() };
     assert_eq!(scheduled_for, at("02:00:00"));
-    assert_eq!(reason, "max_instances (1) runs were already in progress");
+    assert_eq!(reason, format!("max_instances (1) runs were already in progress: run {first}"));
+    let skipped = h.last_run().await;
+    assert_eq!(skipped.reason, Some(Reason::MaxInstances { max_instances: 1, in_flight: vec![first] }));
     h.gate.add_permits(1);
     h.wait_for("the first run", |e| matches!(e, Event::RunSucceeded { .. })).await;
     h.advance(hours(1));
@@ -532,20 +535,26 @@ async fn max_instances_above_one_lets_that_many_overlap_then_skips() {
     let mut h = Harness::new();
     h.add(Job::new("slow", "blocked", Trigger::every("1h").unwrap()).unwrap().with_max_instances(2)).await;
     h.scheduler.start().unwrap();
+    let mut started = Vec::new();
     for hour in ["01", "02"] {
         h.advance(hours(1));
         let e = h.next_run_event(&format!("the {hour}:00 start")).await;
-        assert!(
-            matches!(e, Event::RunStarted { scheduled_for, .. } if scheduled_for == at(&format!("{hour}:00:00"))),
-            "{e:?}"
-        );
+        let Event::RunStarted { scheduled_for, run_id, .. } = e else { panic!("{e:?}") };
+        assert_eq!(scheduled_for, at(&format!("{hour}:00:00")));
+        started.push(run_id);
     }
     assert_eq!(h.blocked_now.load(Ordering::SeqCst), 2, "two runs of one job at once");
     assert_eq!(h.scheduler.running_here(), 2);
     h.advance(hours(1));
     let e = h.next_run_event("the 03:00 skip").await;
     let Event::RunSkipped { scheduled_for, reason, .. } = e else { panic!("{e:?}") };
-    assert_eq!((scheduled_for, reason.as_str()), (at("03:00:00"), "max_instances (2) runs were already in progress"));
+    assert_eq!(scheduled_for, at("03:00:00"));
+    assert!(reason.starts_with("max_instances (2) runs were already in progress: run "), "{reason}");
+    let Some(Reason::MaxInstances { in_flight, .. }) = h.last_run().await.reason else { panic!("no reason") };
+    let mut in_flight = in_flight;
+    in_flight.sort();
+    started.sort();
+    assert_eq!(in_flight, started, "the skip names both runs in flight");
     h.gate.add_permits(2);
     h.wait_for_runs_to_finish(2).await;
     h.advance(hours(1));
@@ -607,6 +616,7 @@ async fn a_timeout_cancels_the_run_and_frees_its_slot() {
     let runs = h.scheduler.history(&RunQuery::default()).await.unwrap();
     let timed_out = runs.iter().find(|r| r.status == RunStatus::TimedOut).unwrap();
     assert_eq!(timed_out.error.as_deref(), Some("timed out after 5m"));
+    assert_eq!(timed_out.reason, Some(Reason::TimedOut { after: mins(5) }));
     assert_eq!(timed_out.duration(), Some(mins(5)));
 }
 
@@ -849,6 +859,9 @@ async fn removing_a_job_lets_its_run_finish_or_cancels_it() {
     // History outlives the job.
     assert_eq!(h.history("a").await, [(at("01:00:00"), RunStatus::Succeeded)]);
     assert_eq!(h.history("b").await, [(at("01:00:00"), RunStatus::Cancelled)]);
+    let b = h.scheduler.history(&RunQuery { job_id: Some("b".parse_id()), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(b[0].reason, Some(Reason::Cancelled { by: CancelledBy::JobRemoved, stage: Stage::Running }));
+    assert_eq!(b[0].error.as_deref(), Some("cancelled while running: its job was removed"));
 }
 
 #[tokio::test]
@@ -899,7 +912,9 @@ async fn shutdown_cancels_runs_past_its_deadline_or_at_once() {
     h.wait_for("start", |e| matches!(e, Event::RunStarted { .. })).await;
     within("shutdown", h.scheduler.shutdown(ShutdownMode::Cancel)).await;
     assert_eq!(h.history("a").await, [(at("01:00:00"), RunStatus::Cancelled)]);
-    assert_eq!(h.last_run().await.finished_at, Some(at("01:00:00")), "cancelled at once");
+    let run = h.last_run().await;
+    assert_eq!(run.finished_at, Some(at("01:00:00")), "cancelled at once");
+    assert_eq!(run.reason, Some(Reason::Cancelled { by: CancelledBy::Shutdown, stage: Stage::Running }));
 }
 
 #[tokio::test]

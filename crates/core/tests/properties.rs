@@ -7,7 +7,7 @@
 
 use chime_core::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, Decision, IntervalTrigger, Job,
-    MAX_DUE_TIMES, Trigger, Zone, plan_fire,
+    MAX_DUE_TIMES, Reason, RunId, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -174,7 +174,8 @@ proptest! {
         if paused {
             job.state.paused = Some("p".into());
         }
-        let plan = plan_fire(&job, now, running);
+        let in_flight: Vec<RunId> = (0..running).map(|_| RunId::new()).collect();
+        let plan = plan_fire(&job, now, &in_flight);
         if paused {
             prop_assert!(plan.runs.is_empty() && plan.uncounted == 0);
             prop_assert_eq!(plan.next_run_at, Some(first), "a paused job's next run is left alone");
@@ -207,9 +208,19 @@ proptest! {
         let ran: Vec<Timestamp> =
             plan.runs.iter().filter(|r| r.decision == Decision::Run).map(|r| r.scheduled_for).collect();
         for r in &plan.runs {
-            let missed = matches!(r.decision, Decision::Missed(_));
+            match &r.decision {
+                Decision::Run => {}
+                Decision::Missed(Reason::PastGrace { .. }) => prop_assert!(late(r.scheduled_for)),
+                Decision::Missed(Reason::Coalesced { into }) => {
+                    prop_assert!(coalesce && *into > r.scheduled_for && listed.contains(into), "{:?}", r.decision);
+                }
+                Decision::Skipped(Reason::MaxInstances { max_instances: m, in_flight: named }) => {
+                    prop_assert_eq!((*m, named), (max_instances, &in_flight), "a skip names the runs in flight");
+                }
+                other => prop_assert!(false, "no other reason comes out of a plan: {:?}", other),
+            }
             if late(r.scheduled_for) {
-                prop_assert!(missed, "{} is past the grace time: {:?}", r.scheduled_for, r.decision);
+                prop_assert!(matches!(r.decision, Decision::Missed(Reason::PastGrace { .. })), "{} is past the grace time: {:?}", r.scheduled_for, r.decision);
             }
         }
         prop_assert!(ran.iter().all(|at| !late(*at)), "nothing past the grace time runs");

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use chime_core::{Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, plan_fire};
-use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RUN_VALUES, RunRow, bind_run, micros};
+use chime_core::{CancelledBy, Claim, ClaimRequest, Error, Job, JobId, Lease, Reason, Result, Run, Stage, plan_fire};
+use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RUN_VALUES, RunRow, bind_run, micros, run_ids};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::{AssertSqlSafe, PgConnection};
 
@@ -104,7 +104,7 @@ impl PostgresStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(fail)?;
-            let job = job.map_or_else(|| Err("its job was removed before a node took it".to_owned()), JobRow::decode);
+            let job = job.map_or(Err(CancelledBy::JobMissing), |j| j.decode().map_err(|_| CancelledBy::Unreadable));
             match (job, row.decode()) {
                 (Ok(job), Ok(mut run)) => {
                     sqlx::query("UPDATE chime_run SET node = $1, epoch = $2 WHERE id = $3")
@@ -118,13 +118,15 @@ impl PostgresStore {
                     run.epoch = Some(lease.epoch);
                     claims.push(Claim { job, runs: vec![run], uncounted: 0 });
                 }
-                (job, run) => {
-                    let why = job.err().or(run.err()).unwrap_or_default();
+                (job, _) => {
+                    let by = job.err().unwrap_or(CancelledBy::Unreadable);
+                    let why = Reason::Cancelled { by, stage: Stage::BeforeStart };
                     sqlx::query(
-                        "UPDATE chime_run SET status = 'cancelled', finished_at = $1, error = $2 WHERE id = $3",
+                        "UPDATE chime_run SET status = 'cancelled', finished_at = $1, error = $2, reason = $3 WHERE id = $4",
                     )
                     .bind(now_us)
-                    .bind(format!("cancelled: {why}"))
+                    .bind(why.to_string())
+                    .bind(why.to_json())
                     .bind(&run_id)
                     .execute(&mut *tx)
                     .await
@@ -165,20 +167,22 @@ impl PostgresStore {
         }
 
         let ids: Vec<String> = jobs.iter().map(|j| j.id.as_str().to_owned()).collect();
-        let running: HashMap<String, i64> = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(format!(
-            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id = ANY($1) GROUP BY job_id"
+        let mut running: HashMap<String, Vec<String>> = HashMap::new();
+        for (job_id, run_id) in sqlx::query_as::<_, (String, String)>(AssertSqlSafe(format!(
+            "SELECT job_id, id FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id = ANY($1)"
         )))
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await
         .map_err(fail)?
-        .into_iter()
-        .collect();
+        {
+            running.entry(job_id).or_default().push(run_id);
+        }
 
         let mut planned = Vec::with_capacity(jobs.len());
         for mut job in jobs {
-            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
-            let plan = plan_fire(&job, now, u32::try_from(in_flight).unwrap_or(u32::MAX));
+            let in_flight = running.get(job.id.as_str()).map_or_else(Vec::new, |ids| run_ids(ids));
+            let plan = plan_fire(&job, now, &in_flight);
             job.state.next_run_at = plan.next_run_at;
             let uncounted = plan.uncounted;
             let runs = plan.into_runs(&job.id, now, &lease);
@@ -187,7 +191,7 @@ impl PostgresStore {
 
         let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
         let mut inserted = HashSet::new();
-        // 100 rows of 13 values stay well under PostgreSQL's 65,535 parameters.
+        // 100 rows of 14 values stay well under PostgreSQL's 65,535 parameters.
         for chunk in all_runs.chunks(100) {
             let sql = format!(
                 "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
@@ -271,14 +275,14 @@ impl PostgresStore {
                 return Err(lost(lease));
             }
         }
-        let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM chime_run WHERE job_id = $1 AND status IN {IN_FLIGHT}"
+        let in_flight: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM chime_run WHERE job_id = $1 AND status IN {IN_FLIGHT}"
         )))
         .bind(id.as_str())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut run = chime_core::requested_run(&job, u32::try_from(running).unwrap_or(u32::MAX), now, now, lease);
+        let mut run = chime_core::requested_run(&job, &run_ids(&in_flight), now, now, lease);
         // Runs are unique per scheduled time: a second request in the same
         // microsecond takes the next free one.
         for _ in 0..1000 {

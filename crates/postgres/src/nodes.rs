@@ -184,18 +184,21 @@ impl PostgresStore {
             let decided = sweep_run(&mut run, retry.as_deref(), now);
             if decided.requeued {
                 sqlx::query(
-                    "UPDATE chime_run SET status = 'pending', node = NULL, epoch = NULL, attempt = $1, error = $2 WHERE id = $3",
+                    "UPDATE chime_run SET status = 'pending', node = NULL, epoch = NULL, attempt = $1, error = $2, reason = $3 \
+                     WHERE id = $4",
                 )
                 .bind(i64::from(run.attempt))
                 .bind(run.error.as_deref())
+                .bind(chime_sql::reason_json(&run))
                 .bind(&run_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(fail)?;
             } else {
-                sqlx::query("UPDATE chime_run SET status = 'abandoned', finished_at = $1, error = $2 WHERE id = $3")
+                sqlx::query("UPDATE chime_run SET status = 'abandoned', finished_at = $1, error = $2, reason = $3 WHERE id = $4")
                     .bind(now_us)
                     .bind(run.error.as_deref())
+                    .bind(chime_sql::reason_json(&run))
                     .bind(&run_id)
                     .execute(&mut *tx)
                     .await

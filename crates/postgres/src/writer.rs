@@ -39,9 +39,9 @@ async fn write_runs(pool: &PgPool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
     let mut tx = pool.begin().await?;
     let applied: Vec<String> = sqlx::query_scalar(
         "UPDATE chime_run r SET status = v.status, started_at = v.started_at, finished_at = v.finished_at, \
-         attempt = v.attempt, error = v.error, output = v.output \
-         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[]) \
-             AS v(id, status, started_at, finished_at, attempt, error, output, node, epoch) \
+         attempt = v.attempt, error = v.error, reason = v.reason, output = v.output \
+         FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[]) \
+             AS v(id, status, started_at, finished_at, attempt, error, reason, output, node, epoch) \
          WHERE r.id = v.id AND r.node = v.node AND r.epoch = v.epoch AND r.status IN ('pending', 'running') \
          AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = v.node AND n.epoch = v.epoch) RETURNING r.id",
     )
@@ -51,6 +51,7 @@ async fn write_runs(pool: &PgPool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
     .bind(number(&|r| r.finished_at.map(micros)))
     .bind(number(&|r| Some(i64::from(r.attempt))))
     .bind(column(&|r| r.error.clone()))
+    .bind(column(&|r| chime_sql::reason_json(r)))
     .bind(column(&|r| r.output.clone()))
     .bind(column(&|r| r.node.as_deref().map(str::to_owned)))
     .bind(number(&|r| r.epoch.map(|e| e as i64)))

@@ -13,7 +13,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
-use chime_core::{Error, Job, JobId, JobOptions, JobState, Result, Run, RunId, RunKind, RunStatus, Trigger};
+use chime_core::{Error, Job, JobId, JobOptions, JobState, Reason, Result, Run, RunId, RunKind, RunStatus, Trigger};
 use jiff::Timestamp;
 
 /// The statuses of a run still in flight, as an SQL list.
@@ -118,6 +118,7 @@ pub struct RunRow {
     pub node: Option<String>,
     pub epoch: Option<i64>,
     pub error: Option<String>,
+    pub reason: Option<String>,
     pub output: Option<String>,
     pub late_result: Option<String>,
 }
@@ -129,7 +130,7 @@ impl RunRow {
             id: RunId(self.id.parse().map_err(|e| format!("run id {:?}: {e}", self.id))?),
             job_id: JobId::new(&self.job_id).map_err(|e| e.to_string())?,
             scheduled_for: instant(self.scheduled_for)?,
-            kind: if self.kind == "manual" { RunKind::Manual } else { RunKind::Scheduled },
+            kind: self.kind.parse::<RunKind>()?,
             status: self.status.parse::<RunStatus>().map_err(|e| e.to_string())?,
             started_at: opt_instant(self.started_at)?,
             finished_at: opt_instant(self.finished_at)?,
@@ -137,25 +138,31 @@ impl RunRow {
             node: self.node.map(Arc::from),
             epoch: self.epoch.map(|e| e as u64),
             error: self.error,
+            // A reason edited into nonsense by hand is dropped, not fatal:
+            // the error text says the same in words.
+            reason: self.reason.as_deref().and_then(Reason::from_json),
             output: self.output,
             late_result: self.late_result,
         })
     }
 }
 
-/// A run kind as stored.
-pub fn kind_str(kind: RunKind) -> &'static str {
-    match kind {
-        RunKind::Scheduled => "scheduled",
-        RunKind::Manual => "manual",
-    }
+/// The ids of runs in flight as stored, for `plan_fire`. An id edited into
+/// nonsense by hand still counts (as the nil id): it is a run in flight.
+pub fn run_ids(ids: &[String]) -> Vec<RunId> {
+    ids.iter().map(|id| RunId(id.parse().unwrap_or_default())).collect()
+}
+
+/// A run's reason as stored: JSON text, or NULL.
+pub fn reason_json(run: &Run) -> Option<String> {
+    run.reason.as_ref().map(Reason::to_json)
 }
 
 /// The columns of `chime_run` in the order [`bind_run!`] binds them.
-pub const RUN_COLUMNS: &str = "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, output, late_result)";
+pub const RUN_COLUMNS: &str = "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, reason, output, late_result)";
 
 /// How many values [`bind_run!`] binds per run.
-pub const RUN_VALUES: usize = 13;
+pub const RUN_VALUES: usize = 14;
 
 /// Binds one run's values, in [`RUN_COLUMNS`] order, to a query of any kind.
 #[macro_export]
@@ -165,7 +172,7 @@ macro_rules! bind_run {
         $q.bind(run.id.to_string())
             .bind(run.job_id.as_str().to_owned())
             .bind($crate::micros(run.scheduled_for))
-            .bind($crate::kind_str(run.kind))
+            .bind(run.kind.as_str())
             .bind(run.status.as_str())
             .bind(run.started_at.map($crate::micros))
             .bind(run.finished_at.map($crate::micros))
@@ -173,6 +180,7 @@ macro_rules! bind_run {
             .bind(run.node.as_deref().map(str::to_owned))
             .bind(run.epoch.map(|e| e as i64))
             .bind(run.error.clone())
+            .bind($crate::reason_json(run))
             .bind(run.output.clone())
             .bind(run.late_result.clone())
     }};

@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chime_core::{Claim, ClaimRequest, Error, Job, JobId, Lease, Result, Run, plan_fire};
+use chime_core::{CancelledBy, Claim, ClaimRequest, Error, Job, JobId, Lease, Reason, Result, Run, Stage, plan_fire};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use crate::SqliteStore;
-use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_rows};
+use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_ids, run_rows};
 
 /// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn task_list(tasks: &[Arc<str>]) -> String {
@@ -90,19 +90,21 @@ impl SqliteStore {
         }
 
         let placeholders = vec!["?"; jobs.len()].join(", ");
-        let sql = format!(
-            "SELECT job_id, COUNT(*) FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id IN ({placeholders}) GROUP BY job_id"
-        );
-        let mut q = sqlx::query_as::<_, (String, i64)>(AssertSqlSafe(sql));
+        let sql =
+            format!("SELECT job_id, id FROM chime_run WHERE status IN {IN_FLIGHT} AND job_id IN ({placeholders})");
+        let mut q = sqlx::query_as::<_, (String, String)>(AssertSqlSafe(sql));
         for job in &jobs {
             q = q.bind(job.id.as_str().to_owned());
         }
-        let running: HashMap<String, i64> = q.fetch_all(&mut *tx).await.map_err(fail)?.into_iter().collect();
+        let mut running: HashMap<String, Vec<String>> = HashMap::new();
+        for (job_id, run_id) in q.fetch_all(&mut *tx).await.map_err(fail)? {
+            running.entry(job_id).or_default().push(run_id);
+        }
 
         let mut planned = Vec::with_capacity(jobs.len());
         for mut job in jobs {
-            let in_flight = running.get(job.id.as_str()).copied().unwrap_or(0);
-            let plan = plan_fire(&job, now, u32::try_from(in_flight).unwrap_or(u32::MAX));
+            let in_flight = running.get(job.id.as_str()).map_or_else(Vec::new, |ids| run_ids(ids));
+            let plan = plan_fire(&job, now, &in_flight);
             job.state.next_run_at = plan.next_run_at;
             let uncounted = plan.uncounted;
             let runs = plan.into_runs(&job.id, now, &lease);
@@ -176,8 +178,8 @@ impl SqliteStore {
         for row in waiting {
             let run_id = row.id.clone();
             let job = match self.read_job_in(&mut *tx, &row.job_id).await? {
-                Some(job) => job.decode(),
-                None => Err("its job was removed before a node took it".to_owned()),
+                Some(job) => job.decode().map_err(|_| CancelledBy::Unreadable),
+                None => Err(CancelledBy::JobMissing),
             };
             let run = row.decode();
             match (job, run) {
@@ -193,11 +195,13 @@ impl SqliteStore {
                     run.epoch = Some(lease.epoch);
                     claims.push(Claim { job, runs: vec![run], uncounted: 0 });
                 }
-                (job, run) => {
-                    let why = job.err().or(run.err()).unwrap_or_default();
-                    sqlx::query("UPDATE chime_run SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?")
+                (job, _) => {
+                    let by = job.err().unwrap_or(CancelledBy::Unreadable);
+                    let why = Reason::Cancelled { by, stage: Stage::BeforeStart };
+                    sqlx::query("UPDATE chime_run SET status = 'cancelled', finished_at = ?, error = ?, reason = ? WHERE id = ?")
                         .bind(micros(req.now))
-                        .bind(format!("cancelled: {why}"))
+                        .bind(why.to_string())
+                        .bind(why.to_json())
                         .bind(&run_id)
                         .execute(&mut *tx)
                         .await
@@ -255,14 +259,14 @@ impl SqliteStore {
                 return Err(lost(lease));
             }
         }
-        let running: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
+        let in_flight: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT id FROM chime_run WHERE job_id = ? AND status IN {IN_FLIGHT}"
         )))
         .bind(id.as_str())
-        .fetch_one(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(fail)?;
-        let mut run = chime_core::requested_run(&job, u32::try_from(running).unwrap_or(u32::MAX), now, now, lease);
+        let mut run = chime_core::requested_run(&job, &run_ids(&in_flight), now, now, lease);
         // Runs are unique per scheduled time: two requests in one microsecond
         // take the next free one.
         for _ in 0..1000 {

@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 
 use crate::SqliteStore;
 use crate::claim::renew;
-use crate::rows::{IN_FLIGHT, RunRow, micros};
+use crate::rows::{IN_FLIGHT, RunRow, micros, reason_json};
 
 #[derive(sqlx::FromRow)]
 struct NodeRow {
@@ -154,22 +154,26 @@ impl SqliteStore {
             let decided = sweep_run(&mut run, retry.as_deref(), now);
             if decided.requeued {
                 sqlx::query(
-                    "UPDATE chime_run SET status = 'pending', node = NULL, epoch = NULL, attempt = ?, error = ? WHERE id = ?",
+                    "UPDATE chime_run SET status = 'pending', node = NULL, epoch = NULL, attempt = ?, error = ?, reason = ? WHERE id = ?",
                 )
                 .bind(i64::from(run.attempt))
                 .bind(run.error.as_deref())
+                .bind(reason_json(&run))
                 .bind(&run_id)
                 .execute(&mut *tx)
                 .await
                 .map_err(fail)?;
             } else {
-                sqlx::query("UPDATE chime_run SET status = 'abandoned', finished_at = ?, error = ? WHERE id = ?")
-                    .bind(micros(now))
-                    .bind(run.error.as_deref())
-                    .bind(&run_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(fail)?;
+                sqlx::query(
+                    "UPDATE chime_run SET status = 'abandoned', finished_at = ?, error = ?, reason = ? WHERE id = ?",
+                )
+                .bind(micros(now))
+                .bind(run.error.as_deref())
+                .bind(reason_json(&run))
+                .bind(&run_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
                 sqlx::query("UPDATE chime_job SET last_status = 'abandoned' WHERE id = ?")
                     .bind(run.job_id.as_str())
                     .execute(&mut *tx)

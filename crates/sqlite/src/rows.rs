@@ -2,12 +2,15 @@
 //! store); what is SQLite's own is the `?` placeholders.
 
 use chime_core::Run;
-pub(crate) use chime_sql::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, encode, instant, micros};
+pub(crate) use chime_sql::{
+    IN_FLIGHT, JobRow, RUN_COLUMNS, RUN_VALUES, RunRow, bind_run, encode, instant, micros, reason_json, run_ids,
+};
 use sqlx::AssertSqlSafe;
 
 /// `n` rows of placeholders for [`RUN_COLUMNS`].
 pub(crate) fn run_rows(n: usize) -> String {
-    vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ")
+    let row = format!("({})", vec!["?"; RUN_VALUES].join(", "));
+    vec![row; n].join(", ")
 }
 
 pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Sqlite>>(

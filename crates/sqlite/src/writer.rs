@@ -39,16 +39,16 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
     let unique: Vec<&Run> = latest.values().copied().collect();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut applied: HashSet<String> = HashSet::with_capacity(unique.len());
-    // 100 rows of 9 parameters stay well under SQLite's parameter limit.
+    // 100 rows of 10 parameters stay well under SQLite's parameter limit.
     for chunk in unique.chunks(100) {
         let sql = format!(
-            "WITH v (id, status, started_at, finished_at, attempt, error, output, node, epoch) AS (VALUES {}) \
+            "WITH v (id, status, started_at, finished_at, attempt, error, reason, output, node, epoch) AS (VALUES {}) \
              UPDATE chime_run SET status = v.status, started_at = v.started_at, finished_at = v.finished_at, \
-             attempt = v.attempt, error = v.error, output = v.output FROM v \
+             attempt = v.attempt, error = v.error, reason = v.reason, output = v.output FROM v \
              WHERE chime_run.id = v.id AND chime_run.node = v.node AND chime_run.epoch = v.epoch \
              AND chime_run.status IN ('pending', 'running') \
              AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = v.node AND n.epoch = v.epoch) RETURNING chime_run.id",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
         for run in chunk {
@@ -59,6 +59,7 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
                 .bind(run.finished_at.map(micros))
                 .bind(i64::from(run.attempt))
                 .bind(run.error.clone())
+                .bind(chime_sql::reason_json(run))
                 .bind(run.output.clone())
                 .bind(run.node.as_deref().map(str::to_owned))
                 .bind(run.epoch.map(|e| e as i64));

@@ -202,3 +202,46 @@ async fn a_hand_edited_row_with_a_1ns_interval_or_a_zero_step_is_marked_broken_n
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job").fetch_one(&mut conn).await.unwrap();
     assert_eq!(kept, 3, "nothing was deleted");
 }
+
+#[tokio::test]
+async fn a_hand_edited_reason_or_kind_is_a_clear_outcome_and_the_run_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    let at: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+    let node: std::sync::Arc<str> = std::sync::Arc::from("n");
+    let reason = chime_core::Reason::Coalesced { into: at };
+    for (job, minute) in [("a", 0), ("b", 1), ("c", 2)] {
+        let run = chime_core::Run::not_run(
+            chime_core::JobId::new(job).unwrap(),
+            at + jiff::SignedDuration::from_mins(minute),
+            chime_core::RunStatus::Missed,
+            reason.clone(),
+            &node,
+            at,
+        );
+        store.insert_run(run).await.unwrap();
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("UPDATE chime_run SET reason = '{not json' WHERE job_id = 'a'").execute(&mut conn).await.unwrap();
+    sqlx::query(r#"UPDATE chime_run SET reason = '{"code":"from_a_newer_chime"}' WHERE job_id = 'b'"#)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let runs = store.history(&chime_core::RunQuery::default()).await.unwrap();
+    let reason_of = |job: &str| runs.iter().find(|r| r.job_id.as_str() == job).unwrap().reason.clone();
+    assert_eq!(reason_of("a"), None, "nonsense is dropped; the error text still says why");
+    assert_eq!(reason_of("b"), Some(chime_core::Reason::Unknown));
+    assert_eq!(reason_of("c"), Some(reason));
+    assert!(
+        runs.iter().all(|r| r.error.as_deref() == Some("coalesced into the run scheduled for 2026-01-01T00:00:00Z"))
+    );
+
+    // A kind edited into nonsense is named, not silently taken for "scheduled".
+    sqlx::query("UPDATE chime_run SET kind = 'sometimes' WHERE job_id = 'c'").execute(&mut conn).await.unwrap();
+    let e = store.history(&chime_core::RunQuery::default()).await.unwrap_err().to_string();
+    assert!(e.contains("unknown run kind \"sometimes\""), "{e}");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(kept, 3, "nothing is deleted");
+}

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chime_core::{
-    Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, RetryPolicy, Run,
-    RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
+    Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, Reason, RetryPolicy,
+    Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -201,7 +201,7 @@ pub async fn claims_apply_plan_fire(h: &Harness) {
     let store = h.store().await;
     let mut late = job("late", 10, 10).with_misfire_grace_time(SignedDuration::from_mins(25));
     late.state.next_run_at = Some(at(10));
-    let expected = plan_fire(&late, at(60), 0);
+    let expected = plan_fire(&late, at(60), &[]);
     add(&store, late).await;
     let n = lease(&store, "n").await;
     let claims = claim(&store, &n, at(60), 10).await;
@@ -498,6 +498,46 @@ pub async fn max_instances_holds_across_nodes(h: &Harness) {
     assert_eq!(second[0].runs[0].status, RunStatus::Skipped, "node b sees node a's run in flight");
     let nodes = store.nodes().await.unwrap();
     assert_eq!(nodes.iter().map(|n| (n.id.as_str(), n.running)).collect::<Vec<_>>(), [("a", 1), ("b", 0)]);
+}
+
+/// Every decision's reason is stored with its run and read back whole: a
+/// skip names the run in flight (from a claim and from a run-now request),
+/// a sweep names the node, and a timed-out update keeps its own.
+pub async fn reasons_are_stored_with_their_runs(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("j", 10, 10).with_coalesce(false)).await;
+    let a = lease(&store, "a").await;
+    let first = claim_and_start(&store, &a, at(10)).await;
+    let skipped = claim(&store, &a, at(20), 10).await.remove(0).runs.remove(0);
+    let named = Reason::MaxInstances { max_instances: 1, in_flight: vec![first.id] };
+    assert_eq!((skipped.status, skipped.reason.as_ref()), (RunStatus::Skipped, Some(&named)));
+    let requested = store.request_run(&id("j"), at(21), Some(&a)).await.unwrap();
+    assert_eq!((requested.status, requested.reason.as_ref()), (RunStatus::Skipped, Some(&named)), "run now, too");
+
+    let mut timed_out = first.clone();
+    timed_out.status = RunStatus::TimedOut;
+    timed_out.finished_at = Some(at(22));
+    timed_out.set_reason(Some(Reason::TimedOut { after: SignedDuration::from_mins(5) }));
+    store.update_run(&timed_out).await.unwrap();
+
+    let history = store.history(&RunQuery { job_id: Some(id("j")), ..RunQuery::default() }).await.unwrap();
+    let by_id = |run: &Run| history.iter().find(|r| r.id == run.id).cloned().expect("the run is stored");
+    assert_eq!(by_id(&skipped).reason, Some(named.clone()));
+    assert_eq!(by_id(&skipped).error, Some(named.to_string()), "the words beside the code");
+    assert_eq!(by_id(&requested).reason, Some(named));
+    assert_eq!(by_id(&timed_out).reason, timed_out.reason);
+
+    // A sweep: the node's name and what the run was doing.
+    store.remove_job(&id("j")).await.unwrap();
+    add(&store, job("k", 10, 30)).await;
+    let b = lease(&store, "b").await;
+    claim_and_start(&store, &b, at(30)).await;
+    store.renew_lease(&a, TTL, at(31)).await.unwrap();
+    let swept = store.sweep(at(31)).await.unwrap();
+    assert_eq!(swept.len(), 1, "{swept:?}");
+    let expected = Reason::LeaseExpired { node: "b".into(), started: true, requeued: false };
+    let stored = store.history(&RunQuery { job_id: Some(id("k")), ..RunQuery::default() }).await.unwrap().remove(0);
+    assert_eq!((stored.status, stored.reason), (RunStatus::Abandoned, Some(expected)));
 }
 
 /// Node a claims a run and goes silent: node b's sweeper decides it once,

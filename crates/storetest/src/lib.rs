@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             an_unknown_task_name_is_kept,
             nodes_register_renew_and_release,
             max_instances_holds_across_nodes,
+            reasons_are_stored_with_their_runs,
             an_expired_lease_is_swept_exactly_once,
             a_swept_run_with_retries_left_is_requeued,
             request_run_is_atomic,

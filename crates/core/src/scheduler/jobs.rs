@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::JobId;
 use crate::job::{Job, JobOptions};
+use crate::reason::CancelledBy;
 use crate::run::{JobStats, Run, RunQuery};
 use crate::status::RunStatus;
 use crate::store::{ConflictPolicy, JobFilter};
@@ -152,7 +153,7 @@ impl Scheduler {
         let id = JobId::new(id)?;
         let job = self.inner.store.remove_job(&id).await?;
         if mode == RemoveMode::Cancel {
-            self.inner.executor.cancel_jobs(|j| *j == id);
+            self.inner.executor.cancel_jobs(|j| *j == id, CancelledBy::JobRemoved);
         }
         tracing::info!(job_id = %id, ?mode, "job removed");
         self.inner.events.emit(Event::JobRemoved { job_id: id });

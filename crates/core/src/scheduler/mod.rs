@@ -15,6 +15,7 @@ use crate::event::{Event, Events};
 use crate::executor::Executor;
 use crate::heartbeat::NodeKeeper;
 use crate::node::NodeInfo;
+use crate::reason::CancelledBy;
 use crate::store::JobStore;
 use crate::task::TaskRegistry;
 use crate::trigger::Zone;
@@ -226,11 +227,11 @@ impl Scheduler {
                     _ = in_flight.wait_for(|n| *n == 0) => {}
                     _ = self.inner.clock.sleep_until(deadline) => {
                         tracing::warn!("shutdown deadline passed; cancelling the runs still going");
-                        self.inner.executor.cancel_jobs(|_| true);
+                        self.inner.executor.cancel_jobs(|_| true, CancelledBy::Shutdown);
                     }
                 }
             }
-            ShutdownMode::Cancel => self.inner.executor.cancel_jobs(|_| true),
+            ShutdownMode::Cancel => self.inner.executor.cancel_jobs(|_| true, CancelledBy::Shutdown),
         }
         let _ = in_flight.wait_for(|n| *n == 0).await;
         // Only now: runs going on until here still needed the lease.

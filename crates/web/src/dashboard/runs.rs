@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chime_core::{Job, JobId, Run, RunKind, RunQuery, RunStatus, Zone};
+use chime_core::{Job, JobId, Run, RunQuery, RunStatus, Zone};
 use jiff::{SignedDuration, Timestamp};
 
 use super::chart::is_failure;
@@ -53,10 +53,7 @@ impl RunRow {
             job_id: run.job_id.to_string(),
             job_href: encode_segment(run.job_id.as_str()),
             scheduled: Shown::new(run.scheduled_for, zone, now),
-            kind: match run.kind {
-                RunKind::Scheduled => "scheduled",
-                RunKind::Manual => "manual",
-            },
+            kind: run.kind.as_str(),
             status: run.status.as_str(),
             duration: seconds(run.duration()),
             lateness: seconds(run.lateness()),
