@@ -81,6 +81,9 @@ struct OptionsSection {
     jitter: Option<String>,
     timeout: Option<String>,
     retry: Option<RetrySection>,
+    alert_after: Option<String>,
+    alert_on_failures: Option<i64>,
+    on_alert: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -158,7 +161,17 @@ const TOP_KEYS: &[&str] = &["scheduler", "defaults", "http", "job"];
 const SCHEDULER_KEYS: &[&str] =
     &["timezone", "max_concurrency", "history_keep", "history_max_age", "shutdown_grace", "node_lease", "store"];
 const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts", "allowed_targets"];
-const OPTION_KEYS: &[&str] = &["max_instances", "coalesce", "misfire_grace_time", "jitter", "timeout", "retry"];
+const OPTION_KEYS: &[&str] = &[
+    "max_instances",
+    "coalesce",
+    "misfire_grace_time",
+    "jitter",
+    "timeout",
+    "retry",
+    "alert_after",
+    "alert_on_failures",
+    "on_alert",
+];
 const JOB_KEYS: &[&str] =
     &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
 const RETRY_KEYS: &[&str] = &["max_attempts", "attempts", "backoff", "max_backoff"];
@@ -334,6 +347,19 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
             Err((key, e)) => errors.push(format!("{at}: {key}: {e}")),
         }
     }
+    let ids: std::collections::HashSet<&str> = config.jobs.iter().map(|j| j.id.as_str()).collect();
+    for job in &config.jobs {
+        match job.options.on_alert.as_ref().map(chime_core::JobId::as_str) {
+            Some(hook) if hook == job.id.as_str() => errors.push(format!(
+                "{shown}: job {:?}: on_alert: names the job itself; name another job to run when it alerts",
+                job.id.as_str()
+            )),
+            Some(hook) if !ids.contains(hook) => {
+                errors.push(format!("{shown}: job {:?}: on_alert: {hook:?} is not a job of this file", job.id.as_str()))
+            }
+            _ => {}
+        }
+    }
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
@@ -368,6 +394,18 @@ fn options(section: &OptionsSection, base: &JobOptions) -> Result<JobOptions, Ke
         }
         None => base.retry.clone(),
     };
+    let alert_on_failures = match section.alert_on_failures {
+        Some(n) => {
+            Some(u32::try_from(n).ok().filter(|n| (1..=chime_core::MAX_ALERT_FAILURES).contains(n)).ok_or_else(
+                || ("alert_on_failures", format!("must be between 1 and {}, not {n}", chime_core::MAX_ALERT_FAILURES)),
+            )?)
+        }
+        None => base.alert_on_failures,
+    };
+    let on_alert = match &section.on_alert {
+        Some(id) => Some(chime_core::JobId::new(id).map_err(|e| ("on_alert", e.to_string()))?),
+        None => base.on_alert.clone(),
+    };
     let options = JobOptions {
         max_instances: section.max_instances.unwrap_or(base.max_instances),
         coalesce: section.coalesce.unwrap_or(base.coalesce),
@@ -375,7 +413,15 @@ fn options(section: &OptionsSection, base: &JobOptions) -> Result<JobOptions, Ke
         jitter: dur("jitter", &section.jitter, base.jitter)?,
         timeout: dur("timeout", &section.timeout, base.timeout)?,
         retry,
+        alert_after: dur("alert_after", &section.alert_after, base.alert_after)?,
+        alert_on_failures,
+        on_alert,
     };
+    if let Some(d) = options.alert_after {
+        // The key named, not "options": `alert_after: must be ...`.
+        let named = |e: chime_core::Error| ("alert_after", e.to_string());
+        JobOptions { alert_after: Some(d), ..JobOptions::default() }.validate().map_err(named)?;
+    }
     options.validate().map_err(|e| ("options", e.to_string()))?;
     Ok(options)
 }
@@ -524,7 +570,7 @@ mod tests {
         assert!(lines[0].contains("valid keys: timezone, max_concurrency"), "{e}");
         assert_eq!(
             lines[1],
-            "chime.toml:8: job \"r\": unknown key \"evry\" (did you mean \"every\"?); valid keys: id, name, cron, every, at, calendar, timezone, command, shell, env, working_dir, http, max_instances, coalesce, misfire_grace_time, jitter, timeout, retry"
+            "chime.toml:8: job \"r\": unknown key \"evry\" (did you mean \"every\"?); valid keys: id, name, cron, every, at, calendar, timezone, command, shell, env, working_dir, http, max_instances, coalesce, misfire_grace_time, jitter, timeout, retry, alert_after, alert_on_failures, on_alert"
         );
         assert!(
             lines[2].starts_with("chime.toml:15: job \"s\" retry: unknown key \"backof\" (did you mean \"backoff\"?)"),
@@ -569,6 +615,44 @@ mod tests {
                 .contains("longer than the longest accepted")
         );
         assert!(error("[scheduler]\nnode_lease = \"2h\"\n").contains("between 300ms and 1h"));
+    }
+
+    #[test]
+    fn alert_options_are_read_and_checked() {
+        let job = "[[job]]\nid = \"backup\"\ncron = \"0 3 * * *\"\ncommand = [\"true\"]\n";
+        let hook =
+            "[[job]]\nid = \"notify\"\nat = \"2036-01-01T00:00:00Z\"\nhttp = { url = \"http://127.0.0.1:9/hook\" }\n";
+        let c = parse(
+            &format!("{job}alert_after = \"26h\"\nalert_on_failures = 3\non_alert = \"notify\"\n{hook}"),
+            "chime.toml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let o = &c.jobs[0].options;
+        assert_eq!(o.alert_after, Some(SignedDuration::from_hours(26)));
+        assert_eq!(o.alert_on_failures, Some(3));
+        assert_eq!(o.on_alert.as_ref().map(|j| j.as_str()), Some("notify"));
+        // [defaults] apply to every job.
+        let c = parse(&format!("[defaults]\nalert_after = \"2d\"\n{job}"), "chime.toml").unwrap();
+        assert_eq!(c.jobs[0].options.alert_after, Some(SignedDuration::from_hours(48)));
+
+        for (line, says) in [
+            ("alert_on_failures = 0", "job \"backup\" (line 1): alert_on_failures: must be between 1 and 1000, not 0"),
+            ("alert_on_failures = -2", "alert_on_failures: must be between 1 and 1000, not -2"),
+            ("alert_on_failures = 100000", "alert_on_failures: must be between 1 and 1000, not 100000"),
+            ("alert_after = \"0s\"", "alert_after: invalid duration \"0s\""),
+            ("alert_after = \"soon\"", "alert_after: invalid duration \"soon\""),
+            ("alert_after = \"10ms\"", "alert_after: alert_after 10ms is shorter than the shortest accepted, 1s"),
+            ("alert_after = \"100000d\"", "alert_after: alert_after 2400000h is longer than the longest accepted"),
+            ("alert_after = 26", "invalid type: integer `26`, expected a string"),
+            ("on_alert = \"nobody\"\nalert_after = \"1h\"", "on_alert: \"nobody\" is not a job of this file"),
+            ("on_alert = \"backup\"\nalert_after = \"1h\"", "on_alert: names the job itself"),
+            ("on_alert = \"notify\"", "on_alert needs alert_after or alert_on_failures"),
+            ("on_alert = \"\"", "on_alert: invalid job id"),
+        ] {
+            let e = error(&format!("{job}{line}\n{hook}"));
+            assert!(e.contains(says), "{line}: {e}");
+        }
+        assert!(error(&format!("{job}alert_afer = \"1h\"\n")).contains("did you mean \"alert_after\"?"));
     }
 
     #[test]

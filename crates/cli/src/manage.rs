@@ -65,9 +65,10 @@ fn shown(job: &Job, show_secrets: bool) -> serde_json::Value {
     if show_secrets { job.to_json() } else { chime_web::redacted_job(job) }
 }
 
-fn status_of(job: &Job) -> String {
+fn status_of(job: &Job, alert: Option<&chime_core::Alert>) -> String {
     match (&job.state.paused, job.state.next_run_at) {
         (Some(reason), _) => format!("paused: {reason}"),
+        _ if alert.is_some() => "alerting".to_owned(),
         (None, Some(_)) => "active".to_owned(),
         (None, None) => "finished".to_owned(),
     }
@@ -78,11 +79,20 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
         JobsCommand::List { store, json, show_secrets } => {
             let s = scheduler(&store).await?;
             let jobs = s.jobs().await.context("listing jobs")?;
+            let now = Timestamp::now();
+            let alerts = chime_core::alerts_of(&**s.store(), &jobs, now).await.context("checking job health")?;
+            let alert_of = |j: &Job| alerts.iter().find(|a| a.job_id == j.id);
             if json {
-                out!("{}", serde_json::Value::Array(jobs.iter().map(|j| shown(j, show_secrets)).collect()));
+                let with_alert = |j: &Job| {
+                    let mut v = shown(j, show_secrets);
+                    if let Some(a) = alert_of(j) {
+                        v["alert"] = json!(a);
+                    }
+                    v
+                };
+                out!("{}", serde_json::Value::Array(jobs.iter().map(with_alert).collect()));
                 return Ok(());
             }
-            let now = Timestamp::now();
             let rows: Vec<Vec<String>> = jobs
                 .iter()
                 .map(|j| {
@@ -94,7 +104,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                         j.state.next_run_at.map_or("-".into(), |t| when(t, now)),
                         j.state.last_run_at.map_or("-".into(), short),
                         j.state.last_run_at.map_or("-".into(), |t| when(t, now)),
-                        match (j.state.last_status, status_of(j)) {
+                        match (j.state.last_status, status_of(j, alert_of(j))) {
                             (Some(last), status) => format!("{status} (last {last})"),
                             (None, status) => status,
                         },
@@ -114,13 +124,17 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
         JobsCommand::Show { id, store, json, show_secrets } => {
             let s = scheduler(&store).await?;
             let job = s.get_job(&id).await.map_err(failed)?;
+            let alert = chime_core::check_job(&**s.store(), &job, Timestamp::now()).await.map_err(failed)?;
             let upcoming = s.upcoming(&id, 5).await.map_err(failed)?;
             let runs = s
                 .history(&RunQuery { job_id: Some(job.id.clone()), limit: Some(5), ..RunQuery::default() })
                 .await
                 .map_err(failed)?;
             if json {
-                out!("{}", json!({"job": shown(&job, show_secrets), "upcoming": upcoming, "runs": runs}));
+                out!(
+                    "{}",
+                    json!({"job": shown(&job, show_secrets), "alert": alert, "upcoming": upcoming, "runs": runs})
+                );
                 return Ok(());
             }
             let now = Timestamp::now();
@@ -135,7 +149,10 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             out!("  args      {}", shown(&job, show_secrets)["args"]);
             out!("  trigger   {}", job.trigger.describe());
             out!("  options   {}", serde_json::to_string(&job.options).expect("options serialize"));
-            out!("  status    {}", status_of(&job));
+            out!("  status    {}", status_of(&job, alert.as_ref()));
+            if let Some(a) = &alert {
+                out!("  alert     {} (since {})", a.reason, local(a.since));
+            }
             if let Some(last) = job.state.last_run_at {
                 out!(
                     "  last run  {} ({}), {}",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::IntoDuration;
 use crate::error::{Error, Result};
 use crate::id::JobId;
-use crate::limits::{MAX_ATTEMPTS, MAX_DURATION, MAX_INSTANCES, check_duration};
+use crate::limits::{MAX_ALERT_FAILURES, MAX_ATTEMPTS, MAX_DURATION, MAX_INSTANCES, MIN_ALERT_AFTER, check_duration};
 use crate::status::RunStatus;
 use crate::trigger::Trigger;
 
@@ -78,6 +78,20 @@ pub struct JobOptions {
     /// Retry failed runs. Default none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry: Option<Box<RetryPolicy>>,
+    /// Alert when the job's last success is older than this, or when it has
+    /// never succeeded and was first scheduled longer ago than this (see
+    /// [`crate::job_alert`]). Default none.
+    #[serde(default, with = "crate::duration::opt_text", skip_serializing_if = "Option::is_none")]
+    pub alert_after: Option<SignedDuration>,
+    /// Alert after this many consecutive failed, timed-out or abandoned
+    /// runs; missed and skipped times neither count nor reset, a success
+    /// resets. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_on_failures: Option<u32>,
+    /// Another job to run once when this one enters alert (a notification
+    /// hook, such as an `http` job posting to a chat webhook). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_alert: Option<JobId>,
 }
 
 impl Default for JobOptions {
@@ -89,6 +103,9 @@ impl Default for JobOptions {
             jitter: None,
             timeout: None,
             retry: None,
+            alert_after: None,
+            alert_on_failures: None,
+            on_alert: None,
         }
     }
 }
@@ -130,6 +147,31 @@ impl JobOptions {
                     "retry backoffs must be at most {}",
                     crate::format_duration(MAX_DURATION)
                 )));
+            }
+        }
+        if let Some(d) = self.alert_after {
+            check_duration("alert_after", d)?;
+            if d < MIN_ALERT_AFTER {
+                return Err(Error::invalid(format!(
+                    "alert_after {} is shorter than the shortest accepted, {}",
+                    crate::format_duration(d),
+                    crate::format_duration(MIN_ALERT_AFTER)
+                )));
+            }
+        }
+        if let Some(n) = self.alert_on_failures
+            && (n == 0 || n > MAX_ALERT_FAILURES)
+        {
+            return Err(Error::invalid(format!(
+                "alert_on_failures must be between 1 and {MAX_ALERT_FAILURES}, not {n}"
+            )));
+        }
+        if let Some(hook) = &self.on_alert {
+            JobId::new(hook.as_str()).map_err(|e| Error::invalid(format!("on_alert: {e}")))?;
+            if self.alert_after.is_none() && self.alert_on_failures.is_none() {
+                return Err(Error::invalid(
+                    "on_alert needs alert_after or alert_on_failures: without them the job never enters alert",
+                ));
             }
         }
         Ok(())
@@ -272,6 +314,34 @@ impl Job {
         self
     }
 
+    /// Sets `alert_after`: alert when the last success is older than this.
+    pub fn with_alert_after(mut self, after: impl IntoDuration) -> Job {
+        self.options.alert_after = Some(after.into_duration());
+        self
+    }
+
+    /// Sets `alert_on_failures`: alert after this many consecutive failures.
+    pub fn with_alert_on_failures(mut self, n: u32) -> Job {
+        self.options.alert_on_failures = Some(n);
+        self
+    }
+
+    /// Sets `on_alert`: the job run once each time this one enters alert.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when `hook` is not a valid job id.
+    pub fn with_on_alert(mut self, hook: &str) -> Result<Job> {
+        self.options.on_alert = Some(JobId::new(hook)?);
+        Ok(self)
+    }
+
+    /// Whether the job has an alert option (`alert_after` or
+    /// `alert_on_failures`), so its health is worth computing.
+    pub fn has_alerts(&self) -> bool {
+        self.options.alert_after.is_some() || self.options.alert_on_failures.is_some()
+    }
+
     /// Whether the job is paused.
     pub fn is_paused(&self) -> bool {
         self.state.paused.is_some()
@@ -327,7 +397,11 @@ impl Job {
             return Err(in_job(Error::invalid("the task name is empty")));
         }
         self.trigger.validate().map_err(in_job)?;
-        self.options.validate().map_err(in_job)
+        self.options.validate().map_err(in_job)?;
+        if self.options.on_alert.as_ref() == Some(&self.id) {
+            return Err(in_job(Error::invalid("on_alert names the job itself: name another job to run")));
+        }
+        Ok(())
     }
 }
 
@@ -352,6 +426,61 @@ mod tests {
         o.timeout = None;
         o.retry = Some(Box::new(RetryPolicy::new(0, SignedDuration::from_secs(1))));
         assert!(o.validate().unwrap_err().to_string().contains("max_attempts"));
+        o.retry = None;
+        for (bad, says) in [
+            (
+                JobOptions { alert_on_failures: Some(0), ..JobOptions::default() },
+                "alert_on_failures must be between 1 and 1000, not 0",
+            ),
+            (JobOptions { alert_on_failures: Some(5000), ..JobOptions::default() }, "not 5000"),
+            (
+                JobOptions { alert_after: Some(SignedDuration::from_millis(10)), ..JobOptions::default() },
+                "alert_after 10ms is shorter than the shortest accepted, 1s",
+            ),
+            (
+                JobOptions { alert_after: Some(SignedDuration::from_hours(24 * 4000)), ..JobOptions::default() },
+                "alert_after 96000h is longer",
+            ),
+            (
+                JobOptions { on_alert: Some(JobId::new("hook").unwrap()), ..JobOptions::default() },
+                "on_alert needs alert_after or alert_on_failures",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let own = Job::new("j", "t", Trigger::every("1h").unwrap())
+            .unwrap()
+            .with_alert_on_failures(2)
+            .with_on_alert("j")
+            .unwrap();
+        assert!(own.validate().unwrap_err().to_string().contains("on_alert names the job itself"));
+    }
+
+    #[test]
+    fn alert_options_round_trip_and_are_left_out_when_unset() {
+        let plain = serde_json::to_value(JobOptions::default()).unwrap();
+        assert!(
+            plain.get("alert_after").is_none()
+                && plain.get("alert_on_failures").is_none()
+                && plain.get("on_alert").is_none(),
+            "{plain}"
+        );
+        // A row stored before these options existed reads back with none.
+        let old: JobOptions = serde_json::from_str(r#"{"max_instances":1,"coalesce":true}"#).unwrap();
+        assert_eq!(old, JobOptions::default());
+        let job = Job::new("j", "t", Trigger::every("1h").unwrap())
+            .unwrap()
+            .with_alert_after(SignedDuration::from_hours(26))
+            .with_alert_on_failures(3)
+            .with_on_alert("notify")
+            .unwrap();
+        let json = serde_json::to_value(&job).unwrap();
+        assert_eq!(json["options"]["alert_after"], "26h");
+        assert_eq!(json["options"]["alert_on_failures"], 3);
+        assert_eq!(json["options"]["on_alert"], "notify");
+        assert_eq!(serde_json::from_value::<Job>(json).unwrap(), job);
+        job.validate().unwrap();
     }
 
     #[test]

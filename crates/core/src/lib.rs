@@ -88,6 +88,7 @@ mod duration;
 mod error;
 mod event;
 mod executor;
+mod health;
 mod heartbeat;
 mod id;
 mod job;
@@ -107,11 +108,12 @@ pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use crate::duration::{IntoDuration, format_duration, parse_duration};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
+pub use crate::health::{Alert, alerts_of, check_job, job_alert};
 pub use crate::id::{InvalidId, JobId, MAX_JOB_ID_LEN, RunId};
 pub use crate::job::{Job, JobOptions, JobState, RetryPolicy};
 pub use crate::limits::{
-    DEFAULT_MIN_INTERVAL, MAX_ATTEMPTS, MAX_CALENDAR_STEP, MAX_COMBINED, MAX_DURATION, MAX_INSTANCES, MAX_NESTING,
-    MIN_INTERVAL_FLOOR,
+    DEFAULT_MIN_INTERVAL, MAX_ALERT_FAILURES, MAX_ATTEMPTS, MAX_CALENDAR_STEP, MAX_COMBINED, MAX_DURATION,
+    MAX_INSTANCES, MAX_NESTING, MIN_ALERT_AFTER, MIN_INTERVAL_FLOOR,
 };
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{

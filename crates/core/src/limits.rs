@@ -20,6 +20,13 @@ pub const MIN_INTERVAL_FLOOR: SignedDuration = SignedDuration::from_millis(1);
 /// The most runs of one job at once (`max_instances`).
 pub const MAX_INSTANCES: u32 = 10_000;
 
+/// The most consecutive failures `alert_on_failures` may wait for (each
+/// health check reads that many runs).
+pub const MAX_ALERT_FAILURES: u32 = 1_000;
+
+/// The shortest `alert_after` accepted.
+pub const MIN_ALERT_AFTER: SignedDuration = SignedDuration::from_secs(1);
+
 /// The most attempts of one run (`retry.max_attempts`).
 pub const MAX_ATTEMPTS: u32 = 1_000;
 
