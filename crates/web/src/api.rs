@@ -426,11 +426,24 @@ async fn metrics(State(h): State<Handle>) -> Response {
     ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
+/// With `?jobs=true`, also 503 (code `jobs_alerting`, the jobs in `alerts`)
+/// while any job is in alert.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HealthQuery {
+    #[serde(default)]
+    jobs: bool,
+}
+
 /// 200 while the loop has come round within the last two minutes (it does at
 /// least once a minute) and the store answers; 503 with the reason otherwise,
 /// in the API's error shape (plus `status`, `reason` and `state` for probes
 /// that read those).
-async fn health(State(h): State<Handle>) -> Response {
+async fn health(State(h): State<Handle>, query: Result<Query<HealthQuery>, QueryRejection>) -> Response {
+    let jobs = match query {
+        Ok(Query(q)) => q.jobs,
+        Err(e) => return ApiError::malformed(format!("invalid query: {}", e.body_text())).into_response(),
+    };
     let s = &h.scheduler;
     let now = s.clock().now();
     let unhealthy = |reason: String| {
@@ -461,6 +474,32 @@ async fn health(State(h): State<Handle>) -> Response {
     let Some(epoch) = s.lease_epoch() else {
         return unhealthy("this node holds no lease in the store (registering, or it lost its lease)".into());
     };
+    if jobs {
+        let alerts = match s.alerts().await {
+            Ok(a) => a,
+            Err(e) => return unhealthy(format!("the store does not answer: {e}")),
+        };
+        if !alerts.is_empty() {
+            let words: Vec<String> = alerts.iter().map(|a| format!("{}: {}", a.job_id, a.reason)).collect();
+            let reason = format!(
+                "{} job{} in alert: {}",
+                alerts.len(),
+                if alerts.len() == 1 { "" } else { "s" },
+                words.join("; ")
+            );
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "error": {"code": "jobs_alerting", "message": reason},
+                    "status": "alerting",
+                    "reason": reason,
+                    "state": s.state().as_str(),
+                    "alerts": alerts,
+                })),
+            )
+                .into_response();
+        }
+    }
     (StatusCode::OK, Json(json!({"status": "ok", "state": "running", "node": s.node_id(), "epoch": epoch})))
         .into_response()
 }

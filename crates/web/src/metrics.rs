@@ -9,7 +9,8 @@
 //! the store at start: the newest `succeeded` run of each job); a removed
 //! job's series are dropped ([`Family::remove`]). Gauges (running runs, jobs
 //! by state, loop lag, the nodes in the store with their leases and runs in
-//! flight, the age of each job's last success, the jobs in alert) are read at
+//! flight, the age of each job's last success, whether each job with an
+//! alert option is in alert) are read at
 //! scrape time into a registry made for that scrape, so two scrapes at once
 //! cannot mix their figures. Every registry belongs to its [`Metrics`], not to
 //! the process: several schedulers (or tests) in one process keep separate
@@ -238,22 +239,37 @@ impl Metrics {
         }
         if let Ok(jobs) = &jobs {
             let age = Family::<JobLabel, FloatGauge>::default();
-            let s = self.state();
-            for job in jobs {
-                // The store's word too: another node may have run the last success.
-                let from_store =
-                    (job.state.last_status == Some(RunStatus::Succeeded)).then_some(job.state.last_run_at).flatten();
-                if let Some(at) = s.last_success.get(job.id.as_str()).copied().max(from_store) {
-                    let secs = now.duration_since(at).as_secs_f64().max(0.0);
-                    age.get_or_create(&JobLabel { job: job.id.to_string() }).set(secs);
+            {
+                let s = self.state();
+                for job in jobs {
+                    // The store's word too: another node may have run the last success.
+                    let from_store = (job.state.last_status == Some(RunStatus::Succeeded))
+                        .then_some(job.state.last_run_at)
+                        .flatten();
+                    if let Some(at) = s.last_success.get(job.id.as_str()).copied().max(from_store) {
+                        let secs = now.duration_since(at).as_secs_f64().max(0.0);
+                        age.get_or_create(&JobLabel { job: job.id.to_string() }).set(secs);
+                    }
                 }
             }
-            drop(s);
             reg.register(
                 "chime_job_last_success_age_seconds",
                 "Since each job's newest successful run finished (jobs that have one)",
                 age,
             );
+            // Only jobs with an alert option are read about (a few runs each).
+            if let Ok(alerts) = chime_core::alerts_of(&**store, jobs, now).await {
+                let alerting = Family::<JobLabel, Gauge>::default();
+                for job in jobs.iter().filter(|j| j.has_alerts()) {
+                    let on = alerts.iter().any(|a| a.job_id == job.id);
+                    alerting.get_or_create(&JobLabel { job: job.id.to_string() }).set(i64::from(on));
+                }
+                reg.register(
+                    "chime_job_alerting",
+                    "Whether each job with alert_after or alert_on_failures is in alert (1) or not (0)",
+                    alerting,
+                );
+            }
         }
 
         if let Some(tick) = scheduler.last_tick() {

@@ -24,6 +24,8 @@ const RECENT_RUNS: usize = 50;
 #[template(path = "job.html")]
 struct JobPage {
     c: Chrome,
+    /// Why the job is in alert, if it is.
+    alert: Option<String>,
     id: String,
     /// `id` percent-encoded for a query value.
     id_query: String,
@@ -75,7 +77,9 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
         ),
         None => "No finished run retained yet.".to_owned(),
     };
+    let alert = chime_core::check_job(&**s.store(), &job, now).await?.map(|a| a.reason);
     Ok(html(JobPage {
+        alert,
         // The page is `<root>jobs/<id>`, the id one encoded segment.
         c: Chrome::new(&h, "../".to_owned(), now, "jobs"),
         id: job.id.to_string(),

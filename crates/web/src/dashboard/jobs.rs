@@ -148,6 +148,8 @@ struct JobRow {
     /// `running` while a run is in flight, else `active`, `paused` or `finished`.
     status: &'static str,
     paused: Option<String>,
+    /// Why the job is in alert (`alert_after`, `alert_on_failures`), if it is.
+    alert: Option<String>,
     running: u32,
     next: Option<Shown>,
     last: Option<LastRun>,
@@ -262,7 +264,10 @@ async fn job_row(h: &Handle, job: &Job, running: u32, now: Timestamp) -> Result<
             })
         }
     };
+    // Read only for jobs with an alert option, a few runs each.
+    let alert = chime_core::check_job(&**h.scheduler.store(), job, now).await?.map(|a| a.reason);
     Ok(JobRow {
+        alert,
         id: job.id.to_string(),
         href: encode_segment(job.id.as_str()),
         name: job.name().to_owned(),
@@ -333,6 +338,8 @@ struct JobsPage {
     jobs: Vec<JobRow>,
     broken: Vec<BrokenRow>,
     nodes: Vec<NodeRow>,
+    /// Every job in alert, whatever the view: (id, id encoded for a path, reason).
+    alerts: Vec<(String, String, String)>,
 }
 
 pub(crate) async fn index(
@@ -356,6 +363,13 @@ pub(crate) async fn index(
         current: view.state == Some(*state),
     }));
     let (now, nodes) = crate::nodes::nodes(&h.scheduler).await?;
+    let alerts = h
+        .scheduler
+        .alerts()
+        .await?
+        .into_iter()
+        .map(|a| (a.job_id.to_string(), encode_segment(a.job_id.as_str()), a.reason))
+        .collect();
     let pager = Pager::new(sel.total, view.page, |page| format!("{root}{}", view.link(view.state, page)));
     Ok(html(JobsPage {
         c: Chrome::new(&h, root, sel.now, "jobs"),
@@ -369,6 +383,7 @@ pub(crate) async fn index(
         jobs: sel.rows,
         broken: sel.broken,
         nodes: nodes.iter().map(|n| node_row(n, now)).collect(),
+        alerts,
     }))
 }
 
