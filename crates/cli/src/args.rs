@@ -109,6 +109,20 @@ pub(crate) enum JobsCommand {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Why a job did or did not run: each scheduled time since --since
+    /// (default 24h ago), what happened and why, under a one-line answer.
+    Why {
+        id: String,
+        /// The start of the window: an instant (2026-01-02T03:00:00Z) or how
+        /// long ago (24h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a job: it has no next run until resumed.
     Pause {
         id: String,

@@ -13,6 +13,7 @@ mod output;
 mod serve;
 mod store;
 mod summary;
+mod why;
 
 use std::process::ExitCode;
 

@@ -17,7 +17,7 @@ use crate::output::{out, out_raw};
 use crate::{builtin, store};
 
 /// A scheduler on the store that is never started: the CLI uses its API.
-async fn scheduler(arg: &StoreArg) -> Result<Scheduler, CliError> {
+pub(crate) async fn scheduler(arg: &StoreArg) -> Result<Scheduler, CliError> {
     let url = store::resolve(arg.store.as_deref(), None);
     let store = store::open(&url, false).await?;
     Ok(Scheduler::builder().shared_store(store).tasks(builtin::registry()).build())
@@ -220,11 +220,14 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             Ok(())
         }
         JobsCommand::Run { id, wait, here, store } => run_now(&store, &id, wait, here).await,
+        JobsCommand::Why { id, since, store, json } => {
+            crate::why::why(&scheduler(&store).await?, &id, since.as_deref(), json).await
+        }
     }
 }
 
 /// A job id the store does not know is exit 1, like any failed operation.
-fn failed(e: chime_core::Error) -> CliError {
+pub(crate) fn failed(e: chime_core::Error) -> CliError {
     if e.is_invalid() { CliError::Usage(e.to_string()) } else { CliError::Failed(anyhow!(e)) }
 }
 

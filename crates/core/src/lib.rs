@@ -103,6 +103,7 @@ mod status;
 mod store;
 mod task;
 mod trigger;
+pub mod why;
 
 pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use crate::duration::{IntoDuration, format_duration, parse_duration};

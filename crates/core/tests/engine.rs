@@ -1155,3 +1155,41 @@ async fn the_scheduler_keeps_at_most_keep_per_job_runs() {
     // Pruned to 2 at 01:00 before the claim, then the 01:00 run added.
     assert_eq!(h.history("j").await, times(&["00:40", "00:50", "01:00"]));
 }
+
+#[tokio::test]
+async fn why_names_the_run_that_blocks_the_skips_and_says_when_the_job_is_paused() {
+    let mut h = Harness::new();
+    h.add(Job::new("slow", "blocked", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    let e = h.wait_for("the 01:00 start", |e| matches!(e, Event::RunStarted { .. })).await;
+    let Event::RunStarted { run_id: stuck, .. } = e else { unreachable!() };
+    for hour in ["02", "03"] {
+        h.advance(hours(1));
+        h.wait_for(&format!("the {hour}:00 skip"), |e| matches!(e, Event::RunSkipped { .. })).await;
+    }
+    h.advance(mins(12));
+    let why = h.scheduler.why("slow", at("00:00:00")).await.unwrap();
+    assert_eq!(
+        why.answer,
+        format!(
+            "the last 2 runs (the latest scheduled for {}) were skipped because run {stuck} has been running for 2h 12m; next at {}",
+            at("03:00:00"),
+            at("04:00:00")
+        )
+    );
+    use chime_core::why::Outcome;
+    let outcomes: Vec<Outcome> = why.times.iter().map(|t| t.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Running, Outcome::Skipped, Outcome::Skipped, Outcome::NotYetDue]);
+
+    // Paused: the times since are named as such, with the reason.
+    h.gate.add_permits(1);
+    h.wait_for("the stuck run to end", |e| matches!(e, Event::RunSucceeded { .. })).await;
+    h.scheduler.pause_job("slow", "maintenance").await.unwrap();
+    h.advance(hours(2));
+    let why = h.scheduler.why("slow", at("00:00:00")).await.unwrap();
+    assert!(why.answer.starts_with("the last 2 scheduled times"), "{}", why.answer);
+    assert!(why.answer.contains("did not run: the job is paused (maintenance)"), "{}", why.answer);
+    assert!(h.scheduler.why("slow", at("23:00:00")).await.unwrap_err().is_invalid(), "a window from the future");
+    assert!(h.scheduler.why("nope", at("00:00:00")).await.unwrap_err().is_not_found());
+}

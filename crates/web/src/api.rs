@@ -75,6 +75,7 @@ fn api_routes(handle: &Handle) -> Router<Handle> {
         .route("/jobs/{id}/run", post(run_job))
         .route("/jobs/{id}/reschedule", post(reschedule_job))
         .route("/jobs/{id}/stats", get(job_stats))
+        .route("/jobs/{id}/why", get(job_why))
         .route("/runs", get(list_runs))
         .route("/nodes", get(list_nodes))
         .route("/stats", get(scheduler_stats))
@@ -183,6 +184,26 @@ async fn get_job(
     let job = h.scheduler.get_job(id.as_str()).await?;
     let upcoming = h.scheduler.upcoming(id.as_str(), usize::try_from(next).unwrap_or(0)).await?;
     Ok(Json(json!({"job": redact::job(&job), "upcoming": upcoming})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WhyQuery {
+    /// An RFC 3339 instant or a duration ago (`24h`, `7d`); default 24h.
+    since: Option<String>,
+}
+
+/// Each scheduled time of the job since `since`, what happened and why, and
+/// the one-line answer (chime-core's `why::Why`).
+async fn job_why(
+    State(h): State<Handle>,
+    JobIdPath(id): JobIdPath,
+    query: Result<Query<WhyQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query?;
+    let since = chime_core::why::parse_since(q.since.as_deref().unwrap_or("24h"), h.scheduler.clock().now())
+        .map_err(|e| ApiError::malformed(e.to_string()))?;
+    Ok(Json(h.scheduler.why(id.as_str(), since).await?).into_response())
 }
 
 #[derive(Deserialize, Default)]

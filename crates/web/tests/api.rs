@@ -418,6 +418,7 @@ async fn the_openapi_document_describes_every_route() {
         "/api/v1/jobs/{id}/run",
         "/api/v1/jobs/{id}/reschedule",
         "/api/v1/jobs/{id}/stats",
+        "/api/v1/jobs/{id}/why",
         "/api/v1/runs",
         "/api/v1/stats",
         "/api/v1/scheduler/pause",

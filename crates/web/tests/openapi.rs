@@ -243,6 +243,8 @@ async fn every_route_answers_as_the_document_says() {
     let (_, runs) = api.call("GET", "/api/v1/runs", "/api/v1/runs?job=ping", None, &[]).await;
     assert_eq!(runs[0]["status"], "succeeded", "a finished run was checked");
     api.call("GET", "/api/v1/jobs/{id}/stats", "/api/v1/jobs/ping/stats", None, &[]).await;
+    let (_, why) = api.call("GET", "/api/v1/jobs/{id}/why", "/api/v1/jobs/ping/why?since=1h", None, &[]).await;
+    assert!(why["answer"].as_str().unwrap().contains("succeeded"), "the run by hand was explained: {why}");
     api.call("GET", "/api/v1/stats", "/api/v1/stats", None, &[]).await;
     let (_, nodes) = api.call("GET", "/api/v1/nodes", "/api/v1/nodes", None, &[]).await;
     assert_eq!(nodes[0]["this_node"], true, "a registered node was checked: {nodes}");
@@ -258,6 +260,15 @@ async fn every_route_answers_as_the_document_says() {
     let errors: Vec<Case> = vec![
         ("GET", "/api/v1/jobs/{id}", "/api/v1/jobs/nope", None, vec![], StatusCode::NOT_FOUND),
         ("GET", "/api/v1/jobs/{id}", "/api/v1/jobs/%FF", None, vec![], StatusCode::BAD_REQUEST),
+        (
+            "GET",
+            "/api/v1/jobs/{id}/why",
+            "/api/v1/jobs/deploy/why?since=tomorrow",
+            None,
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        ("GET", "/api/v1/jobs/{id}/why", "/api/v1/jobs/nope/why", None, vec![], StatusCode::NOT_FOUND),
         ("GET", "/api/v1/jobs", "/api/v1/jobs?limit=5000", None, vec![], StatusCode::BAD_REQUEST),
         ("GET", "/api/v1/runs", "/api/v1/runs?offset=9223372036854775808", None, vec![], StatusCode::BAD_REQUEST),
         (

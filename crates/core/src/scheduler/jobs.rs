@@ -263,6 +263,49 @@ impl Scheduler {
         })
     }
 
+    /// Why a job did or did not run: each of its scheduled times from
+    /// `since` to now with what happened and why, and one line that answers
+    /// the question (see [`crate::why`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`], [`Error::Invalid`] for a `since` in the
+    /// future, or a store error. [`crate::why::parse_since`] reads a `since`
+    /// given as text.
+    pub async fn why(&self, id: &str, since: Timestamp) -> Result<crate::why::Why> {
+        let job = self.get_job(id).await?;
+        let now = self.inner.clock.now();
+        if since > now {
+            return Err(Error::invalid(format!("--since {since} is in the future (now is {now})")));
+        }
+        let store = &self.inner.store;
+        let window =
+            RunQuery { job_id: Some(job.id.clone()), since: Some(since), limit: Some(10_000), ..RunQuery::default() };
+        let mut runs = store.history(&window).await?;
+        // The runs in flight, wherever they were scheduled: a skip names them.
+        let in_flight = RunQuery {
+            job_id: Some(job.id.clone()),
+            statuses: vec![RunStatus::Pending, RunStatus::Running],
+            limit: Some(100),
+            ..RunQuery::default()
+        };
+        runs.extend(store.history(&in_flight).await?.into_iter().filter(|r| r.scheduled_for < since));
+        let earlier =
+            RunQuery { job_id: Some(job.id.clone()), until: Some(since), limit: Some(1), ..RunQuery::default() };
+        let had_earlier_runs = !store.history(&earlier).await?.is_empty();
+        // Every node the store lists: one whose lease just ran out has not
+        // been swept yet, and may be this one between two heartbeats.
+        let nodes = store.nodes().await?;
+        Ok(crate::why::explain(&crate::why::Inputs {
+            job: &job,
+            runs: &runs,
+            had_earlier_runs,
+            nodes: &nodes,
+            since,
+            now,
+        }))
+    }
+
     /// Run history, newest first.
     ///
     /// # Errors
