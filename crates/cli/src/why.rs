@@ -33,10 +33,7 @@ fn print(why: &Why, zone: chime_core::Zone) -> Result<(), CliError> {
     let rows: Vec<Vec<String>> = why
         .times
         .iter()
-        .map(|t| {
-            let outcome = serde_json::to_value(t.outcome).ok().and_then(|v| v.as_str().map(str::to_owned));
-            vec![local(t.scheduled_for), outcome.unwrap_or_default(), t.words.clone()]
-        })
+        .map(|t| vec![local(t.scheduled_for), t.outcome.as_str().to_owned(), t.words.clone()])
         .collect();
     out_raw!("{}", table(&["SCHEDULED", "OUTCOME", "WHAT HAPPENED"], &rows));
     Ok(())

@@ -242,6 +242,18 @@ fn an_operator_finds_jobs_and_runs_and_pauses_in_chromium() {
     let details = b.text("details[open]");
     assert!(details.contains("disk full"), "the error or output is shown: {details}");
 
+    // The job page's timeline: tapping the failed run's mark says what happened.
+    b.open("jobs/broken-backup");
+    let marks = b.elements(".why-mark.bad");
+    assert_eq!(marks.len(), 1, "one failed time in the last day");
+    b.click(".why-mark.bad");
+    let detail = b.text("#why-detail");
+    assert!(
+        detail.contains(": failed, failed in ") && detail.contains("(run by hand)"),
+        "the tapped time's words: {detail}"
+    );
+    assert!(b.text("#why-answer").contains("failed"), "the answer names the failure");
+
     // Pause from the job's page, with a reason.
     b.open("jobs/job-07");
     b.type_into("#pause-reason", "disk maintenance");

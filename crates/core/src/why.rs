@@ -150,6 +150,7 @@ pub struct RunBrief {
 /// What happened to a scheduled time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Outcome {
     /// It ran and succeeded.
     Succeeded,
@@ -185,6 +186,30 @@ pub enum Outcome {
     Unrecorded,
     /// The next scheduled time, in the future.
     NotYetDue,
+}
+
+impl Outcome {
+    /// The code, as in JSON: `succeeded`, `no_node`, `not_yet_due`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Running => "running",
+            Outcome::Pending => "pending",
+            Outcome::Missed => "missed",
+            Outcome::Skipped => "skipped",
+            Outcome::BeforeHistory => "before_history",
+            Outcome::Paused => "paused",
+            Outcome::NoNode => "no_node",
+            Outcome::NotRunning => "not_running",
+            Outcome::Due => "due",
+            Outcome::Unrecorded => "unrecorded",
+            Outcome::NotYetDue => "not_yet_due",
+        }
+    }
 }
 
 /// Explains every scheduled time of `inputs.job` from `since` to `now`.
@@ -257,7 +282,7 @@ pub fn explain(inputs: &Inputs<'_>) -> Why {
     times.sort_by_key(|t| t.scheduled_for);
 
     let mut answer = answer(job, &times, &by_id, now, since);
-    if nodes.is_empty() {
+    if nodes.is_empty() && !answer.contains("no node holds a lease") {
         answer.push_str(" (no scheduler is running now: no node holds a lease)");
     }
     if let Some(next) = job.state.next_run_at.filter(|n| *n > now) {
@@ -680,6 +705,13 @@ mod tests {
         assert!(parse_since("0s", now).is_err(), "a zero window is refused");
         assert!(parse_since("2026-01-04T00:00:00Z", now).unwrap_err().to_string().contains("in the future"));
         assert!(parse_since("100000000h", now).is_err());
+    }
+
+    #[test]
+    fn outcome_codes_are_their_json() {
+        for o in [Outcome::Succeeded, Outcome::TimedOut, Outcome::BeforeHistory, Outcome::NoNode, Outcome::NotYetDue] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 
     #[test]

@@ -47,7 +47,17 @@ async function act(button) {
     poll(true);
   } finally { button.disabled = false; }
 }
+// The job page's timeline: a mark tapped (or focused) says what happened then.
+function pickMark(mark) {
+  document.querySelectorAll(".why-mark.picked").forEach((m) => m.classList.remove("picked"));
+  mark.classList.add("picked");
+  const detail = document.getElementById("why-detail");
+  if (detail) detail.textContent = mark.dataset.words;
+}
+document.addEventListener("focusin", (e) => { const m = e.target.closest(".why-mark"); if (m) pickMark(m); });
 document.addEventListener("click", (e) => {
+  const mark = e.target.closest(".why-mark");
+  if (mark) pickMark(mark);
   const b = e.target.closest("button[data-action]");
   if (b) act(b);
   if (e.target.closest("button[data-reload]")) location.reload();

@@ -363,6 +363,48 @@ async fn the_job_page_shows_the_whole_job() {
 }
 
 #[tokio::test]
+async fn the_job_page_answers_why_with_a_mark_per_scheduled_time() {
+    let s = scheduler();
+    // Every 10 minutes for eight days: 23:10 failed, 23:30 succeeded, the
+    // rest left no row, and no scheduler runs (none was started).
+    let mut job = Job::new("tenmin", "noop", Trigger::every("10m").unwrap()).unwrap();
+    job.trigger.resolve(now() - SignedDuration::from_hours(24 * 8), s.timezone());
+    job.state.next_run_at = job.trigger.next_after(now());
+    s.store().add_job(job, ConflictPolicy::Error).await.unwrap();
+    s.store().insert_run(finished("tenmin", 50, RunStatus::Failed)).await.unwrap();
+    s.store().insert_run(finished("tenmin", 30, RunStatus::Succeeded)).await.unwrap();
+    let app = app(&s);
+    let html = page(&app, "/jobs/tenmin").await;
+    assert!(html.contains("Why didn't it run?"), "the section is there");
+    assert!(html.contains(r#"last day · <a href="?why=week">last week</a>"#), "the window switch");
+    let tones: Vec<&str> = html
+        .match_indices(r#"class="why-mark "#)
+        .map(|(at, _)| {
+            let rest = &html[at + 16..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    // 145 times in the day, both ends in (139 before the first row), then the next.
+    let mut expected = vec!["none"; 139];
+    expected.extend(["bad", "none", "ok", "none", "none", "none", "next"]);
+    assert_eq!(tones, expected);
+    assert!(html.contains("failed in 1.5s (attempt 1, node node-a): exit status 3 &#60;tenmin&#62;"), "escaped words");
+    assert!(html.contains("before_history, no record: before the job&#39;s first recorded run"), "a time's words");
+    let answer = "<strong>the last 3 scheduled times (the latest 2026-01-01T00:00:00Z) left no record: the scheduler \
+                  was not running (no node holds a lease now); next at 2026-01-01T00:10:00Z</strong>";
+    let shown = html.find("<p id=\"why-answer\">").map(|at| &html[at..(at + 400).min(html.len())]);
+    assert!(html.contains(answer), "{shown:?}");
+
+    let week = page(&app, "/jobs/tenmin?why=week").await;
+    assert!(week.contains(r#"last week · <a href="?why=day">last day</a>"#));
+    assert!(week.contains("710 earlier scheduled times of the window are not drawn"), "a week is capped at 300 marks");
+    assert_eq!(week.matches(r#"class="why-mark "#).count(), 300);
+    let (st, body) = get(&app, "/jobs/tenmin?why=year").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains(r#"why \"year\": expected one of day, week"#), "{body}");
+}
+
+#[tokio::test]
 async fn the_day_shows_the_herd_at_midnight_and_its_jobs() {
     let s = scheduler();
     for i in 0..30 {

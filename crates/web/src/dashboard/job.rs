@@ -9,9 +9,11 @@ use chime_core::{Job, RunQuery, RunStatus, format_duration};
 use jiff::SignedDuration;
 
 use super::chart::timeline;
+use super::params::Params;
 use super::runs::RunRow;
 use super::time::Shown;
-use super::{Chrome, html};
+use super::why::WhySection;
+use super::{Chrome, QueryPairs, html};
 use crate::extract::JobIdPath;
 use crate::{ApiError, Handle};
 
@@ -43,6 +45,7 @@ struct JobPage {
     last_node: Option<String>,
     summary: String,
     upcoming: Vec<Shown>,
+    why: WhySection,
     timeline: String,
     runs: Vec<RunRow>,
     /// Whether the page offers to reschedule it: jobs added at runtime only,
@@ -55,7 +58,13 @@ struct JobPage {
     refused: Option<String>,
 }
 
-pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Result<Response, ApiError> {
+pub(crate) async fn job(
+    State(h): State<Handle>,
+    JobIdPath(id): JobIdPath,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(pairs) = query?;
+    let window = super::why::window(Params::new(pairs, &["why"])?.get("why"))?;
     let s = &h.scheduler;
     let job = s.get_job(id.as_str()).await?;
     let now = s.clock().now();
@@ -78,6 +87,7 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
         None => "No finished run retained yet.".to_owned(),
     };
     let alert = chime_core::check_job(&**s.store(), &job, now).await?.map(|a| a.reason);
+    let why = super::why::section(s, id.as_str(), window, zone).await?;
     Ok(html(JobPage {
         alert,
         // The page is `<root>jobs/<id>`, the id one encoded segment.
@@ -103,6 +113,7 @@ pub(crate) async fn job(State(h): State<Handle>, JobIdPath(id): JobIdPath) -> Re
         last_node: runs.iter().find_map(|r| r.node.as_deref().map(str::to_owned)),
         summary,
         upcoming,
+        why,
         timeline: timeline(&runs),
         runs: runs.iter().map(|r| RunRow::new(r, zone, now)).collect(),
     }))

@@ -22,6 +22,7 @@ mod pager;
 mod params;
 mod runs;
 mod time;
+mod why;
 
 use askama::Template;
 use axum::extract::Query;
