@@ -123,6 +123,30 @@ pub(crate) enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Backfill: run each scheduled time of a window that has no successful
+    /// run, oldest first, as runs carrying their original scheduled time,
+    /// at most max_instances at a time. Needs a running `chime serve`.
+    Backfill {
+        id: String,
+        /// The start of the window: an instant (2026-01-02T03:00:00Z) or how
+        /// long ago (24h, 7d).
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// The end of the window (default now), in the same forms.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only the times that never ran (no run, missed or skipped), not failures.
+        #[arg(long)]
+        only_missing: bool,
+        /// List the times it would run, and run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pause a job: it has no next run until resumed.
     Pause {
         id: String,

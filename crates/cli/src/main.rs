@@ -2,6 +2,7 @@
 //! this file only maps outcomes to exit codes.
 
 mod args;
+mod backfill;
 mod builtin;
 mod config;
 mod cron_cmd;

@@ -220,6 +220,17 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             Ok(())
         }
         JobsCommand::Run { id, wait, here, store } => run_now(&store, &id, wait, here).await,
+        JobsCommand::Backfill { id, since, until, only_missing, dry_run, store, json } => {
+            let b = crate::backfill::Backfill {
+                id: &id,
+                since: &since,
+                until: until.as_deref(),
+                only_missing,
+                dry_run,
+                json,
+            };
+            crate::backfill::backfill(&scheduler(&store).await?, b).await
+        }
         JobsCommand::Why { id, since, store, json } => {
             crate::why::why(&scheduler(&store).await?, &id, since.as_deref(), json).await
         }

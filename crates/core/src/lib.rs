@@ -118,8 +118,8 @@ pub use crate::limits::{
 };
 pub use crate::memory::{DEFAULT_HISTORY_LIMIT, MemoryStore};
 pub use crate::node::{
-    ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, default_node_id,
-    host_name, requested_run, sweep_run,
+    ClaimRequest, DEFAULT_NODE_LEASE, Lease, MIN_NODE_LEASE, NodeInfo, NodeRegistration, SweptRun, backfill_run,
+    default_node_id, host_name, requested_run, sweep_run,
 };
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
 pub use crate::reason::{CancelledBy, Reason, Stage};

@@ -32,7 +32,7 @@ use crate::clock::later;
 use crate::error::{Error, Result};
 use crate::id::{JobId, RunId};
 use crate::job::Job;
-use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, requested_run, sweep_run};
+use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun, backfill_run, requested_run, sweep_run};
 use crate::plan::plan_fire;
 use crate::reason::{CancelledBy, Reason, Stage};
 use crate::run::{JobStats, Run, RunQuery};
@@ -86,6 +86,9 @@ struct JobRuns {
     /// Oldest first.
     runs: VecDeque<Run>,
     in_flight: u32,
+    /// The latest scheduled time ever recorded: a claim for a later time
+    /// (the usual case) needs no look for a run already at that time.
+    latest: Option<Timestamp>,
 }
 
 impl JobRuns {
@@ -154,12 +157,15 @@ impl Inner {
         if !run.status.is_finished() {
             entry.in_flight += 1;
         }
+        entry.latest = entry.latest.max(Some(run.scheduled_for));
         entry.runs.push_back(run);
         trim(entry, history_limit);
     }
 
     fn has_run_at(&self, id: &JobId, at: Timestamp) -> bool {
-        self.runs.get(id).is_some_and(|r| r.runs.iter().any(|r| r.scheduled_for == at))
+        self.runs
+            .get(id)
+            .is_some_and(|r| r.latest.is_some_and(|l| l >= at) && r.runs.iter().any(|r| r.scheduled_for == at))
     }
 
     fn run_mut(&mut self, job: &JobId, run: RunId) -> Option<&mut Run> {
@@ -337,7 +343,11 @@ impl JobStore for MemoryStore {
             let plan = plan_fire(&job, now, &in_flight);
             job.state.next_run_at = plan.next_run_at;
             let uncounted = plan.uncounted;
-            let runs = plan.into_runs(&id, now, &lease);
+            let mut runs = plan.into_runs(&id, now, &lease);
+            // Runs are unique per scheduled time, as in the SQL stores: a
+            // time that already has a run (a backfill, a run recorded by
+            // hand) is not run or recorded again.
+            runs.retain(|run| !inner.has_run_at(&id, run.scheduled_for));
             for run in &runs {
                 inner.record(run.clone(), self.history_limit);
             }
@@ -413,6 +423,28 @@ impl JobStore for MemoryStore {
         };
         self.changed();
         Ok(run)
+    }
+
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        let run = {
+            let mut inner = self.lock();
+            if !inner.jobs.contains_key(id) {
+                return Err(Error::JobNotFound(id.clone()));
+            }
+            let existing = inner.runs.get(id).and_then(|r| r.runs.iter().find(|r| r.scheduled_for == at)).cloned();
+            let Some(run) = backfill_run(id, at, existing.as_ref()) else { return Ok(None) };
+            if existing.is_some() {
+                inner.unclaimed.insert((run.scheduled_for, run.id, id.clone()));
+                let entry = inner.runs.get_mut(id).expect("the run was found");
+                entry.in_flight += 1;
+                *entry.runs.iter_mut().find(|r| r.id == run.id).expect("the run was found") = run.clone();
+            } else {
+                inner.record(run.clone(), self.history_limit);
+            }
+            run
+        };
+        self.changed();
+        Ok(Some(run))
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {

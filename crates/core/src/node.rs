@@ -180,6 +180,36 @@ pub fn requested_run(job: &Job, in_flight: &[RunId], at: Timestamp, now: Timesta
     }
 }
 
+/// The run a backfill of `at` records, the same in every store, given the
+/// job's run already stored for that time, if any: a new pending `backfill`
+/// run held by no node; or that same run (its id, so a task's idempotency
+/// key, kept) queued again as a `backfill` when it did not succeed; or none
+/// when it succeeded or is in flight (nothing to do).
+pub fn backfill_run(job_id: &crate::JobId, at: Timestamp, existing: Option<&Run>) -> Option<Run> {
+    match existing {
+        None => Some(Run { kind: RunKind::Backfill, ..Run::requested(job_id.clone(), at) }),
+        Some(run) if run.status == RunStatus::Succeeded || !run.status.is_finished() => None,
+        Some(run) => {
+            let was = run.error.as_deref().and_then(|e| e.lines().next()).unwrap_or("");
+            let why = if was.is_empty() { String::new() } else { format!(": {was}") };
+            Some(Run {
+                kind: RunKind::Backfill,
+                status: RunStatus::Pending,
+                started_at: None,
+                finished_at: None,
+                attempt: 0,
+                node: None,
+                epoch: None,
+                error: Some(crate::run::cap_error(format!("a backfill of a time that was {}{why}", run.status))),
+                reason: None,
+                output: None,
+                late_result: None,
+                ..run.clone()
+            })
+        }
+    }
+}
+
 /// This host's name: `HOSTNAME`, else `/etc/hostname`, else "node".
 pub fn host_name() -> String {
     std::env::var("HOSTNAME").ok().filter(|h| !h.trim().is_empty()).unwrap_or_else(|| {
@@ -200,6 +230,33 @@ pub fn default_node_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backfill_keeps_the_id_of_a_time_that_did_not_succeed_and_leaves_the_rest() {
+        let id = crate::JobId::new("j").unwrap();
+        let at: Timestamp = "2026-01-01T03:00:00Z".parse().unwrap();
+        let new = backfill_run(&id, at, None).unwrap();
+        assert_eq!(
+            (new.kind, new.status, new.node.as_deref(), new.scheduled_for),
+            (RunKind::Backfill, RunStatus::Pending, None, at)
+        );
+        let node: Arc<str> = Arc::from("n");
+        let mut missed =
+            Run::not_run(id.clone(), at, RunStatus::Missed, crate::Reason::Coalesced { into: at }, &node, at);
+        missed.attempt = 2;
+        let again = backfill_run(&id, at, Some(&missed)).unwrap();
+        assert_eq!(
+            (again.id, again.kind, again.status, again.attempt, again.node),
+            (missed.id, RunKind::Backfill, RunStatus::Pending, 0, None)
+        );
+        assert_eq!((again.finished_at, again.reason), (None, None));
+        assert!(again.error.unwrap().starts_with("a backfill of a time that was missed: coalesced into"));
+        for status in [RunStatus::Succeeded, RunStatus::Running, RunStatus::Pending] {
+            let mut done = missed.clone();
+            done.status = status;
+            assert_eq!(backfill_run(&id, at, Some(&done)), None, "{status}: nothing to do");
+        }
+    }
 
     #[test]
     fn default_ids_differ_between_schedulers_of_one_process() {

@@ -118,6 +118,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// a paused job can be run.
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run>;
 
+    /// Backfills one scheduled time, as one atomic step with
+    /// [`crate::backfill_run`]'s decision: a new pending `backfill` run for
+    /// `at` held by no node (any node with the task claims it), or the run
+    /// stored for `at` queued again when it did not succeed; `None` when it
+    /// succeeded or is in flight. A paused job can be backfilled.
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>>;
+
     /// How many of a job's runs are pending or running.
     async fn count_running(&self, id: &JobId) -> Result<u32>;
 

@@ -1193,3 +1193,72 @@ async fn why_names_the_run_that_blocks_the_skips_and_says_when_the_job_is_paused
     assert!(h.scheduler.why("slow", at("23:00:00")).await.unwrap_err().is_invalid(), "a window from the future");
     assert!(h.scheduler.why("nope", at("00:00:00")).await.unwrap_err().is_not_found());
 }
+
+#[tokio::test]
+async fn a_backfill_runs_the_gaps_oldest_first_with_their_scheduled_times_within_max_instances() {
+    let mut h = Harness::new();
+    h.add(Job::new("hourly", "record", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    // 01:00 runs; 02:00 was missed (its row inserted by hand), 03:00 is
+    // coalesced into 04:00.
+    h.run_next("hourly").await;
+    let store = h.scheduler.store();
+    let node: Arc<str> = Arc::from("gone");
+    let id = "hourly".parse_id();
+    let missed = chime_core::Run::not_run(
+        id.clone(),
+        at("02:00:00"),
+        RunStatus::Missed,
+        Reason::PastGrace { late: mins(70), grace: mins(10) },
+        &node,
+        at("03:10:00"),
+    );
+    store.insert_run(missed.clone()).await.unwrap();
+    h.advance(hours(3));
+    // At 04:00 the loop coalesces 03:00 into 04:00 (02:00 already has its row).
+    h.wait_for(
+        "the 04:00 start",
+        |e| matches!(e, Event::RunStarted { scheduled_for, .. } if *scheduled_for == at("04:00:00")),
+    )
+    .await;
+    h.wait_for("the 04:00 run", |e| matches!(e, Event::RunSucceeded { .. })).await;
+    h.advance(mins(30));
+
+    let plan = h.scheduler.backfill_plan("hourly", at("00:30:00"), None, false).await.unwrap();
+    assert_eq!(plan, [at("02:00:00"), at("03:00:00")], "the missed and the coalesced time");
+    let only = h.scheduler.backfill_plan("hourly", at("00:30:00"), Some(at("02:30:00")), true).await.unwrap();
+    assert_eq!(only, [at("02:00:00")], "--until bounds the window");
+    let e = h.scheduler.backfill_plan("hourly", at("03:00:00"), Some(at("02:00:00")), false).await.unwrap_err();
+    assert!(e.is_invalid() && e.to_string().contains("is before --since"), "{e}");
+
+    let queued = within("the backfill", h.scheduler.backfill("hourly", &plan, Duration::from_secs(30))).await.unwrap();
+    assert_eq!(queued.len(), 2);
+    assert_eq!(queued[0].id, missed.id, "the missed time runs under its own run id: its idempotency key");
+    for t in ["02:00:00", "03:00:00"] {
+        h.wait_for(
+            &format!("the backfill of {t}"),
+            |e| matches!(e, Event::RunStarted { scheduled_for, .. } if *scheduled_for == at(t)),
+        )
+        .await;
+        h.wait_for("its success", |e| matches!(e, Event::RunSucceeded { .. })).await;
+    }
+    let calls: Vec<Timestamp> = h.calls().iter().map(|c| c.scheduled_for).collect();
+    assert_eq!(
+        calls,
+        [at("01:00:00"), at("04:00:00"), at("02:00:00"), at("03:00:00")],
+        "oldest first, with their own times"
+    );
+    let runs = h.scheduler.history(&RunQuery { job_id: Some(id), ..RunQuery::default() }).await.unwrap();
+    let kinds: Vec<(Timestamp, RunKind, RunStatus)> =
+        runs.iter().rev().map(|r| (r.scheduled_for, r.kind, r.status)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (at("01:00:00"), RunKind::Scheduled, RunStatus::Succeeded),
+            (at("02:00:00"), RunKind::Backfill, RunStatus::Succeeded),
+            (at("03:00:00"), RunKind::Backfill, RunStatus::Succeeded),
+            (at("04:00:00"), RunKind::Scheduled, RunStatus::Succeeded),
+        ]
+    );
+    assert!(h.scheduler.backfill_plan("hourly", at("00:30:00"), None, false).await.unwrap().is_empty(), "nothing left");
+}

@@ -72,6 +72,9 @@ impl JobStore for FailingStore {
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
         self.inner.request_run(id, now, lease).await
     }
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        self.inner.request_backfill(id, at).await
+    }
     async fn count_running(&self, id: &JobId) -> Result<u32> {
         self.inner.count_running(id).await
     }

@@ -297,4 +297,52 @@ impl PostgresStore {
         }
         Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.shown), transient: true })
     }
+
+    /// A backfill of `at`, in one transaction under the job's row lock: read
+    /// the job's run for that time, decide with `backfill_run`, queue it.
+    pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        let fail = |e| self.err("requesting a backfill", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let job: Option<String> = sqlx::query_scalar("SELECT id FROM chime_job WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        if job.is_none() {
+            return Err(Error::JobNotFound(id.clone()));
+        }
+        let existing: Option<RunRow> =
+            sqlx::query_as("SELECT * FROM chime_run WHERE job_id = $1 AND scheduled_for = $2 FOR UPDATE")
+                .bind(id.as_str())
+                .bind(micros(at))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+        let existing = existing.map(RunRow::decode).transpose().map_err(|problem| Error::Store {
+            message: format!("{}: the run of {id:?} at {at} does not decode: {problem}", self.shown),
+            transient: false,
+        })?;
+        let Some(run) = chime_core::backfill_run(id, at, existing.as_ref()) else { return Ok(None) };
+        match &existing {
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE chime_run SET kind = 'backfill', status = 'pending', node = NULL, epoch = NULL, \
+                     started_at = NULL, finished_at = NULL, attempt = 0, error = $1, reason = NULL, output = NULL, \
+                     late_result = NULL WHERE id = $2 AND status = $3",
+                )
+                .bind(run.error.as_deref())
+                .bind(run.id.to_string())
+                .bind(old.status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            }
+            None => {
+                insert_run(&mut *tx, &run).await.map_err(fail)?;
+            }
+        }
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(Some(run))
+    }
 }

@@ -466,6 +466,12 @@ impl JobStore for PostgresStore {
         self.request(id, now, lease).await
     }
 
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        // A run that just finished must read as finished.
+        self.run_writes.flush().await?;
+        self.backfill(id, at).await
+    }
+
     async fn count_running(&self, id: &JobId) -> Result<u32> {
         self.run_writes.flush().await?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(

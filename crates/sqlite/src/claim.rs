@@ -281,4 +281,47 @@ impl SqliteStore {
         }
         Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.location), transient: true })
     }
+
+    /// A backfill of `at`, in one write transaction: read the job's run for
+    /// that time, decide with `backfill_run`, queue it.
+    pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        self.flush_runs().await?;
+        let fail = |e| self.err("requesting a backfill", e);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        if self.read_job_in(&mut tx, id.as_str()).await?.is_none() {
+            return Err(Error::JobNotFound(id.clone()));
+        }
+        let existing: Option<RunRow> = sqlx::query_as("SELECT * FROM chime_run WHERE job_id = ? AND scheduled_for = ?")
+            .bind(id.as_str())
+            .bind(micros(at))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let existing = existing.map(RunRow::decode).transpose().map_err(|problem| Error::Store {
+            message: format!("{}: the run of {id:?} at {at} does not decode: {problem}", self.location),
+            transient: false,
+        })?;
+        let Some(run) = chime_core::backfill_run(id, at, existing.as_ref()) else { return Ok(None) };
+        match &existing {
+            Some(old) => {
+                sqlx::query(
+                    "UPDATE chime_run SET kind = 'backfill', status = 'pending', node = NULL, epoch = NULL, \
+                     started_at = NULL, finished_at = NULL, attempt = 0, error = ?, reason = NULL, output = NULL, \
+                     late_result = NULL WHERE id = ? AND status = ?",
+                )
+                .bind(run.error.as_deref())
+                .bind(run.id.to_string())
+                .bind(old.status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            }
+            None => {
+                crate::rows::insert_run(&mut *tx, &run).await.map_err(fail)?;
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        self.changed();
+        Ok(Some(run))
+    }
 }

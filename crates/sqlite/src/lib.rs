@@ -417,6 +417,10 @@ impl JobStore for SqliteStore {
         self.request(id, now, lease).await
     }
 
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        self.backfill(id, at).await
+    }
+
     async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         self.register(node, ttl, now).await
     }

@@ -540,6 +540,62 @@ pub async fn reasons_are_stored_with_their_runs(h: &Harness) {
     assert_eq!((stored.status, stored.reason), (RunStatus::Abandoned, Some(expected)));
 }
 
+/// A claim writes no second run for a scheduled time that has one (runs are
+/// unique per job and time): that time is neither run nor recorded again.
+pub async fn a_claim_skips_a_time_that_already_has_a_run(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("j", 10, 10).with_coalesce(false)).await;
+    let node: Arc<str> = Arc::from("elsewhere");
+    let mut earlier = Run::pending(id("j"), at(10), RunKind::Scheduled, &node);
+    earlier.status = RunStatus::Succeeded;
+    store.insert_run(earlier.clone()).await.unwrap();
+    let a = lease(&store, "a").await;
+    let runs: Vec<Run> = claim(&store, &a, at(20), 10).await.into_iter().flat_map(|c| c.runs).collect();
+    assert_eq!(runs.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [at(20)], "00:10 has its run already");
+    let stored = store.history(&RunQuery { job_id: Some(id("j")), ..RunQuery::default() }).await.unwrap();
+    let at_ten: Vec<_> = stored.iter().filter(|r| r.scheduled_for == at(10)).collect();
+    assert_eq!(at_ten.len(), 1, "one row per time: {stored:?}");
+    assert_eq!(at_ten[0].id, earlier.id);
+}
+
+/// A backfill queues a new run for a time with none, queues the run of a
+/// time that did not succeed again under its own id, leaves a success or a
+/// run in flight alone, and any node with the task claims what it queued.
+pub async fn backfills_queue_each_time_once(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("j", 10, 10)).await;
+    let node: Arc<str> = Arc::from("old-node");
+    let missed = Run::not_run(id("j"), at(10), RunStatus::Missed, Reason::Coalesced { into: at(20) }, &node, at(20));
+    store.insert_run(missed.clone()).await.unwrap();
+    let mut ok = Run::not_run(id("j"), at(20), RunStatus::Succeeded, Reason::Coalesced { into: at(20) }, &node, at(20));
+    ok.set_reason(None);
+    store.insert_run(ok).await.unwrap();
+
+    let again = store.request_backfill(&id("j"), at(10)).await.unwrap().expect("a missed time is backfilled");
+    assert_eq!(
+        (again.id, again.kind, again.status, again.node.as_deref()),
+        (missed.id, RunKind::Backfill, RunStatus::Pending, None)
+    );
+    assert_eq!(store.request_backfill(&id("j"), at(10)).await.unwrap(), None, "queued once: it is in flight now");
+    assert_eq!(store.request_backfill(&id("j"), at(20)).await.unwrap(), None, "a success is left alone");
+    let fresh = store.request_backfill(&id("j"), at(5)).await.unwrap().expect("a time with no run");
+    assert_eq!((fresh.kind, fresh.scheduled_for, fresh.status), (RunKind::Backfill, at(5), RunStatus::Pending));
+    assert!(store.request_backfill(&id("nope"), at(5)).await.unwrap_err().is_not_found());
+    assert_eq!(store.count_running(&id("j")).await.unwrap(), 2);
+
+    // A node claims both, oldest first, each with its original scheduled time.
+    let a = lease(&store, "a").await;
+    let claimed: Vec<Run> = claim(&store, &a, at(8), 10).await.into_iter().flat_map(|c| c.runs).collect();
+    let got: Vec<(Timestamp, RunKind)> = claimed.iter().map(|r| (r.scheduled_for, r.kind)).collect();
+    assert_eq!(got, [(at(5), RunKind::Backfill)], "only what is due by now: the 00:05 time");
+    let claimed: Vec<Run> = claim(&store, &a, at(11), 10).await.into_iter().flat_map(|c| c.runs).collect();
+    let ids: Vec<_> = claimed.iter().filter(|r| r.kind == RunKind::Backfill).map(|r| r.id).collect();
+    assert_eq!(ids, [missed.id], "the missed time's own run, under its id");
+    let stored = store.history(&RunQuery { job_id: Some(id("j")), ..RunQuery::default() }).await.unwrap();
+    let row = stored.iter().find(|r| r.id == missed.id).unwrap();
+    assert_eq!((row.kind, row.status, row.node.as_deref()), (RunKind::Backfill, RunStatus::Pending, Some("a")));
+}
+
 /// Node a claims a run and goes silent: node b's sweeper decides it once,
 /// never twice, and a's late finish is fenced out and kept.
 pub async fn an_expired_lease_is_swept_exactly_once(h: &Harness) {

@@ -102,6 +102,8 @@ macro_rules! conformance_tests {
             nodes_register_renew_and_release,
             max_instances_holds_across_nodes,
             reasons_are_stored_with_their_runs,
+            backfills_queue_each_time_once,
+            a_claim_skips_a_time_that_already_has_a_run,
             an_expired_lease_is_swept_exactly_once,
             a_swept_run_with_retries_left_is_requeued,
             request_run_is_atomic,

@@ -76,6 +76,7 @@ fn api_routes(handle: &Handle) -> Router<Handle> {
         .route("/jobs/{id}/reschedule", post(reschedule_job))
         .route("/jobs/{id}/stats", get(job_stats))
         .route("/jobs/{id}/why", get(job_why))
+        .route("/jobs/{id}/backfill", post(backfill_job))
         .route("/runs", get(list_runs))
         .route("/nodes", get(list_nodes))
         .route("/stats", get(scheduler_stats))
@@ -204,6 +205,51 @@ async fn job_why(
     let since = chime_core::why::parse_since(q.since.as_deref().unwrap_or("24h"), h.scheduler.clock().now())
         .map_err(|e| ApiError::malformed(e.to_string()))?;
     Ok(Json(h.scheduler.why(id.as_str(), since).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BackfillBody {
+    /// An RFC 3339 instant or a duration ago (`24h`, `7d`).
+    since: String,
+    until: Option<String>,
+    #[serde(default)]
+    only_missing: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// How long the server's backfill waits for a node to take a queued run.
+const BACKFILL_UNCLAIMED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Backfills a window: the times that did not succeed, oldest first, queued
+/// by a task of the server at most `max_instances` at a time; 202 with the
+/// times (200 and nothing queued for a dry run).
+async fn backfill_job(
+    State(h): State<Handle>,
+    JobIdPath(id): JobIdPath,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b: BackfillBody = body(bytes)?;
+    policy::run(&h.scheduler.get_job(id.as_str()).await?, false)?;
+    let now = h.scheduler.clock().now();
+    let instant = |name: &str, text: &str| {
+        chime_core::why::parse_since(text, now).map_err(|e| ApiError::malformed(format!("{name}: {e}")))
+    };
+    let since = instant("since", &b.since)?;
+    let until = b.until.as_deref().map(|u| instant("until", u)).transpose()?;
+    let times = h.scheduler.backfill_plan(id.as_str(), since, until, b.only_missing).await?;
+    if b.dry_run || times.is_empty() {
+        return Ok(Json(json!({"times": times, "queued": false})).into_response());
+    }
+    let s = h.scheduler.clone();
+    let plan = times.clone();
+    tokio::spawn(async move {
+        if let Err(e) = s.backfill(id.as_str(), &plan, BACKFILL_UNCLAIMED_FOR).await {
+            tracing::error!(job_id = %id, error = %e, "backfill stopped");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(json!({"times": times, "queued": true}))).into_response())
 }
 
 #[derive(Deserialize, Default)]

@@ -419,6 +419,7 @@ async fn the_openapi_document_describes_every_route() {
         "/api/v1/jobs/{id}/reschedule",
         "/api/v1/jobs/{id}/stats",
         "/api/v1/jobs/{id}/why",
+        "/api/v1/jobs/{id}/backfill",
         "/api/v1/runs",
         "/api/v1/stats",
         "/api/v1/scheduler/pause",
@@ -435,4 +436,36 @@ async fn the_openapi_document_describes_every_route() {
         let (st, v) = call(&app, method, &uri, None, None).await;
         assert!(!(st == StatusCode::NOT_FOUND && v["error"]["message"] == "no such route"), "{method} {uri}");
     }
+}
+
+#[tokio::test]
+async fn a_backfill_over_the_api_is_queued_by_the_server_and_run() {
+    let (s, _clock) = scheduler();
+    // Every hour from 21:00 yesterday: 22:00, 23:00 and 00:00 never ran.
+    let mut job = Job::new("hourly", "noop", Trigger::every("1h").unwrap()).unwrap();
+    job.trigger.resolve("2025-12-31T21:00:00Z".parse().unwrap(), s.timezone());
+    job.state.next_run_at = Some("2026-01-01T01:00:00Z".parse().unwrap());
+    s.store().add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
+    s.start().unwrap();
+    let app = chime_web::router(chime_web::Handle::new(s.clone()));
+    let body = json!({"since": "2025-12-31T21:30:00Z", "dry_run": true});
+    let (st, plan) = call(&app, "POST", "/api/v1/jobs/hourly/backfill", Some(body), None).await;
+    assert_eq!(st, StatusCode::OK, "{plan}");
+    assert_eq!(plan["times"], json!(["2025-12-31T22:00:00Z", "2025-12-31T23:00:00Z", "2026-01-01T00:00:00Z"]));
+    let (_, runs) = call(&app, "GET", "/api/v1/runs?job=hourly", None, None).await;
+    assert_eq!(runs, json!([]), "a dry run queues nothing");
+
+    let body = json!({"since": "2025-12-31T21:30:00Z", "until": "2025-12-31T23:30:00Z"});
+    let (st, plan) = call(&app, "POST", "/api/v1/jobs/hourly/backfill", Some(body), None).await;
+    assert_eq!((st, plan["queued"].clone()), (StatusCode::ACCEPTED, json!(true)), "{plan}");
+    assert_eq!(plan["times"].as_array().unwrap().len(), 2, "--until bounds it");
+    chime_testkit::wait_for_async("the two backfill runs to succeed", std::time::Duration::from_secs(10), || async {
+        let (_, runs) = call(&app, "GET", "/api/v1/runs?job=hourly&status=succeeded", None, None).await;
+        runs.as_array().unwrap().iter().filter(|r| r["kind"] == "backfill").count() == 2
+    })
+    .await;
+    let (_, runs) = call(&app, "GET", "/api/v1/runs?job=hourly", None, None).await;
+    let times: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["scheduled_for"].as_str().unwrap()).collect();
+    assert_eq!(times, ["2025-12-31T23:00:00Z", "2025-12-31T22:00:00Z"], "their original times");
+    s.shutdown(chime_core::ShutdownMode::Cancel).await;
 }

@@ -78,6 +78,10 @@ impl JobStore for Unplugged {
         self.check()?;
         self.inner.request_run(id, now, lease).await
     }
+    async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
+        self.check()?;
+        self.inner.request_backfill(id, at).await
+    }
     async fn count_running(&self, id: &JobId) -> Result<u32> {
         self.check()?;
         self.inner.count_running(id).await

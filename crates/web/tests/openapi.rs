@@ -245,6 +245,9 @@ async fn every_route_answers_as_the_document_says() {
     api.call("GET", "/api/v1/jobs/{id}/stats", "/api/v1/jobs/ping/stats", None, &[]).await;
     let (_, why) = api.call("GET", "/api/v1/jobs/{id}/why", "/api/v1/jobs/ping/why?since=1h", None, &[]).await;
     assert!(why["answer"].as_str().unwrap().contains("succeeded"), "the run by hand was explained: {why}");
+    let dry = json!({"since": "1h", "dry_run": true});
+    let (st, plan) = api.call("POST", "/api/v1/jobs/{id}/backfill", "/api/v1/jobs/ping/backfill", Some(dry), &[]).await;
+    assert_eq!((st, &plan["queued"]), (StatusCode::OK, &json!(false)), "{plan}");
     api.call("GET", "/api/v1/stats", "/api/v1/stats", None, &[]).await;
     let (_, nodes) = api.call("GET", "/api/v1/nodes", "/api/v1/nodes", None, &[]).await;
     assert_eq!(nodes[0]["this_node"], true, "a registered node was checked: {nodes}");
@@ -269,6 +272,22 @@ async fn every_route_answers_as_the_document_says() {
             StatusCode::BAD_REQUEST,
         ),
         ("GET", "/api/v1/jobs/{id}/why", "/api/v1/jobs/nope/why", None, vec![], StatusCode::NOT_FOUND),
+        (
+            "POST",
+            "/api/v1/jobs/{id}/backfill",
+            "/api/v1/jobs/deploy/backfill",
+            Some(json!({"until": "1h"})),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/api/v1/jobs/{id}/backfill",
+            "/api/v1/jobs/deploy/backfill",
+            Some(json!({"since": "soon"})),
+            vec![],
+            StatusCode::BAD_REQUEST,
+        ),
         ("GET", "/api/v1/jobs", "/api/v1/jobs?limit=5000", None, vec![], StatusCode::BAD_REQUEST),
         ("GET", "/api/v1/runs", "/api/v1/runs?offset=9223372036854775808", None, vec![], StatusCode::BAD_REQUEST),
         (

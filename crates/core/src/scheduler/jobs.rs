@@ -6,13 +6,14 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{RemoveMode, Scheduler, SchedulerState};
+use crate::clock::later;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::id::JobId;
 use crate::job::{Job, JobOptions};
 use crate::reason::CancelledBy;
 use crate::run::{JobStats, Run, RunQuery};
-use crate::status::RunStatus;
+use crate::status::{RunKind, RunStatus};
 use crate::store::{ConflictPolicy, JobFilter};
 use crate::trigger::Trigger;
 
@@ -304,6 +305,111 @@ impl Scheduler {
             since,
             now,
         }))
+    }
+
+    /// The scheduled times of a job from `since` to `until` (default now)
+    /// that a backfill would run, oldest first: those with no successful run
+    /// (none, or one that failed, was missed, skipped, abandoned or
+    /// cancelled), or with `only_missing` only those that never ran (no run,
+    /// missed or skipped). Runs by hand are not scheduled times.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`]; [`Error::Invalid`] for a window that is
+    /// reversed, in the future, or holds more than
+    /// [`crate::why::MAX_WHY_TIMES`] scheduled times; a store error.
+    pub async fn backfill_plan(
+        &self,
+        id: &str,
+        since: Timestamp,
+        until: Option<Timestamp>,
+        only_missing: bool,
+    ) -> Result<Vec<Timestamp>> {
+        use crate::why::Outcome;
+        let until = until.unwrap_or_else(|| self.inner.clock.now());
+        if until < since {
+            return Err(Error::invalid(format!("--until {until} is before --since {since}")));
+        }
+        let why = self.why(id, since).await?;
+        if why.unlisted > 0 {
+            return Err(Error::invalid(format!(
+                "the window from {since} holds more than {} scheduled times of {id:?}: backfill it in parts (--since/--until)",
+                crate::why::MAX_WHY_TIMES
+            )));
+        }
+        Ok(why
+            .times
+            .iter()
+            .filter(|t| t.scheduled_for <= until && t.run.as_ref().is_none_or(|r| r.kind != RunKind::Manual))
+            .filter(|t| match t.outcome {
+                Outcome::Succeeded | Outcome::Running | Outcome::Pending | Outcome::Due | Outcome::NotYetDue => false,
+                Outcome::Failed | Outcome::TimedOut | Outcome::Abandoned | Outcome::Cancelled => !only_missing,
+                _ => true,
+            })
+            .map(|t| t.scheduled_for)
+            .collect())
+    }
+
+    /// Backfills `times` of a job, oldest first: each is queued as a
+    /// `backfill` run carrying its original scheduled time (a time whose run
+    /// did not succeed is queued again under that run's id, so a task's
+    /// idempotency key is the missed time's), for any node with the task to
+    /// take; the next is queued only while fewer than `max_instances` runs of
+    /// the job are in flight. Returns the runs queued, once all are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::JobNotFound`]; [`Error::Invalid`] when a queued run waits
+    /// longer than `unclaimed_for` for a node (no server with the task is
+    /// running); a store error.
+    pub async fn backfill(
+        &self,
+        id: &str,
+        times: &[Timestamp],
+        unclaimed_for: std::time::Duration,
+    ) -> Result<Vec<Run>> {
+        let job = self.get_job(id).await?;
+        let store = &self.inner.store;
+        let mut changes = store.changes();
+        let mut queued: Vec<Run> = Vec::with_capacity(times.len());
+        let mut times: Vec<Timestamp> = times.to_vec();
+        times.sort();
+        for at in times {
+            let waited = std::time::Instant::now();
+            while store.count_running(&job.id).await? >= job.options.max_instances {
+                // A queued run no node takes: say so rather than wait forever.
+                if waited.elapsed() > unclaimed_for
+                    && let Some(last) = queued.last()
+                {
+                    let q = RunQuery {
+                        job_id: Some(job.id.clone()),
+                        since: Some(last.scheduled_for),
+                        until: Some(later(last.scheduled_for, SignedDuration::from_micros(1))),
+                        ..RunQuery::default()
+                    };
+                    let unclaimed = store.history(&q).await?.iter().any(|r| r.id == last.id && r.node.is_none());
+                    if unclaimed {
+                        return Err(Error::invalid(format!(
+                            "backfill run {} of {id:?} has waited {}s for a node with task {:?}: is chime serve running? ({} of {} times queued)",
+                            last.id,
+                            unclaimed_for.as_secs(),
+                            job.task,
+                            queued.len(),
+                            queued.len() + 1
+                        )));
+                    }
+                }
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                }
+            }
+            if let Some(run) = store.request_backfill(&job.id, at).await? {
+                tracing::info!(job_id = %job.id, run_id = %run.id, scheduled_for = %at, "backfill queued");
+                queued.push(run);
+            }
+        }
+        Ok(queued)
     }
 
     /// Run history, newest first.
