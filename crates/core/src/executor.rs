@@ -177,6 +177,12 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
     };
     let args = Arc::new(job.args.clone());
     let retry = job.options.retry.clone();
+    // A run an alert asked for tells its task which alert (and keeps saying
+    // so in its record, whatever the outcome).
+    let alert = match &run.reason {
+        Some(Reason::Alert(notice)) => Some(Arc::new(notice.clone())),
+        _ => None,
+    };
 
     run.started_at = Some(clock.now());
     loop {
@@ -201,6 +207,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
             attempt: run.attempt,
             args: Arc::clone(&args),
             cancel: token.child_token(),
+            alert: alert.clone(),
             output: Arc::clone(&output),
         };
         let outcome = attempt(inner, &handler, ctx, job.options.timeout, token).await;
@@ -325,12 +332,21 @@ enum Ended {
 }
 
 impl Ended {
-    /// Writes the error text and reason into `run`.
+    /// Writes the error text and reason into `run`. The reason a run was
+    /// asked for by an alert stays, unless chime decided its end.
     fn apply(self, run: &mut Run) {
+        let keep = matches!(run.reason, Some(Reason::Alert(_)));
         match self {
-            Ended::Ok => run.set_reason(None),
+            Ended::Ok => {
+                run.error = None;
+                if !keep {
+                    run.reason = None;
+                }
+            }
             Ended::Error(e) => {
-                run.reason = None;
+                if !keep {
+                    run.reason = None;
+                }
                 run.error = Some(cap_error(e));
             }
             Ended::Reason(reason) => run.set_reason(Some(reason)),

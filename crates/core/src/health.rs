@@ -119,6 +119,15 @@ pub fn job_alert(job: &Job, runs: &[Run], now: Timestamp) -> Option<Alert> {
     })
 }
 
+/// The episode an alert belongs to, for notifying it once: the end of the
+/// job's newest success before it (`last_success`), or the Unix epoch for a
+/// job that never succeeded. It stays the same however long the alert lasts
+/// and however many more failures it counts, and changes only once the job
+/// succeeds again: the next alert is a new episode.
+pub fn alert_episode(last_success: Option<Timestamp>) -> Timestamp {
+    last_success.unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 /// [`job_alert`] with the runs read from `store`: none for a job without an
 /// alert option (nor a paused or finished one), otherwise at most three
 /// queries of a few runs each (the newest runs that succeeded or failed, up

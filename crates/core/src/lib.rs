@@ -109,7 +109,7 @@ pub use crate::clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use crate::duration::{IntoDuration, format_duration, parse_duration};
 pub use crate::error::{Error, Result};
 pub use crate::event::Event;
-pub use crate::health::{Alert, alerts_of, check_job, job_alert};
+pub use crate::health::{Alert, alert_episode, alerts_of, check_job, job_alert};
 pub use crate::id::{InvalidId, JobId, MAX_JOB_ID_LEN, RunId};
 pub use crate::job::{Job, JobOptions, JobState, RetryPolicy};
 pub use crate::limits::{
@@ -122,7 +122,7 @@ pub use crate::node::{
     default_node_id, host_name, requested_run, sweep_run,
 };
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
-pub use crate::reason::{CancelledBy, Reason, Stage};
+pub use crate::reason::{AlertNotice, CancelledBy, Reason, Stage};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};
 pub use crate::scheduler::{
     JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,

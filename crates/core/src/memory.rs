@@ -64,6 +64,8 @@ struct Inner {
     nodes: BTreeMap<Arc<str>, NodeRow>,
     /// The last epoch granted.
     epoch: u64,
+    /// The alert episode each job last notified (`notify_alert`); gone with the job.
+    notified: FoldMap<JobId, Timestamp>,
 }
 
 #[derive(Debug)]
@@ -288,7 +290,10 @@ impl JobStore for MemoryStore {
     }
 
     async fn remove_job(&self, id: &JobId) -> Result<Job> {
-        let job = self.lock().take(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        let mut inner = self.lock();
+        let job = inner.take(id).ok_or_else(|| Error::JobNotFound(id.clone()))?;
+        inner.notified.remove(id);
+        drop(inner);
         self.changed();
         Ok(job)
     }
@@ -445,6 +450,23 @@ impl JobStore for MemoryStore {
         };
         self.changed();
         Ok(Some(run))
+    }
+
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, mut hook: Run) -> Result<bool> {
+        {
+            let mut inner = self.lock();
+            if !inner.jobs.contains_key(job) {
+                return Err(Error::JobNotFound(job.clone()));
+            }
+            if inner.notified.get(job) == Some(&episode) {
+                return Ok(false);
+            }
+            inner.notified.insert(job.clone(), episode);
+            hook.scheduled_for = free_time(&inner, &hook.job_id, hook.scheduled_for);
+            inner.record(hook, self.history_limit);
+        }
+        self.changed();
+        Ok(true)
     }
 
     async fn count_running(&self, id: &JobId) -> Result<u32> {

@@ -21,7 +21,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::format_duration;
-use crate::id::RunId;
+use crate::id::{JobId, RunId};
 
 /// Why a run was decided the way it was.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +85,29 @@ pub enum Reason {
         #[serde(with = "crate::duration::text")]
         after: SignedDuration,
     },
+    /// The run was asked for by another job's alert: this job is that
+    /// job's `on_alert` hook, and the notice is what its task is told.
+    Alert(AlertNotice),
     /// A code this version of chime does not know.
     #[serde(other)]
     Unknown,
+}
+
+/// What an `on_alert` hook is told: which job is in alert, why, since when.
+/// Its task reads it from [`crate::JobContext::alert`]; a `command` gets it
+/// as `CHIME_ALERT_JOB`, `CHIME_ALERT_REASON`, `CHIME_ALERT_ERROR`,
+/// `CHIME_ALERT_SINCE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertNotice {
+    /// The job in alert.
+    pub job_id: JobId,
+    /// Why, in words (the alert's reason).
+    pub reason: String,
+    /// The error of its newest failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When the alert began.
+    pub since: Timestamp,
 }
 
 /// Who or what cancelled a run.
@@ -128,7 +148,7 @@ pub enum Stage {
 
 impl Reason {
     /// The stable code: `past_grace`, `coalesced`, `backlog`,
-    /// `max_instances`, `lease_expired`, `cancelled`, `timed_out`.
+    /// `max_instances`, `lease_expired`, `cancelled`, `timed_out`, `alert`.
     pub fn code(&self) -> &'static str {
         match self {
             Reason::PastGrace { .. } => "past_grace",
@@ -138,6 +158,7 @@ impl Reason {
             Reason::LeaseExpired { .. } => "lease_expired",
             Reason::Cancelled { .. } => "cancelled",
             Reason::TimedOut { .. } => "timed_out",
+            Reason::Alert(_) => "alert",
             Reason::Unknown => "unknown",
         }
     }
@@ -205,6 +226,7 @@ impl fmt::Display for Reason {
                 write!(f, "{when}: {by}")
             }
             Reason::TimedOut { after } => write!(f, "timed out after {}", format_duration(*after)),
+            Reason::Alert(notice) => write!(f, "on_alert of job {}: {}", notice.job_id, notice.reason),
             Reason::Unknown => f.write_str("a reason this version of chime does not know"),
         }
     }
@@ -233,6 +255,12 @@ mod tests {
             Reason::LeaseExpired { node: "web-1".into(), started: true, requeued: false },
             Reason::Cancelled { by: CancelledBy::Shutdown, stage: Stage::Running },
             Reason::TimedOut { after: SignedDuration::from_mins(5) },
+            Reason::Alert(AlertNotice {
+                job_id: JobId::new("backup").unwrap(),
+                reason: "3 consecutive failures".into(),
+                last_error: Some("disk full".into()),
+                since: ts("2026-01-01T03:00:00Z"),
+            }),
         ]
     }
 
@@ -259,6 +287,7 @@ mod tests {
         assert_eq!(words[4], "its node web-1 stopped renewing its lease while the run was running");
         assert_eq!(words[5], "cancelled while running: the scheduler shut down");
         assert_eq!(words[6], "timed out after 5m");
+        assert_eq!(words[7], "on_alert of job backup: 3 consecutive failures");
     }
 
     #[test]

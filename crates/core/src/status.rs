@@ -102,6 +102,8 @@ pub enum RunKind {
     /// A backfill: one scheduled time of the past that had no successful
     /// run, run late on purpose with its original scheduled time.
     Backfill,
+    /// Another job's alert asked for it: this job is its `on_alert` hook.
+    Alert,
 }
 
 impl RunKind {
@@ -111,6 +113,7 @@ impl RunKind {
             RunKind::Scheduled => "scheduled",
             RunKind::Manual => "manual",
             RunKind::Backfill => "backfill",
+            RunKind::Alert => "alert",
         }
     }
 }
@@ -119,10 +122,10 @@ impl FromStr for RunKind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<RunKind, String> {
-        [RunKind::Scheduled, RunKind::Manual, RunKind::Backfill]
+        [RunKind::Scheduled, RunKind::Manual, RunKind::Backfill, RunKind::Alert]
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown run kind {s:?} (expected scheduled, manual or backfill)"))
+            .ok_or_else(|| format!("unknown run kind {s:?} (expected scheduled, manual, backfill or alert)"))
     }
 }
 

@@ -125,6 +125,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// succeeded or is in flight. A paused job can be backfilled.
     async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>>;
 
+    /// Notifies an alert once: records that `job`'s alert `episode` (see
+    /// [`crate::alert_episode`]) is notified and queues `hook`, a pending
+    /// run of the `on_alert` job held by no node, as one atomic step; a
+    /// time the hook's job already has a run for takes the next free
+    /// microsecond. `false`, and nothing queued, when that episode of `job`
+    /// was notified already (by this node or any other, before a restart or
+    /// after).
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool>;
+
     /// How many of a job's runs are pending or running.
     async fn count_running(&self, id: &JobId) -> Result<u32>;
 

@@ -39,6 +39,9 @@ pub struct JobContext {
     /// cancellation, or the scheduler shuts down cancelling runs. A task that
     /// ignores it is aborted at its next `.await` after a grace period.
     pub cancel: CancellationToken,
+    /// For a run an alert asked for (this job is another's `on_alert`
+    /// hook): which job is in alert, why, since when.
+    pub alert: Option<Arc<crate::reason::AlertNotice>>,
     /// Where `set_output` leaves its text for the run record.
     pub(crate) output: Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -63,8 +66,16 @@ impl JobContext {
             attempt: 1,
             args: Arc::new(args),
             cancel: CancellationToken::new(),
+            alert: None,
             output: Arc::default(),
         }
+    }
+
+    /// The same context, as a run asked for by an alert would have it: for
+    /// testing an `on_alert` hook's task.
+    pub fn with_alert(mut self, notice: crate::reason::AlertNotice) -> JobContext {
+        self.alert = Some(Arc::new(notice));
+        self
     }
 
     /// What [`set_output`](JobContext::set_output) last recorded.

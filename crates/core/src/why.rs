@@ -324,6 +324,7 @@ fn from_run(run: &Run, by_id: &BTreeMap<RunId, &Run>, now: Timestamp) -> WhyTime
         RunKind::Scheduled => "",
         RunKind::Manual => " (run by hand)",
         RunKind::Backfill => " (backfill)",
+        RunKind::Alert => " (asked for by an alert)",
     };
     let first_line = |e: &Option<String>| e.as_deref().and_then(|e| e.lines().next()).unwrap_or("").to_owned();
     let (outcome, words) = match run.status {

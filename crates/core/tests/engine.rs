@@ -1262,3 +1262,75 @@ async fn a_backfill_runs_the_gaps_oldest_first_with_their_scheduled_times_within
     );
     assert!(h.scheduler.backfill_plan("hourly", at("00:30:00"), None, false).await.unwrap().is_empty(), "nothing left");
 }
+
+#[tokio::test]
+async fn an_alert_runs_its_on_alert_job_once_with_the_alert_and_again_only_after_a_success() {
+    let notices: Arc<Mutex<Vec<chime_core::AlertNotice>>> = Arc::default();
+    let seen = Arc::clone(&notices);
+    let mut h = Harness::with_tasks(
+        move |tasks| {
+            tasks.register("notify", move |ctx: JobContext| {
+                seen.lock().unwrap().extend(ctx.alert.as_deref().cloned());
+                async { Ok::<_, std::io::Error>(()) }
+            });
+        },
+        |b| b,
+    );
+    h.fails_left.store(4, Ordering::SeqCst);
+    let flaky = Job::new("flaky", "flaky", Trigger::every("10m").unwrap())
+        .unwrap()
+        .with_alert_on_failures(2)
+        .with_on_alert("pager")
+        .unwrap();
+    h.add(flaky).await;
+    h.add(Job::new("pager", "notify", Trigger::at(at("23:00:00"))).unwrap()).await;
+    h.scheduler.start().unwrap();
+    let failure = |e: &Event| matches!(e, Event::RunFailed { job_id, .. } if job_id.as_str() == "flaky");
+    let hook_ran = |e: &Event| matches!(e, Event::RunSucceeded { job_id, .. } if job_id.as_str() == "pager");
+    for t in ["00:10:00", "00:20:00"] {
+        h.clock.set(at(t));
+        h.wait_for(&format!("the {t} failure"), failure).await;
+    }
+    // The loop looks for alerts once a minute: the hook runs within one.
+    h.clock.set(at("00:21:00"));
+    h.wait_for("the pager run", hook_ran).await;
+    {
+        let notices = notices.lock().unwrap();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].job_id.as_str(), "flaky");
+        assert!(notices[0].reason.starts_with("2 consecutive failures (alert_on_failures 2)"), "{:?}", notices[0]);
+        assert_eq!(notices[0].last_error.as_deref(), Some("attempt 1 failed"));
+    }
+    // Two more failures and minutes of checks: the same alert, no second notice.
+    for t in ["00:30:00", "00:40:00"] {
+        h.clock.set(at(t));
+        h.wait_for(&format!("the {t} failure"), failure).await;
+    }
+    for minute in 41..46 {
+        h.clock.set(at(&format!("00:{minute}:00")));
+        let next = at(&format!("00:{}:00", minute + 1));
+        h.clock.wait_for_sleep_until("the loop, after its alert check", next).await;
+    }
+    assert_eq!(notices.lock().unwrap().len(), 1, "one notice per alert, not per check");
+    let pager =
+        h.scheduler.history(&RunQuery { job_id: Some("pager".parse_id()), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(pager.len(), 1);
+    assert_eq!(pager[0].kind, RunKind::Alert);
+    assert!(
+        matches!(&pager[0].reason, Some(Reason::Alert(n)) if n.job_id.as_str() == "flaky"),
+        "{:?}",
+        pager[0].reason
+    );
+
+    // A success ends the alert; two new failures are a new alert, notified again.
+    h.clock.set(at("00:50:00"));
+    h.wait_for("the success", |e| matches!(e, Event::RunSucceeded { job_id, .. } if job_id.as_str() == "flaky")).await;
+    h.fails_left.store(2, Ordering::SeqCst);
+    for t in ["01:00:00", "01:10:00"] {
+        h.clock.set(at(t));
+        h.wait_for(&format!("the {t} failure"), failure).await;
+    }
+    h.clock.set(at("01:11:00"));
+    h.wait_for("the second pager run", hook_ran).await;
+    assert_eq!(notices.lock().unwrap().len(), 2);
+}

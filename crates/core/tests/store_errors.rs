@@ -72,6 +72,9 @@ impl JobStore for FailingStore {
     async fn request_run(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
         self.inner.request_run(id, now, lease).await
     }
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool> {
+        self.inner.notify_alert(job, episode, hook).await
+    }
     async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
         self.inner.request_backfill(id, at).await
     }

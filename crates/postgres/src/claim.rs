@@ -298,6 +298,44 @@ impl PostgresStore {
         Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.shown), transient: true })
     }
 
+    /// An alert's notification, in one transaction: the job's episode
+    /// marked (unless it was already), the hook's run queued.
+    pub(crate) async fn notify_alert_once(&self, job: &JobId, episode: Timestamp, mut hook: Run) -> Result<bool> {
+        let fail = |e| self.err("notifying an alert", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let marked = sqlx::query(
+            "UPDATE chime_job SET alert_notified = $1 WHERE id = $2 AND alert_notified IS DISTINCT FROM $1",
+        )
+        .bind(micros(episode))
+        .bind(job.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?
+        .rows_affected();
+        if marked == 0 {
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM chime_job WHERE id = $1")
+                .bind(job.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            return if exists.is_some() { Ok(false) } else { Err(Error::JobNotFound(job.clone())) };
+        }
+        for _ in 0..1000 {
+            if insert_run(&mut *tx, &hook).await.map_err(fail)? == 1 {
+                self.notify(&mut *tx).await?;
+                tx.commit().await.map_err(fail)?;
+                return Ok(true);
+            }
+            hook.scheduled_for = hook.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
+                Error::Store { message: format!("{}: no free time for a run", self.shown), transient: false }
+            })?;
+        }
+        Err(Error::Store {
+            message: format!("{}: no free time for the on_alert run of {job:?}", self.shown),
+            transient: true,
+        })
+    }
+
     /// A backfill of `at`, in one transaction under the job's row lock: read
     /// the job's run for that time, decide with `backfill_run`, queue it.
     pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {

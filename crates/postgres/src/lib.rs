@@ -472,6 +472,10 @@ impl JobStore for PostgresStore {
         self.backfill(id, at).await
     }
 
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool> {
+        self.notify_alert_once(job, episode, hook).await
+    }
+
     async fn count_running(&self, id: &JobId) -> Result<u32> {
         self.run_writes.flush().await?;
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(

@@ -282,6 +282,42 @@ impl SqliteStore {
         Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.location), transient: true })
     }
 
+    /// An alert's notification, in one write transaction: the job's episode
+    /// marked (unless it was already), the hook's run queued.
+    pub(crate) async fn notify(&self, job: &JobId, episode: Timestamp, mut hook: Run) -> Result<bool> {
+        let fail = |e| self.err("notifying an alert", e);
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let marked = sqlx::query(
+            "UPDATE chime_job SET alert_notified = ?1 WHERE id = ?2 AND (alert_notified IS NULL OR alert_notified <> ?1)",
+        )
+        .bind(micros(episode))
+        .bind(job.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?
+        .rows_affected();
+        if marked == 0 {
+            return match self.read_job_in(&mut tx, job.as_str()).await? {
+                Some(_) => Ok(false),
+                None => Err(Error::JobNotFound(job.clone())),
+            };
+        }
+        for _ in 0..1000 {
+            if crate::rows::insert_run(&mut *tx, &hook).await.map_err(fail)? == 1 {
+                tx.commit().await.map_err(fail)?;
+                self.changed();
+                return Ok(true);
+            }
+            hook.scheduled_for = hook.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
+                Error::Store { message: format!("{}: no free time for a run", self.location), transient: false }
+            })?;
+        }
+        Err(Error::Store {
+            message: format!("{}: no free time for the on_alert run of {job:?}", self.location),
+            transient: true,
+        })
+    }
+
     /// A backfill of `at`, in one write transaction: read the job's run for
     /// that time, decide with `backfill_run`, queue it.
     pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {

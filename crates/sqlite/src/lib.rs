@@ -421,6 +421,10 @@ impl JobStore for SqliteStore {
         self.backfill(id, at).await
     }
 
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool> {
+        self.notify(job, episode, hook).await
+    }
+
     async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         self.register(node, ttl, now).await
     }

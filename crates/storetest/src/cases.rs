@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chime_core::{
-    Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, Reason, RetryPolicy,
-    Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
+    AlertNotice, Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, Reason,
+    RetryPolicy, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -556,6 +556,45 @@ pub async fn a_claim_skips_a_time_that_already_has_a_run(h: &Harness) {
     let at_ten: Vec<_> = stored.iter().filter(|r| r.scheduled_for == at(10)).collect();
     assert_eq!(at_ten.len(), 1, "one row per time: {stored:?}");
     assert_eq!(at_ten[0].id, earlier.id);
+}
+
+/// An alert is notified once per episode: the episode is marked and the
+/// hook's run queued together; the same episode again queues nothing, a new
+/// one queues again, and the mark goes with the job.
+pub async fn an_alert_is_notified_once_per_episode(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("backup", 10, 10)).await;
+    add(&store, job("hook", 60 * 24, 60 * 24)).await;
+    let notice =
+        AlertNotice { job_id: id("backup"), reason: "2 consecutive failures".into(), last_error: None, since: at(30) };
+    let hook = |now: Timestamp| {
+        Run { kind: RunKind::Alert, ..Run::requested(id("hook"), now) }.with_reason(Reason::Alert(notice.clone()))
+    };
+    let hook_runs =
+        || async { store.history(&RunQuery { job_id: Some(id("hook")), ..RunQuery::default() }).await.unwrap() };
+    assert!(store.notify_alert(&id("backup"), at(5), hook(at(31))).await.unwrap(), "the first notice of the episode");
+    let backup = id("backup");
+    let (second, third) = tokio::join!(
+        store.notify_alert(&backup, at(5), hook(at(32))),
+        store.notify_alert(&backup, at(5), hook(at(33)))
+    );
+    assert!(!second.unwrap() && !third.unwrap(), "the same episode, from two nodes at once: nothing more");
+    let runs = hook_runs().await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].kind, runs[0].status, runs[0].node.as_deref()), (RunKind::Alert, RunStatus::Pending, None));
+    assert_eq!(runs[0].reason, Some(Reason::Alert(notice.clone())));
+
+    // A new episode (the job succeeded in between), at a time the hook already has a run for.
+    assert!(store.notify_alert(&id("backup"), at(40), hook(at(31))).await.unwrap());
+    let runs = hook_runs().await;
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].scheduled_for, at(31) + SignedDuration::from_micros(1), "the next free microsecond");
+    assert!(store.notify_alert(&id("nope"), at(5), hook(at(50))).await.unwrap_err().is_not_found());
+
+    // The mark is the job's: removed and added again, the job notifies again.
+    store.remove_job(&id("backup")).await.unwrap();
+    add(&store, job("backup", 10, 10)).await;
+    assert!(store.notify_alert(&id("backup"), at(40), hook(at(60))).await.unwrap());
 }
 
 /// A backfill queues a new run for a time with none, queues the run of a

@@ -26,7 +26,9 @@ pub struct CommandSpec {
     #[serde(default)]
     pub shell: bool,
     /// Environment variables set for the program, beside the server's own
-    /// and `CHIME_JOB_ID`, `CHIME_RUN_ID`, `CHIME_SCHEDULED_FOR`, `CHIME_ATTEMPT`.
+    /// and `CHIME_JOB_ID`, `CHIME_RUN_ID`, `CHIME_SCHEDULED_FOR`, `CHIME_ATTEMPT`
+    /// (and, for a run an alert asked for, `CHIME_ALERT_JOB`,
+    /// `CHIME_ALERT_REASON`, `CHIME_ALERT_ERROR`, `CHIME_ALERT_SINCE`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// The directory to run in (the server's own when absent).
@@ -56,6 +58,14 @@ pub(crate) async fn run_command(ctx: JobContext) -> Result<(), TaskError> {
         .kill_on_drop(true);
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
+    }
+    // An on_alert hook is told which alert; a NUL cannot be in a variable.
+    if let Some(alert) = &ctx.alert {
+        let clean = |text: &str| text.replace('\0', "");
+        cmd.env("CHIME_ALERT_JOB", alert.job_id.as_str())
+            .env("CHIME_ALERT_REASON", clean(&alert.reason))
+            .env("CHIME_ALERT_ERROR", clean(alert.last_error.as_deref().unwrap_or("")))
+            .env("CHIME_ALERT_SINCE", alert.since.to_string());
     }
     let child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let output = child.wait_with_output().await.map_err(|e| format!("waiting for {program:?}: {e}"))?;
@@ -97,6 +107,23 @@ mod tests {
 
     fn ctx(args: serde_json::Value) -> JobContext {
         JobContext::new(JobId::new("cmd").unwrap(), args)
+    }
+
+    #[tokio::test]
+    async fn an_alert_hook_is_told_the_alert_in_its_environment() {
+        let notice = chime_core::AlertNotice {
+            job_id: JobId::new("backup").unwrap(),
+            reason: "3 consecutive failures".into(),
+            last_error: Some("disk\0 full".into()),
+            since: "2026-01-01T03:00:00Z".parse().unwrap(),
+        };
+        let script = "echo \"$CHIME_ALERT_JOB|$CHIME_ALERT_REASON|$CHIME_ALERT_ERROR|$CHIME_ALERT_SINCE\"";
+        let c = ctx(serde_json::json!({"argv": ["sh", "-c", script]})).with_alert(notice);
+        run_command(c.clone()).await.unwrap();
+        assert_eq!(c.output().as_deref(), Some("backup|3 consecutive failures|disk full|2026-01-01T03:00:00Z"));
+        let plain = ctx(serde_json::json!({"argv": ["sh", "-c", "echo \"[${CHIME_ALERT_JOB-unset}]\""]}));
+        run_command(plain.clone()).await.unwrap();
+        assert_eq!(plain.output().as_deref(), Some("[unset]"), "no alert, no variables");
     }
 
     #[test]

@@ -85,7 +85,9 @@ pub struct HttpSpec {
     /// connection headers are the client's own and refused here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// The request body, sent as is.
+    /// The request body, sent as is. Without one, a run an alert asked for
+    /// (an `on_alert` hook) sends `{"alert": {"job_id", "reason",
+    /// "last_error", "since"}}` as `application/json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// A PEM file of extra certificate authorities to trust for https, beside
@@ -368,7 +370,14 @@ fn scrub(text: &str, secrets: &[String]) -> String {
 
 /// The http task: see [`HttpSpec`].
 pub(crate) async fn run_http(ctx: JobContext, options: Arc<Options>) -> Result<(), TaskError> {
-    let spec: HttpSpec = ctx.args()?;
+    let mut spec: HttpSpec = ctx.args()?;
+    // An on_alert hook with no body of its own sends the alert as JSON.
+    if let (None, Some(alert)) = (&spec.body, &ctx.alert) {
+        spec.body = Some(serde_json::json!({ "alert": **alert }).to_string());
+        if !spec.headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+            spec.headers.insert("Content-Type".to_owned(), "application/json".to_owned());
+        }
+    }
     validate(&spec)?;
     let url = parse_url(&spec.url)?;
     let secrets = secrets_of(&spec.headers, &url);

@@ -78,6 +78,10 @@ impl JobStore for Unplugged {
         self.check()?;
         self.inner.request_run(id, now, lease).await
     }
+    async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool> {
+        self.check()?;
+        self.inner.notify_alert(job, episode, hook).await
+    }
     async fn request_backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
         self.check()?;
         self.inner.request_backfill(id, at).await

@@ -36,6 +36,7 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
     let mut state = inner.state.subscribe();
     let mut leases = inner.keeper.watch();
     let mut next_prune = inner.clock.now();
+    let mut next_alert_check = inner.clock.now();
     loop {
         let current = *state.borrow_and_update();
         match current {
@@ -66,6 +67,10 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
                 Ok(n) => tracing::debug!(deleted = n, "pruned run history"),
                 Err(e) => inner.events.store_error("pruning run history", &e),
             }
+        }
+        if now >= next_alert_check {
+            next_alert_check = later(now, super::alerts::ALERT_EVERY);
+            super::alerts::notify_logged(&inner, now).await;
         }
         let request = ClaimRequest {
             now,
@@ -104,7 +109,7 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
                 Some(later(now, STORE_RETRY))
             }
         };
-        let cap = later(now, MAX_SLEEP);
+        let cap = later(now, MAX_SLEEP).min(next_alert_check);
         let wake_at = next.map_or(cap, |n| n.min(cap));
         if wake_at <= now {
             continue;

@@ -311,7 +311,7 @@ impl Scheduler {
     /// that a backfill would run, oldest first: those with no successful run
     /// (none, or one that failed, was missed, skipped, abandoned or
     /// cancelled), or with `only_missing` only those that never ran (no run,
-    /// missed or skipped). Runs by hand are not scheduled times.
+    /// missed or skipped). Runs by hand or for an alert are not scheduled times.
     ///
     /// # Errors
     ///
@@ -340,7 +340,10 @@ impl Scheduler {
         Ok(why
             .times
             .iter()
-            .filter(|t| t.scheduled_for <= until && t.run.as_ref().is_none_or(|r| r.kind != RunKind::Manual))
+            .filter(|t| {
+                t.scheduled_for <= until
+                    && t.run.as_ref().is_none_or(|r| matches!(r.kind, RunKind::Scheduled | RunKind::Backfill))
+            })
             .filter(|t| match t.outcome {
                 Outcome::Succeeded | Outcome::Running | Outcome::Pending | Outcome::Due | Outcome::NotYetDue => false,
                 Outcome::Failed | Outcome::TimedOut | Outcome::Abandoned | Outcome::Cancelled => !only_missing,

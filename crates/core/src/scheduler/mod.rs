@@ -20,6 +20,7 @@ use crate::store::JobStore;
 use crate::task::TaskRegistry;
 use crate::trigger::Zone;
 
+mod alerts;
 mod builder;
 mod engine;
 mod jobs;

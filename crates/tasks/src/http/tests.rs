@@ -109,6 +109,28 @@ async fn a_2xx_answer_is_success_and_the_request_is_what_the_job_says() {
 }
 
 #[tokio::test]
+async fn an_alert_hook_without_a_body_posts_the_alert_as_json() {
+    let server = RawServer::start(|_| answer("204 No Content", "", "")).await;
+    let notice = chime_core::AlertNotice {
+        job_id: JobId::new("backup").unwrap(),
+        reason: "no success for 1d 2h \"quoted\"\r\nInjected: 1".into(),
+        last_error: None,
+        since: "2026-01-01T03:00:00Z".parse().unwrap(),
+    };
+    let hook = ctx(json!({"url": server.url("/hook"), "method": "POST"})).with_alert(notice.clone());
+    run_http(hook, Arc::new(Options::default())).await.unwrap();
+    let request = &server.requests()[0];
+    assert!(request.contains("Content-Type: application/json\r\n"), "{request}");
+    assert!(!request.contains("\r\nInjected: 1"), "the reason stays inside the JSON body: {request}");
+    let body: serde_json::Value = serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body, json!({"alert": notice}));
+    // A hook with a body of its own sends that body.
+    let own = ctx(json!({"url": server.url("/own"), "method": "POST", "body": "text"})).with_alert(notice);
+    run_http(own, Arc::new(Options::default())).await.unwrap();
+    assert!(server.requests()[1].ends_with("\r\n\r\ntext"), "{}", server.requests()[1]);
+}
+
+#[tokio::test]
 async fn a_2xx_body_is_the_run_output() {
     let server = RawServer::start(|_| answer("200 OK", "", "  all good\n")).await;
     assert_eq!(run(json!({"url": server.url("/")})).await.unwrap(), "HTTP/1.1 200 OK; body: all good");
