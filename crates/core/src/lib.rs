@@ -125,11 +125,11 @@ pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
 pub use crate::reason::{AlertNotice, CancelledBy, Reason, Stage};
 pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};
 pub use crate::scheduler::{
-    JobCounts, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats,
-    ShutdownMode, SyncReport,
+    JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder, SchedulerState, SchedulerStats, ShutdownMode,
+    SyncReport,
 };
 pub use crate::status::{RunKind, RunStatus, UnknownStatus};
-pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobFilter, JobStore};
+pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStore};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger, Trigger, Zone,

@@ -183,6 +183,38 @@ pub trait JobStore: Send + Sync + 'static {
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
         Ok(Vec::new())
     }
+
+    /// Jobs by state, for `/metrics` and the stats: by default from a full
+    /// listing; the SQL stores count in one query, without decoding a row,
+    /// and there `broken` counts the rows marked broken (a claim marks a due
+    /// row that does not decode; [`JobStore::broken_jobs`] finds the others).
+    async fn job_counts(&self) -> Result<JobCounts> {
+        let jobs = self.list_jobs(&JobFilter::default()).await?;
+        let broken = self.broken_jobs().await?.len();
+        let count = |status: &str| jobs.iter().filter(|j| j.status() == status).count();
+        Ok(JobCounts {
+            jobs: jobs.len() + broken,
+            active: count("active"),
+            paused: count("paused"),
+            finished: count("finished"),
+            broken,
+        })
+    }
+}
+
+/// Jobs by state; see [`JobStore::job_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct JobCounts {
+    /// Jobs stored, broken ones included.
+    pub jobs: usize,
+    /// Jobs with a next run.
+    pub active: usize,
+    /// Jobs paused.
+    pub paused: usize,
+    /// Jobs whose trigger has no more fire times.
+    pub finished: usize,
+    /// Stored jobs that no longer decode.
+    pub broken: usize,
 }
 
 /// A stored job that does not decode; see [`JobStore::broken_jobs`].

@@ -185,3 +185,25 @@ macro_rules! bind_run {
             .bind(run.late_result.clone())
     }};
 }
+
+/// Jobs by state in one query, no row decoded: `broken` counts the rows
+/// marked broken; the others by their state columns, as `Job::status` reads
+/// them (paused, else finished without a next run, else active). Read as
+/// `(i64, i64, i64, i64)` and turned into counts by [`job_counts`].
+pub const JOB_COUNTS: &str = "SELECT COUNT(*), \
+     COALESCE(SUM(CASE WHEN broken IS NOT NULL THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN broken IS NULL AND paused IS NOT NULL THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN broken IS NULL AND paused IS NULL AND next_run_at IS NULL THEN 1 ELSE 0 END), 0) \
+     FROM chime_job";
+
+/// The counts of a [`JOB_COUNTS`] row: (all, broken, paused, finished).
+pub fn job_counts((jobs, broken, paused, finished): (i64, i64, i64, i64)) -> chime_core::JobCounts {
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    chime_core::JobCounts {
+        jobs: n(jobs),
+        active: n(jobs - broken - paused - finished),
+        paused: n(paused),
+        finished: n(finished),
+        broken: n(broken),
+    }
+}

@@ -531,6 +531,11 @@ impl JobStore for SqliteStore {
         self.changes.subscribe()
     }
 
+    async fn job_counts(&self) -> Result<chime_core::JobCounts> {
+        let row = sqlx::query_as(chime_sql::JOB_COUNTS).fetch_one(&self.pool).await;
+        Ok(chime_sql::job_counts(row.map_err(|e| self.err("counting jobs", e))?))
+    }
+
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
         let rows: Vec<JobRow> = sqlx::query_as("SELECT * FROM chime_job ORDER BY id")
             .fetch_all(&self.pool)

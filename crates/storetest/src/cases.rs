@@ -437,6 +437,8 @@ pub async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
     assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"], "claims survive a corrupt row");
     claim(&store, &n, at(100), 10).await;
     assert_eq!(store.broken_jobs().await.unwrap().len(), 1, "the corrupt job is still stored, never deleted");
+    let counts = store.job_counts().await.unwrap();
+    assert_eq!((counts.jobs, counts.broken, counts.active), (2, 1, 1), "the claim marked it broken: {counts:?}");
     let err = store.get_job(&id("bad")).await.unwrap_err();
     assert!(
         matches!(&err, chime_core::Error::BrokenJob { id, problem } if id == "bad" && problem.contains("trigger")),
@@ -556,6 +558,26 @@ pub async fn a_claim_skips_a_time_that_already_has_a_run(h: &Harness) {
     let at_ten: Vec<_> = stored.iter().filter(|r| r.scheduled_for == at(10)).collect();
     assert_eq!(at_ten.len(), 1, "one row per time: {stored:?}");
     assert_eq!(at_ten[0].id, earlier.id);
+}
+
+/// Jobs are counted by state, as `Job::status` reads them.
+pub async fn jobs_are_counted_by_state(h: &Harness) {
+    let store = h.store().await;
+    assert_eq!(store.job_counts().await.unwrap(), chime_core::JobCounts::default(), "an empty store");
+    for name in ["a", "b", "c"] {
+        add(&store, job(name, 10, 10)).await;
+    }
+    let mut paused = job("p", 10, 10);
+    paused.state.paused = Some("maintenance".into());
+    add(&store, paused).await;
+    let mut done = job("done", 10, 10);
+    done.state.next_run_at = None;
+    add(&store, done).await;
+    let counts = store.job_counts().await.unwrap();
+    let expected = chime_core::JobCounts { jobs: 5, active: 3, paused: 1, finished: 1, broken: 0 };
+    assert_eq!(counts, expected);
+    store.remove_job(&id("a")).await.unwrap();
+    assert_eq!(store.job_counts().await.unwrap().active, 2);
 }
 
 /// An alert is notified once per episode: the episode is marked and the

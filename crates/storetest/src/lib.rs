@@ -105,6 +105,7 @@ macro_rules! conformance_tests {
             backfills_queue_each_time_once,
             a_claim_skips_a_time_that_already_has_a_run,
             an_alert_is_notified_once_per_episode,
+            jobs_are_counted_by_state,
             an_expired_lease_is_swept_exactly_once,
             a_swept_run_with_retries_left_is_requeued,
             request_run_is_atomic,

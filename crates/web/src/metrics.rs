@@ -226,17 +226,17 @@ impl Metrics {
         reg.register("chime_running_runs", "Runs in progress in this process", running);
 
         let store = scheduler.store();
-        let jobs = store.list_jobs(&JobFilter::default()).await;
-        let broken = store.broken_jobs().await;
-        if let (Ok(jobs), Ok(broken)) = (&jobs, &broken) {
+        // Counted by the store (one query in the SQL stores), no job decoded.
+        if let Ok(c) = store.job_counts().await {
             let by_state = Family::<StateLabel, Gauge>::default();
-            for state in ["active", "paused", "finished"] {
-                let n = jobs.iter().filter(|j| j.status() == state).count();
+            for (state, n) in
+                [("active", c.active), ("paused", c.paused), ("finished", c.finished), ("broken", c.broken)]
+            {
                 by_state.get_or_create(&StateLabel { state }).set(count(n));
             }
-            by_state.get_or_create(&StateLabel { state: "broken" }).set(count(broken.len()));
             reg.register("chime_jobs", "Jobs by state", by_state);
         }
+        let jobs = store.list_jobs(&JobFilter::default()).await;
         if let Ok(jobs) = &jobs {
             let age = Family::<JobLabel, FloatGauge>::default();
             {

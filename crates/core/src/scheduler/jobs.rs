@@ -14,7 +14,7 @@ use crate::job::{Job, JobOptions};
 use crate::reason::CancelledBy;
 use crate::run::{JobStats, Run, RunQuery};
 use crate::status::{RunKind, RunStatus};
-use crate::store::{ConflictPolicy, JobFilter};
+use crate::store::{ConflictPolicy, JobCounts, JobFilter};
 use crate::trigger::Trigger;
 
 /// Changes to a job's definition for `modify_job`; `None` leaves a field as is.
@@ -26,21 +26,6 @@ pub struct JobPatch {
     pub args: Option<serde_json::Value>,
     /// New options.
     pub options: Option<JobOptions>,
-}
-
-/// Jobs by state; see [`Scheduler::job_counts`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct JobCounts {
-    /// Jobs stored, broken ones included.
-    pub jobs: usize,
-    /// Jobs with a next run.
-    pub active: usize,
-    /// Jobs paused.
-    pub paused: usize,
-    /// Jobs whose trigger has no more fire times.
-    pub finished: usize,
-    /// Stored jobs that no longer decode.
-    pub broken: usize,
 }
 
 /// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
@@ -459,16 +444,7 @@ impl Scheduler {
     ///
     /// A store error.
     pub async fn job_counts(&self) -> Result<JobCounts> {
-        let jobs = self.inner.store.list_jobs(&JobFilter::default()).await?;
-        let broken = self.inner.store.broken_jobs().await?.len();
-        let count = |status: &str| jobs.iter().filter(|j| j.status() == status).count();
-        Ok(JobCounts {
-            jobs: jobs.len() + broken,
-            active: count("active"),
-            paused: count("paused"),
-            finished: count("finished"),
-            broken,
-        })
+        self.inner.store.job_counts().await
     }
 
     /// Runs in progress in this process.

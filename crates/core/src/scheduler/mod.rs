@@ -27,7 +27,7 @@ mod jobs;
 mod sync;
 
 pub use builder::SchedulerBuilder;
-pub use jobs::{JobCounts, JobPatch, SchedulerStats};
+pub use jobs::{JobPatch, SchedulerStats};
 pub use sync::{REMOVED_FROM_CODE, SyncReport};
 
 /// Where the scheduler is in its life.
