@@ -588,7 +588,13 @@ impl CalendarTrigger {
         let tz = &self.timezone.as_ref().map_or(TimeZone::UTC, |z| z.tz.clone());
         let today = tz.to_datetime(after).date();
         // An estimate of the period index at `after`, one low so the walk
-        // below only ever moves forward a step or two.
+        // below only ever moves forward a step or two. Only its speed
+        // depends on it: an estimate at most one above the true index gives
+        // the same answer after the `- 1`, and the walk corrects any lower
+        // one. So cargo-mutants' survivors in these lines (`/` to `%`, `-`
+        // or `*` to `/`, and `periods - 1` to `periods / 1`: the `- 1` is
+        // a margin, the estimate is never above the index) are equivalent
+        // mutants: slower, not wrong.
         let every = i64::from(self.every.max(1));
         let periods = match self.unit {
             CalendarUnit::Days => i64::from(start.until(today).ok()?.get_days()) / every,
@@ -662,6 +668,29 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_of_zero_or_less_is_refused_as_such() {
+        for every in [SignedDuration::ZERO, SignedDuration::from_secs(-5)] {
+            let t = Trigger::Interval(IntervalTrigger { every, start: None, end: None });
+            let e = t.validate().unwrap_err().to_string();
+            assert!(e.contains("an interval must be greater than zero"), "{every:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn resolving_starts_an_interval_on_a_whole_second_from_one_second_up() {
+        let now = ts("2026-01-01T00:00:00.750Z");
+        let start = |every: SignedDuration| {
+            let mut t = Trigger::Interval(IntervalTrigger { every, start: None, end: None });
+            t.resolve(now, &Zone::utc());
+            let Trigger::Interval(i) = t else { unreachable!() };
+            i.start.unwrap()
+        };
+        assert_eq!(start(SignedDuration::from_secs(1)), ts("2026-01-01T00:00:01Z"), "1s: whole seconds");
+        assert_eq!(start(SignedDuration::from_millis(999)), ts("2026-01-01T00:00:01.749Z"), "below: milliseconds");
+        assert_eq!(start(SignedDuration::from_secs(90)), ts("2026-01-01T00:01:30Z"));
+    }
+
+    #[test]
     fn interval_is_anchored_at_its_start() {
         let t = Trigger::Interval(IntervalTrigger {
             every: SignedDuration::from_hours(4),
@@ -689,6 +718,23 @@ mod tests {
             ["2026-01-31T09:00:00Z", "2026-02-28T09:00:00Z", "2026-03-31T09:00:00Z", "2026-04-30T09:00:00Z"]
         );
         assert_eq!(t.describe(), "every month on day 31 (or the month's last day) at 09:00 (UTC)");
+    }
+
+    #[test]
+    fn a_calendar_trigger_stops_at_its_end() {
+        let mut t = Trigger::calendar(1, CalendarUnit::Days, "09:00").unwrap();
+        if let Trigger::Calendar(c) = &mut t {
+            c.start = Some("2026-01-01".parse().unwrap());
+            c.timezone = Some(Zone::utc());
+            c.end = Some(ts("2026-01-03T09:00:00Z"));
+        }
+        let times: Vec<String> = t.upcoming(ts("2025-12-31T00:00:00Z"), 10).iter().map(|t| t.to_string()).collect();
+        assert_eq!(
+            times,
+            ["2026-01-01T09:00:00Z", "2026-01-02T09:00:00Z", "2026-01-03T09:00:00Z"],
+            "the end is inclusive"
+        );
+        assert_eq!(t.next_after(ts("2026-01-03T09:00:00Z")), None);
     }
 
     #[test]

@@ -168,7 +168,13 @@ async fn a_swept_run_with_retries_left_runs_again_on_another_node() {
     let b = node(&store, &clock, "b", tasks());
     let mut b_events = b.subscribe();
     b.start().unwrap();
-    let swept = wait_for(&mut b_events, "b's sweep", |e| matches!(e, Event::RunAbandoned { .. })).await;
+    // b sweeps as it registers; but a's heartbeat, woken by the clock's
+    // step, may learn of its loss first, rejoin and sweep its old run itself.
+    let abandoned = |e: &Event| matches!(e, Event::RunAbandoned { .. });
+    let swept = tokio::select! {
+        e = wait_for(&mut b_events, "b's sweep", abandoned) => e,
+        e = wait_for(&mut a_events, "a's own sweep, after rejoining", abandoned) => e,
+    };
     assert!(matches!(swept, Event::RunAbandoned { requeued: true, .. }), "{swept:?}");
     let again = wait_for(&mut b_events, "the next attempt on b", |e| matches!(e, Event::RunStarted { .. })).await;
     assert!(
