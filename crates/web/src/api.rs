@@ -219,6 +219,15 @@ struct BackfillBody {
     dry_run: bool,
 }
 
+/// Ends a job's backfill on this server when its task ends, however it ends.
+struct Backfilling(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<chime_core::JobId>>>, chime_core::JobId);
+
+impl Drop for Backfilling {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.1);
+    }
+}
+
 /// How long the server's backfill waits for a node to take a queued run.
 const BACKFILL_UNCLAIMED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -242,12 +251,22 @@ async fn backfill_job(
     if b.dry_run || times.is_empty() {
         return Ok(Json(json!({"times": times, "queued": false})).into_response());
     }
+    // One backfill task per job: a second call while one queues is refused.
+    if !h.backfilling.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a backfill of job {:?} is under way on this server; wait for it to end", id.as_str()),
+        ));
+    }
     let s = h.scheduler.clone();
     let plan = times.clone();
+    let done = Backfilling(std::sync::Arc::clone(&h.backfilling), id.clone());
     tokio::spawn(async move {
         if let Err(e) = s.backfill(id.as_str(), &plan, BACKFILL_UNCLAIMED_FOR).await {
             tracing::error!(job_id = %id, error = %e, "backfill stopped");
         }
+        drop(done);
     });
     Ok((StatusCode::ACCEPTED, Json(json!({"times": times, "queued": true}))).into_response())
 }

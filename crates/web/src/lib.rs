@@ -112,6 +112,9 @@ pub struct Handle {
     pub(crate) allowed_targets: Option<Arc<TargetPolicy>>,
     pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) broken: Arc<dashboard::broken::BrokenCache>,
+    /// The jobs a backfill task of this server is queuing runs for: one at
+    /// a time per job, so repeated calls cannot pile up tasks.
+    pub(crate) backfilling: Arc<std::sync::Mutex<std::collections::HashSet<chime_core::JobId>>>,
 }
 
 /// A setting [`Handle`] refuses, with the reason.
@@ -144,6 +147,7 @@ impl Handle {
             allowed_targets: None,
             metrics,
             broken: Arc::default(),
+            backfilling: Arc::default(),
         }
     }
 

@@ -459,6 +459,7 @@ async fn a_backfill_over_the_api_is_queued_by_the_server_and_run() {
     let (st, plan) = call(&app, "POST", "/api/v1/jobs/hourly/backfill", Some(body), None).await;
     assert_eq!((st, plan["queued"].clone()), (StatusCode::ACCEPTED, json!(true)), "{plan}");
     assert_eq!(plan["times"].as_array().unwrap().len(), 2, "--until bounds it");
+
     chime_testkit::wait_for_async("the two backfill runs to succeed", std::time::Duration::from_secs(10), || async {
         let (_, runs) = call(&app, "GET", "/api/v1/runs?job=hourly&status=succeeded", None, None).await;
         runs.as_array().unwrap().iter().filter(|r| r["kind"] == "backfill").count() == 2
@@ -468,4 +469,22 @@ async fn a_backfill_over_the_api_is_queued_by_the_server_and_run() {
     let times: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["scheduled_for"].as_str().unwrap()).collect();
     assert_eq!(times, ["2025-12-31T23:00:00Z", "2025-12-31T22:00:00Z"], "their original times");
     s.shutdown(chime_core::ShutdownMode::Cancel).await;
+}
+
+#[tokio::test]
+async fn one_backfill_per_job_at_a_time() {
+    let (s, _clock) = scheduler();
+    let mut job = Job::new("hourly", "noop", Trigger::every("1h").unwrap()).unwrap();
+    job.trigger.resolve("2025-12-31T21:00:00Z".parse().unwrap(), s.timezone());
+    job.state.next_run_at = Some("2026-01-01T01:00:00Z".parse().unwrap());
+    s.store().add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
+    // Not started: the first queued run waits for a node, so the backfill
+    // task is still queuing when the second call comes.
+    let app = chime_web::router(chime_web::Handle::new(s.clone()));
+    let body = json!({"since": "2025-12-31T21:30:00Z"});
+    let (st, first) = call(&app, "POST", "/api/v1/jobs/hourly/backfill", Some(body.clone()), None).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{first}");
+    let (st, second) = call(&app, "POST", "/api/v1/jobs/hourly/backfill", Some(body), None).await;
+    assert_eq!((st, code(&second)), (StatusCode::CONFLICT, "conflict"), "{second}");
+    assert!(second["error"]["message"].as_str().unwrap().contains("a backfill of job \"hourly\" is under way"));
 }
