@@ -13,7 +13,7 @@ use crate::clock::{Clock, later};
 use crate::event::{Event, Events};
 use crate::id::{JobId, RunId};
 use crate::job::Job;
-use crate::reason::{CancelledBy, Reason, Stage};
+use crate::reason::{AlertNotice, CancelledBy, Reason, Stage};
 use crate::run::{Run, cap_error};
 use crate::status::RunStatus;
 use crate::store::JobStore;
@@ -155,34 +155,34 @@ impl Executor {
 async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel) {
     let clock = &inner.clock;
     let token = &cancel.token;
+    // A run an alert asked for tells its task which alert (and keeps saying
+    // so in its record, unless chime decided its end).
+    let alert = match &run.reason {
+        Some(Reason::Alert(notice)) => Some(Arc::new(notice.clone())),
+        _ => None,
+    };
 
     if let Some(jitter) = job.options.jitter {
         let nanos = jitter.as_nanos().max(0) as u128;
         let delay = SignedDuration::from_nanos((fastrand::u128(0..=nanos)).min(i64::MAX as u128) as i64);
         tokio::select! {
             _ = clock.sleep_until(later(clock.now(), delay)) => {}
-            _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart))).await,
+            _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart)), None).await,
         }
     }
     let _permit = tokio::select! {
         permit = Arc::clone(&inner.slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-        _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart))).await,
+        _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart)), None).await,
     };
 
     let Some(handler) = inner.tasks.get(&job.task) else {
         let why = format!("no task named {:?} is registered with this scheduler", job.task);
         tracing::error!(job_id = %job.id, run_id = %run.id, "{why}");
         run.started_at = Some(clock.now());
-        return finish(inner, run, RunStatus::Failed, Ended::Error(why)).await;
+        return finish(inner, run, RunStatus::Failed, Ended::Error(why), alert.as_deref()).await;
     };
     let args = Arc::new(job.args.clone());
     let retry = job.options.retry.clone();
-    // A run an alert asked for tells its task which alert (and keeps saying
-    // so in its record, whatever the outcome).
-    let alert = match &run.reason {
-        Some(Reason::Alert(notice)) => Some(Arc::new(notice.clone())),
-        _ => None,
-    };
 
     run.started_at = Some(clock.now());
     loop {
@@ -252,7 +252,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                     }
                 };
                 if again {
-                    error.apply(&mut run);
+                    error.apply(&mut run, alert.as_deref());
                     let delay = retry.as_ref().expect("retrying").delay_after(run.attempt);
                     tokio::select! {
                         _ = clock.sleep_until(later(clock.now(), delay)) => continue,
@@ -266,7 +266,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 }
             }
         };
-        return finish(inner, run, status, error).await;
+        return finish(inner, run, status, error, alert.as_deref()).await;
     }
 }
 
@@ -332,21 +332,18 @@ enum Ended {
 }
 
 impl Ended {
-    /// Writes the error text and reason into `run`. The reason a run was
-    /// asked for by an alert stays, unless chime decided its end.
-    fn apply(self, run: &mut Run) {
-        let keep = matches!(run.reason, Some(Reason::Alert(_)));
+    /// Writes the error text and reason into `run`. A run an alert asked
+    /// for keeps that alert as its reason (a retry's timeout in between
+    /// notwithstanding), unless chime decided its end.
+    fn apply(self, run: &mut Run, alert: Option<&AlertNotice>) {
+        let asked = || alert.map(|a| Reason::Alert(a.clone()));
         match self {
             Ended::Ok => {
                 run.error = None;
-                if !keep {
-                    run.reason = None;
-                }
+                run.reason = asked();
             }
             Ended::Error(e) => {
-                if !keep {
-                    run.reason = None;
-                }
+                run.reason = asked();
                 run.error = Some(cap_error(e));
             }
             Ended::Reason(reason) => run.set_reason(Some(reason)),
@@ -354,9 +351,9 @@ impl Ended {
     }
 }
 
-async fn finish(inner: &Executor, mut run: Run, status: RunStatus, ended: Ended) {
+async fn finish(inner: &Executor, mut run: Run, status: RunStatus, ended: Ended, alert: Option<&AlertNotice>) {
     run.status = status;
-    ended.apply(&mut run);
+    ended.apply(&mut run, alert);
     run.finished_at = Some(inner.clock.now());
     match inner.store.update_run(&run).await {
         Ok(()) => {}

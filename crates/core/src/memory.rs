@@ -458,7 +458,7 @@ impl JobStore for MemoryStore {
             if !inner.jobs.contains_key(job) {
                 return Err(Error::JobNotFound(job.clone()));
             }
-            if inner.notified.get(job) == Some(&episode) {
+            if inner.notified.get(job).is_some_and(|notified| *notified >= episode) {
                 return Ok(false);
             }
             inner.notified.insert(job.clone(), episode);

@@ -147,7 +147,14 @@ pub struct SweptRun {
 pub fn sweep_run(run: &mut Run, retry: Option<&RetryPolicy>, now: Timestamp) -> SweptRun {
     let node = run.node.as_deref().unwrap_or("").to_owned();
     let requeued = retry.is_some_and(|r| run.attempt.max(1) < r.max_attempts);
-    run.set_reason(Some(Reason::LeaseExpired { node: node.clone(), started: run.started_at.is_some(), requeued }));
+    let swept = Reason::LeaseExpired { node: node.clone(), started: run.started_at.is_some(), requeued };
+    if requeued && matches!(run.reason, Some(Reason::Alert(_))) {
+        // A re-queued hook run keeps the alert it was asked for: the node
+        // that takes it tells its task. The words say what happened.
+        run.error = Some(crate::run::cap_error(swept.to_string()));
+    } else {
+        run.set_reason(Some(swept));
+    }
     if requeued {
         run.status = RunStatus::Pending;
         run.attempt = run.attempt.max(1);
@@ -168,7 +175,7 @@ pub fn requested_run(job: &Job, in_flight: &[RunId], at: Timestamp, now: Timesta
     let max = job.options.max_instances;
     if u32::try_from(in_flight.len()).unwrap_or(u32::MAX) >= max {
         let node: Arc<str> = lease.map_or_else(|| Arc::from(""), |l| Arc::clone(&l.node));
-        let why = Reason::MaxInstances { max_instances: max, in_flight: in_flight.to_vec() };
+        let why = Reason::max_instances(max, in_flight.iter().copied());
         let mut run = Run::not_run(job.id.clone(), at, RunStatus::Skipped, why, &node, now);
         run.kind = RunKind::Manual;
         run.node = lease.map(|l| Arc::clone(&l.node));
@@ -256,6 +263,31 @@ mod tests {
             done.status = status;
             assert_eq!(backfill_run(&id, at, Some(&done)), None, "{status}: nothing to do");
         }
+    }
+
+    #[test]
+    fn a_requeued_hook_run_keeps_the_alert_it_was_asked_for() {
+        let id = crate::JobId::new("pager").unwrap();
+        let notice = crate::AlertNotice {
+            job_id: crate::JobId::new("backup").unwrap(),
+            reason: "2 consecutive failures".into(),
+            last_error: None,
+            since: "2026-01-01T03:00:00Z".parse().unwrap(),
+        };
+        let now: Timestamp = "2026-01-01T04:00:00Z".parse().unwrap();
+        let mut run = Run::requested(id, now).with_reason(Reason::Alert(notice.clone()));
+        run.node = Some(Arc::from("gone"));
+        run.attempt = 1;
+        let retry = RetryPolicy::new(3, SignedDuration::from_secs(1));
+        let swept = sweep_run(&mut run.clone(), Some(&retry), now);
+        assert!(swept.requeued);
+        assert_eq!(swept.run.reason, Some(Reason::Alert(notice)), "the next node still tells the hook");
+        assert!(swept.run.error.unwrap().contains("stopped renewing its lease"));
+        let abandoned = sweep_run(&mut run, None, now);
+        assert!(
+            matches!(abandoned.run.reason, Some(Reason::LeaseExpired { .. })),
+            "no retry left: the sweep decided it"
+        );
     }
 
     #[test]

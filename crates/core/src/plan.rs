@@ -60,7 +60,8 @@ impl FirePlan {
                 }
                 Decision::Skipped(mut why) => {
                     if let Reason::MaxInstances { in_flight, .. } = &mut why {
-                        in_flight.extend(&started);
+                        let room = Reason::MAX_NAMED.saturating_sub(in_flight.len());
+                        in_flight.extend(started.iter().take(room));
                     }
                     Run::not_run(job_id.clone(), p.scheduled_for, RunStatus::Skipped, why, &lease.node, now)
                 }
@@ -158,10 +159,7 @@ pub fn plan_fire(job: &Job, now: Timestamp, in_flight: &[RunId]) -> FirePlan {
             } else if options.coalesce && Some(at) != latest_fresh {
                 Decision::Missed(Reason::Coalesced { into: latest_fresh.expect("a fresh time exists") })
             } else if running.saturating_add(started) >= options.max_instances {
-                Decision::Skipped(Reason::MaxInstances {
-                    max_instances: options.max_instances,
-                    in_flight: in_flight.to_vec(),
-                })
+                Decision::Skipped(Reason::max_instances(options.max_instances, in_flight.iter().copied()))
             } else {
                 started += 1;
                 Decision::Run

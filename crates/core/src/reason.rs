@@ -59,7 +59,8 @@ pub enum Reason {
     MaxInstances {
         /// The job's `max_instances`.
         max_instances: u32,
-        /// The runs in flight at the time (pending or running).
+        /// The runs in flight at the time (pending or running), the first
+        /// [`Reason::MAX_NAMED`] of them.
         #[serde(default)]
         in_flight: Vec<RunId>,
     },
@@ -147,6 +148,15 @@ pub enum Stage {
 }
 
 impl Reason {
+    /// The most runs in flight a `max_instances` reason names: a job with
+    /// `max_instances = 10000` would otherwise store 10,000 ids per skip.
+    pub const MAX_NAMED: usize = 20;
+
+    /// A `max_instances` reason naming (at most [`Reason::MAX_NAMED`] of) `in_flight`.
+    pub fn max_instances(max_instances: u32, in_flight: impl IntoIterator<Item = RunId>) -> Reason {
+        Reason::MaxInstances { max_instances, in_flight: in_flight.into_iter().take(Reason::MAX_NAMED).collect() }
+    }
+
     /// The stable code: `past_grace`, `coalesced`, `backlog`,
     /// `max_instances`, `lease_expired`, `cancelled`, `timed_out`, `alert`.
     pub fn code(&self) -> &'static str {
@@ -195,8 +205,10 @@ impl fmt::Display for Reason {
                     f.write_str(if i == 0 { ": run " } else { ", " })?;
                     write!(f, "{id}")?;
                 }
-                if in_flight.len() > 3 {
-                    write!(f, " and {} more", in_flight.len() - 3)?;
+                match in_flight.len() {
+                    0..=3 => {}
+                    n if n < Reason::MAX_NAMED => write!(f, " and {} more", n - 3)?,
+                    _ => f.write_str(" and more")?,
                 }
                 Ok(())
             }
@@ -296,6 +308,14 @@ mod tests {
         assert!(reason.to_string().ends_with(" and 2 more"), "{reason}");
         let none = Reason::MaxInstances { max_instances: 1, in_flight: vec![] };
         assert_eq!(none.to_string(), "max_instances (1) runs were already in progress");
+    }
+
+    #[test]
+    fn a_skip_names_at_most_twenty_runs() {
+        let reason = Reason::max_instances(10_000, (0..10_000).map(|_| RunId::new()));
+        let Reason::MaxInstances { in_flight, .. } = &reason else { unreachable!() };
+        assert_eq!(in_flight.len(), Reason::MAX_NAMED);
+        assert!(reason.to_string().ends_with(" and more"), "{reason}");
     }
 
     #[test]

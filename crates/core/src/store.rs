@@ -129,9 +129,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`crate::alert_episode`]) is notified and queues `hook`, a pending
     /// run of the `on_alert` job held by no node, as one atomic step; a
     /// time the hook's job already has a run for takes the next free
-    /// microsecond. `false`, and nothing queued, when that episode of `job`
-    /// was notified already (by this node or any other, before a restart or
-    /// after).
+    /// microsecond. `false`, and nothing queued, when that episode of `job`,
+    /// or a later one, was notified already (by this node or any other,
+    /// before a restart or after): episodes only move forward, so one whose
+    /// last success was pruned from history (read as the epoch) is never
+    /// taken for a new alert.
     async fn notify_alert(&self, job: &JobId, episode: Timestamp, hook: Run) -> Result<bool>;
 
     /// How many of a job's runs are pending or running.

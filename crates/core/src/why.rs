@@ -64,7 +64,7 @@ pub fn parse_since(text: &str, now: Timestamp) -> crate::Result<Timestamp> {
     Ok(since)
 }
 
-/// How many times the walk takes before it jumps to the last hour.
+/// How many times the walk takes before it jumps ahead.
 const WALK_BEFORE_JUMP: u32 = 100_000;
 
 /// How long after a scheduled time a missing row is taken for "not claimed
@@ -85,7 +85,7 @@ pub struct Inputs<'a> {
     pub nodes: &'a [NodeInfo],
     /// The start of the window.
     pub since: Timestamp,
-    /// Now.
+    /// The end of the window: now, or earlier (a backfill's `--until`).
     pub now: Timestamp,
 }
 
@@ -104,7 +104,7 @@ pub struct Why {
     /// then the next one, not yet due.
     pub times: Vec<WhyTime>,
     /// Times of the window older than those listed (at least this many:
-    /// past 100,000 the walk jumps to the last hour without counting).
+    /// every 100,000 steps the walk jumps ahead without counting).
     pub unlisted: u64,
 }
 
@@ -240,12 +240,16 @@ pub fn explain(inputs: &Inputs<'_>) -> Why {
         scheduled.push_back(time);
         t = job.trigger.next_after(time);
         steps += 1;
-        // A sub-second trigger over a long window: rather than walk millions
-        // of times, jump once to the last hour (the times skipped are not
-        // counted: `unlisted` is then a lower bound).
-        if steps == WALK_BEFORE_JUMP {
-            let hour_ago = now.checked_sub(SignedDuration::from_hours(1)).unwrap_or(now);
-            if let Some(resume) = job.trigger.next_after(hour_ago).filter(|r| *r > time) {
+        // A frequent trigger over a long window: rather than walk millions
+        // of times, jump ahead to where, at the pace walked so far, the last
+        // MAX_WHY_TIMES times begin (the times jumped over are not counted:
+        // `unlisted` is then a lower bound). Again every so many steps, for
+        // a trigger whose pace changes.
+        if steps.is_multiple_of(WALK_BEFORE_JUMP) {
+            let pace = time.duration_since(since) / i32::try_from(steps).unwrap_or(i32::MAX);
+            let back = pace.checked_mul(2 * MAX_WHY_TIMES as i32).unwrap_or(SignedDuration::MAX);
+            let from = now.checked_sub(back).unwrap_or(since).max(time);
+            if let Some(resume) = job.trigger.next_after(from).filter(|r| *r > time && *r <= now) {
                 unlisted += scheduled.len() as u64;
                 scheduled.clear();
                 t = Some(resume);
@@ -389,24 +393,25 @@ fn unrecorded(
     now: Timestamp,
 ) -> WhyTime {
     let oldest_node = nodes.iter().map(|n| n.started_at).min();
-    let (outcome, words) = if !had_earlier_runs && first_row.is_none_or(|f| time < f) && last_row.is_some() {
-        (Outcome::BeforeHistory, "no record: before the job's first recorded run".to_owned())
+    // Before the job's first recorded run nothing tells a time that never
+    // ran from one whose run was pruned, or from a time before the job
+    // existed (no creation time is stored): so it is told as such, and a
+    // backfill leaves it alone.
+    let (outcome, words) = if !had_earlier_runs && first_row.is_none_or(|f| time < f) {
+        let words = if last_row.is_some() {
+            "no record: before the job's first recorded run"
+        } else {
+            "no record: the job has no recorded run yet"
+        };
+        (Outcome::BeforeHistory, words.to_owned())
     } else if let Some(why) = job.state.paused.as_deref().filter(|_| last_row.is_none_or(|l| time > l)) {
         (Outcome::Paused, format!("not run: the job is paused ({why})"))
     } else if now.duration_since(time) <= CLAIM_SLACK && !nodes.is_empty() {
         (Outcome::Due, "due; the scheduler has not claimed it yet".to_owned())
     } else if nodes.is_empty() {
-        if !had_earlier_runs && last_row.is_none() {
-            (Outcome::BeforeHistory, "no record: the job has no runs yet, and no scheduler is running".to_owned())
-        } else {
-            (Outcome::NotRunning, "no record: the scheduler was not running (no node holds a lease now)".to_owned())
-        }
+        (Outcome::NotRunning, "no record: the scheduler was not running (no node holds a lease now)".to_owned())
     } else if let Some(oldest) = oldest_node.filter(|o| time < *o) {
-        if !had_earlier_runs && last_row.is_none() {
-            (Outcome::BeforeHistory, "no record: before the job's first run".to_owned())
-        } else {
-            (Outcome::NoNode, format!("no record: no node was alive (the oldest node alive now started at {oldest})"))
-        }
+        (Outcome::NoNode, format!("no record: no node was alive (the oldest node alive now started at {oldest})"))
     } else {
         (
             Outcome::Unrecorded,
@@ -608,6 +613,19 @@ mod tests {
         assert_eq!(&o[3..5], [Outcome::NoNode, Outcome::NoNode], "04:00 and 05:00: no node alive");
         assert!(fresh.times[3].words.contains("oldest node alive now started at 2026-01-01T06:00:00Z"));
         assert_eq!(o[5], Outcome::Unrecorded, "06:00 onward a node was alive and left no row");
+        // A job with no row at all: every time is before its history.
+        let none = explain(&Inputs {
+            job: &hourly(now),
+            runs: &[],
+            had_earlier_runs: false,
+            nodes: &[node(h(0))],
+            since: h(1),
+            now,
+        });
+        assert!(
+            none.times.iter().filter(|t| t.outcome != Outcome::NotYetDue).all(|t| t.outcome == Outcome::BeforeHistory)
+        );
+        assert_eq!(none.times[0].words, "no record: the job has no recorded run yet");
         // Due a moment ago: not yet claimed, and not what the answer is about.
         let now = h(10) + SignedDuration::from_secs(20);
         fresh = explain_at(&hourly(now), &runs, &[node(h(6))], h(1), now);
@@ -693,6 +711,19 @@ mod tests {
         assert_eq!(why.times.len(), MAX_WHY_TIMES + 1);
         assert_eq!(why.times[MAX_WHY_TIMES - 1].scheduled_for, now, "the latest listed");
         assert!(why.unlisted >= 36_000 - MAX_WHY_TIMES as u64, "{}", why.unlisted);
+    }
+
+    #[test]
+    fn a_long_window_of_a_minutely_job_still_lists_its_latest_thousand() {
+        let now = h(24 * 90);
+        let mut minutely = Job::new("m", "t", Trigger::cron("* * * * *").unwrap()).unwrap();
+        minutely.trigger.resolve(h(0), &crate::Zone::utc());
+        minutely.state.next_run_at = minutely.trigger.next_after(now);
+        let why = explain_at(&minutely, &[], &[node(h(0))], h(0), now);
+        assert_eq!(why.times.len(), MAX_WHY_TIMES + 1, "the jump keeps the latest 1,000, not the last hour's 60");
+        assert_eq!(why.times[MAX_WHY_TIMES - 1].scheduled_for, now);
+        assert!(why.times.windows(2).all(|w| w[1].scheduled_for - w[0].scheduled_for == SignedDuration::from_mins(1)));
+        assert!(why.unlisted >= 100_000, "{}", why.unlisted);
     }
 
     #[test]

@@ -1333,4 +1333,20 @@ async fn an_alert_runs_its_on_alert_job_once_with_the_alert_and_again_only_after
     h.clock.set(at("01:11:00"));
     h.wait_for("the second pager run", hook_ran).await;
     assert_eq!(notices.lock().unwrap().len(), 2);
+
+    // A paused hook is silenced: a third alert runs nothing.
+    h.scheduler.pause_job("pager", "quiet hours").await.unwrap();
+    h.fails_left.store(0, Ordering::SeqCst);
+    h.clock.set(at("01:20:00"));
+    h.wait_for("a success", |e| matches!(e, Event::RunSucceeded { job_id, .. } if job_id.as_str() == "flaky")).await;
+    h.fails_left.store(2, Ordering::SeqCst);
+    for t in ["01:30:00", "01:40:00"] {
+        h.clock.set(at(t));
+        h.wait_for(&format!("the {t} failure"), failure).await;
+    }
+    for minute in 41..44 {
+        h.clock.set(at(&format!("01:{minute}:00")));
+        h.clock.wait_for_sleep_until("the loop, after its alert check", at(&format!("01:{}:00", minute + 1))).await;
+    }
+    assert_eq!(notices.lock().unwrap().len(), 2, "the paused hook did not run");
 }

@@ -304,7 +304,7 @@ impl PostgresStore {
         let fail = |e| self.err("notifying an alert", e);
         let mut tx = self.pool.begin().await.map_err(fail)?;
         let marked = sqlx::query(
-            "UPDATE chime_job SET alert_notified = $1 WHERE id = $2 AND alert_notified IS DISTINCT FROM $1",
+            "UPDATE chime_job SET alert_notified = $1 WHERE id = $2 AND (alert_notified IS NULL OR alert_notified < $1)",
         )
         .bind(micros(episode))
         .bind(job.as_str())

@@ -506,6 +506,9 @@ impl JobStore for PostgresStore {
     }
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        // Decide on the runs as this store last wrote them (a start still
+        // queued would be taken for "waiting to start").
+        self.run_writes.flush().await?;
         self.sweep_expired(now).await
     }
 

@@ -288,7 +288,7 @@ impl SqliteStore {
         let fail = |e| self.err("notifying an alert", e);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let marked = sqlx::query(
-            "UPDATE chime_job SET alert_notified = ?1 WHERE id = ?2 AND (alert_notified IS NULL OR alert_notified <> ?1)",
+            "UPDATE chime_job SET alert_notified = ?1 WHERE id = ?2 AND (alert_notified IS NULL OR alert_notified < ?1)",
         )
         .bind(micros(episode))
         .bind(job.as_str())

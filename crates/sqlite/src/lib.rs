@@ -442,6 +442,9 @@ impl JobStore for SqliteStore {
     }
 
     async fn sweep(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
+        // Decide on the runs as this store last wrote them (a start still
+        // queued would be taken for "waiting to start").
+        self.flush_runs().await?;
         self.sweep_expired(now).await
     }
 

@@ -612,6 +612,11 @@ pub async fn an_alert_is_notified_once_per_episode(h: &Harness) {
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0].scheduled_for, at(31) + SignedDuration::from_micros(1), "the next free microsecond");
     assert!(store.notify_alert(&id("nope"), at(5), hook(at(50))).await.unwrap_err().is_not_found());
+    // An earlier episode (the last success pruned from history reads as the
+    // epoch) is not a new alert.
+    assert!(!store.notify_alert(&id("backup"), Timestamp::UNIX_EPOCH, hook(at(50))).await.unwrap());
+    assert!(!store.notify_alert(&id("backup"), at(5), hook(at(50))).await.unwrap());
+    assert_eq!(hook_runs().await.len(), 2);
 
     // The mark is the job's: removed and added again, the job notifies again.
     store.remove_job(&id("backup")).await.unwrap();

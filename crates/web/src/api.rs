@@ -566,12 +566,15 @@ async fn health(State(h): State<Handle>, query: Result<Query<HealthQuery>, Query
             Err(e) => return unhealthy(format!("the store does not answer: {e}")),
         };
         if !alerts.is_empty() {
-            let words: Vec<String> = alerts.iter().map(|a| format!("{}: {}", a.job_id, a.reason)).collect();
+            // /health is open (no token): it names the jobs, never why, since
+            // a reason quotes the last error (a command's output, a server's
+            // answer). The reasons are on the API, behind its token.
+            let ids: Vec<&str> = alerts.iter().map(|a| a.job_id.as_str()).collect();
             let reason = format!(
-                "{} job{} in alert: {}",
+                "{} job{} in alert: {}; GET /api/v1/jobs/ID says why",
                 alerts.len(),
                 if alerts.len() == 1 { "" } else { "s" },
-                words.join("; ")
+                ids.join(", ")
             );
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -580,7 +583,7 @@ async fn health(State(h): State<Handle>, query: Result<Query<HealthQuery>, Query
                     "status": "alerting",
                     "reason": reason,
                     "state": s.state().as_str(),
-                    "alerts": alerts,
+                    "alerting": ids,
                 })),
             )
                 .into_response();

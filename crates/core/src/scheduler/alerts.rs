@@ -32,9 +32,19 @@ pub(super) async fn notify(inner: &Inner, now: Timestamp) -> Result<usize> {
     for job in jobs.iter().filter(|j| j.options.on_alert.is_some()) {
         let Some(alert) = check_job(&**store, job, now).await? else { continue };
         let hook = job.options.on_alert.clone().expect("filtered on on_alert");
-        if store.get_job(&hook).await?.is_none() {
-            tracing::warn!(job_id = %job.id, hook = %hook, "job in alert names an on_alert job that does not exist");
-            continue;
+        match store.get_job(&hook).await? {
+            None => {
+                tracing::warn!(job_id = %job.id, hook = %hook, "job in alert names an on_alert job that does not exist");
+                continue;
+            }
+            // A paused hook is not run: pausing is how a hook is silenced,
+            // and a command job the config dropped ("removed from code") is
+            // paused and must not be run by an alert either.
+            Some(h) if h.is_paused() => {
+                tracing::warn!(job_id = %job.id, hook = %hook, "job in alert: its on_alert job is paused, not run");
+                continue;
+            }
+            Some(_) => {}
         }
         // The alert read only the newest runs: its last success may be older.
         let last_success = match alert.last_success {

@@ -259,14 +259,26 @@ impl Scheduler {
     /// future, or a store error. [`crate::why::parse_since`] reads a `since`
     /// given as text.
     pub async fn why(&self, id: &str, since: Timestamp) -> Result<crate::why::Why> {
+        self.why_between(id, since, self.inner.clock.now()).await
+    }
+
+    /// [`Scheduler::why`] over `since` to `until` (at most now).
+    async fn why_between(&self, id: &str, since: Timestamp, until: Timestamp) -> Result<crate::why::Why> {
         let job = self.get_job(id).await?;
-        let now = self.inner.clock.now();
+        let now = until.min(self.inner.clock.now());
         if since > now {
             return Err(Error::invalid(format!("--since {since} is in the future (now is {now})")));
         }
         let store = &self.inner.store;
-        let window =
-            RunQuery { job_id: Some(job.id.clone()), since: Some(since), limit: Some(10_000), ..RunQuery::default() };
+        // The times listed are the latest MAX_WHY_TIMES; twice as many rows
+        // leaves room for runs by hand, without reading a long history whole.
+        let window = RunQuery {
+            job_id: Some(job.id.clone()),
+            since: Some(since),
+            until: Some(later(now, SignedDuration::from_micros(1))),
+            limit: Some(2 * crate::why::MAX_WHY_TIMES),
+            ..RunQuery::default()
+        };
         let mut runs = store.history(&window).await?;
         // The runs in flight, wherever they were scheduled: a skip names them.
         let in_flight = RunQuery {
@@ -296,7 +308,9 @@ impl Scheduler {
     /// that a backfill would run, oldest first: those with no successful run
     /// (none, or one that failed, was missed, skipped, abandoned or
     /// cancelled), or with `only_missing` only those that never ran (no run,
-    /// missed or skipped). Runs by hand or for an alert are not scheduled times.
+    /// missed or skipped). Runs by hand or for an alert are not scheduled
+    /// times, and times before the job's first recorded run are left alone
+    /// (they may have succeeded and been pruned, or precede the job).
     ///
     /// # Errors
     ///
@@ -315,7 +329,7 @@ impl Scheduler {
         if until < since {
             return Err(Error::invalid(format!("--until {until} is before --since {since}")));
         }
-        let why = self.why(id, since).await?;
+        let why = self.why_between(id, since, until).await?;
         if why.unlisted > 0 {
             return Err(Error::invalid(format!(
                 "the window from {since} holds more than {} scheduled times of {id:?}: backfill it in parts (--since/--until)",
@@ -330,7 +344,14 @@ impl Scheduler {
                     && t.run.as_ref().is_none_or(|r| matches!(r.kind, RunKind::Scheduled | RunKind::Backfill))
             })
             .filter(|t| match t.outcome {
-                Outcome::Succeeded | Outcome::Running | Outcome::Pending | Outcome::Due | Outcome::NotYetDue => false,
+                // Before the job's first recorded run a time may have
+                // succeeded and been pruned, or precede the job: left alone.
+                Outcome::Succeeded
+                | Outcome::Running
+                | Outcome::Pending
+                | Outcome::Due
+                | Outcome::NotYetDue
+                | Outcome::BeforeHistory => false,
                 Outcome::Failed | Outcome::TimedOut | Outcome::Abandoned | Outcome::Cancelled => !only_missing,
                 _ => true,
             })
@@ -366,6 +387,13 @@ impl Scheduler {
             let waited = std::time::Instant::now();
             while store.count_running(&job.id).await? >= job.options.max_instances {
                 // A queued run no node takes: say so rather than wait forever.
+                if waited.elapsed() > unclaimed_for && queued.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "{id:?} has had max_instances ({}) runs in flight for {}s, so no backfill run was queued: backfill again once they end",
+                        job.options.max_instances,
+                        unclaimed_for.as_secs()
+                    )));
+                }
                 if waited.elapsed() > unclaimed_for
                     && let Some(last) = queued.last()
                 {
