@@ -217,6 +217,7 @@ async fn every_route_answers_as_the_document_says() {
 
     // Before the loop runs: unhealthy, in the documented shape.
     let (st, _) = api.call("GET", "/health", "/health", None, &[]).await;
+    api.call("GET", "/health", "/health?jobs=true", None, &[]).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     s.start().unwrap();
     let start = std::time::Instant::now();
