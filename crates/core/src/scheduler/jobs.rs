@@ -383,6 +383,7 @@ impl Scheduler {
         let mut queued: Vec<Run> = Vec::with_capacity(times.len());
         let mut times: Vec<Timestamp> = times.to_vec();
         times.sort();
+        let total = times.len();
         for at in times {
             let waited = std::time::Instant::now();
             while store.count_running(&job.id).await? >= job.options.max_instances {
@@ -406,12 +407,11 @@ impl Scheduler {
                     let unclaimed = store.history(&q).await?.iter().any(|r| r.id == last.id && r.node.is_none());
                     if unclaimed {
                         return Err(Error::invalid(format!(
-                            "backfill run {} of {id:?} has waited {}s for a node with task {:?}: is chime serve running? ({} of {} times queued)",
+                            "backfill run {} of {id:?} has waited {}s for a node with task {:?}: is chime serve running? ({} of {total} times queued)",
                             last.id,
                             unclaimed_for.as_secs(),
                             job.task,
                             queued.len(),
-                            queued.len() + 1
                         )));
                     }
                 }
