@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::error::CliError;
-use crate::manage::{failed, short};
+use crate::manage::{alive_nodes, failed, short};
 use crate::output::out;
 
 /// How long a queued backfill run may wait for a node before the command
@@ -53,8 +53,7 @@ pub(crate) async fn backfill(s: &Scheduler, b: Backfill<'_>) -> Result<(), CliEr
         out!("nothing to backfill: every scheduled time of {} since {} succeeded or is under way", b.id, short(since));
         return Ok(());
     }
-    let alive = s.nodes().await.map_err(failed)?.into_iter().filter(|n| n.lease_expires_at > now).count();
-    if alive == 0 {
+    if alive_nodes(s, now).await? == 0 {
         return Err(CliError::Failed(anyhow!(
             "no node of this store is alive (no `chime serve` is running on it), so nobody would run the {} backfill runs of {}: start one first",
             times.len(),

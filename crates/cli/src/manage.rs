@@ -29,6 +29,16 @@ fn when(t: Timestamp, now: Timestamp) -> String {
     if d.is_negative() { format!("{} ago", relative(-d)) } else { format!("in {}", relative(d)) }
 }
 
+/// An instant as a wall-clock time in `zone`, with the offset.
+pub(crate) fn in_zone(t: Timestamp, zone: &chime_core::Zone) -> String {
+    t.to_zoned_datetime(zone.time_zone().clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
+}
+
+/// How many nodes of the store hold an unexpired lease now.
+pub(crate) async fn alive_nodes(s: &Scheduler, now: Timestamp) -> Result<usize, CliError> {
+    Ok(s.nodes().await.map_err(failed)?.into_iter().filter(|n| n.lease_expires_at > now).count())
+}
+
 pub(crate) fn short(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -141,9 +151,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             // Instants in the zone the trigger is read in, with the offset:
             // "09:00 (Europe/London)" reads wrong next to a UTC time.
             let zone = job.trigger.zone().cloned().unwrap_or_else(chime_core::Zone::utc);
-            let local = |t: Timestamp| {
-                t.to_zoned_datetime(zone.time_zone().clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
-            };
+            let local = |t: Timestamp| in_zone(t, &zone);
             out!("{} ({})", job.id, job.name());
             out!("  task      {}", job.task);
             out!("  args      {}", shown(&job, show_secrets)["args"]);
@@ -251,8 +259,7 @@ async fn run_now(store: &StoreArg, id: &str, wait: bool, here: bool) -> Result<(
     // Ask the nodes: a pending manual run that the next claim of any node
     // with the job's task takes. Refused when no node is alive to take it.
     let now = Timestamp::now();
-    let alive = s.nodes().await.map_err(failed)?.into_iter().filter(|n| n.lease_expires_at > now).count();
-    if alive == 0 {
+    if alive_nodes(&s, now).await? == 0 {
         return Err(CliError::Failed(anyhow!(
             "no node of this store is alive (no `chime serve` is running on it), so nobody would run {id}: \
              start one, or run it in this process with `chime jobs run {id} --here`"

@@ -6,7 +6,7 @@ use chime_core::why::{Why, parse_since};
 use jiff::Timestamp;
 
 use crate::error::CliError;
-use crate::manage::{failed, table};
+use crate::manage::{failed, in_zone, table};
 use crate::output::{out, out_raw};
 
 /// The window when `--since` is not given.
@@ -28,12 +28,10 @@ fn print(why: &Why, zone: chime_core::Zone) -> Result<(), CliError> {
     if why.unlisted > 0 {
         out!("({} earlier scheduled times since {} are not listed)", why.unlisted, why.since);
     }
-    let local =
-        |t: Timestamp| t.to_zoned_datetime(zone.time_zone().clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string();
     let rows: Vec<Vec<String>> = why
         .times
         .iter()
-        .map(|t| vec![local(t.scheduled_for), t.outcome.as_str().to_owned(), t.words.clone()])
+        .map(|t| vec![in_zone(t.scheduled_for, &zone), t.outcome.as_str().to_owned(), t.words.clone()])
         .collect();
     out_raw!("{}", table(&["SCHEDULED", "OUTCOME", "WHAT HAPPENED"], &rows));
     Ok(())

@@ -283,19 +283,28 @@ impl PostgresStore {
         .await
         .map_err(fail)?;
         let mut run = chime_core::requested_run(&job, &run_ids(&in_flight), now, now, lease);
-        // Runs are unique per scheduled time: a second request in the same
-        // microsecond takes the next free one.
+        self.insert_at_free_time(&mut tx, &mut run).await?;
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(run)
+    }
+
+    /// Inserts `run` at its scheduled time or, as runs are unique per job
+    /// and time (a second request in the same microsecond), the next free one.
+    async fn insert_at_free_time(&self, tx: &mut PgConnection, run: &mut Run) -> Result<()> {
+        let fail = |e| self.err("inserting a run", e);
         for _ in 0..1000 {
-            if insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
-                self.notify(&mut *tx).await?;
-                tx.commit().await.map_err(fail)?;
-                return Ok(run);
+            if insert_run(&mut *tx, run).await.map_err(fail)? == 1 {
+                return Ok(());
             }
             run.scheduled_for = run.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
                 Error::Store { message: format!("{}: no free time for a run", self.shown), transient: false }
             })?;
         }
-        Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.shown), transient: true })
+        Err(Error::Store {
+            message: format!("{}: no free time for a run of {:?}", self.shown, run.job_id.as_str()),
+            transient: true,
+        })
     }
 
     /// An alert's notification, in one transaction: the job's episode
@@ -320,20 +329,10 @@ impl PostgresStore {
                 .map_err(fail)?;
             return if exists.is_some() { Ok(false) } else { Err(Error::JobNotFound(job.clone())) };
         }
-        for _ in 0..1000 {
-            if insert_run(&mut *tx, &hook).await.map_err(fail)? == 1 {
-                self.notify(&mut *tx).await?;
-                tx.commit().await.map_err(fail)?;
-                return Ok(true);
-            }
-            hook.scheduled_for = hook.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
-                Error::Store { message: format!("{}: no free time for a run", self.shown), transient: false }
-            })?;
-        }
-        Err(Error::Store {
-            message: format!("{}: no free time for the on_alert run of {job:?}", self.shown),
-            transient: true,
-        })
+        self.insert_at_free_time(&mut tx, &mut hook).await?;
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(true)
     }
 
     /// A backfill of `at`, in one transaction under the job's row lock: read

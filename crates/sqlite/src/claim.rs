@@ -267,19 +267,28 @@ impl SqliteStore {
         .await
         .map_err(fail)?;
         let mut run = chime_core::requested_run(&job, &run_ids(&in_flight), now, now, lease);
-        // Runs are unique per scheduled time: two requests in one microsecond
-        // take the next free one.
+        self.insert_at_free_time(&mut tx, &mut run).await?;
+        tx.commit().await.map_err(fail)?;
+        self.changed();
+        Ok(run)
+    }
+
+    /// Inserts `run` at its scheduled time or, as runs are unique per job
+    /// and time (two requests in one microsecond), the next free one.
+    async fn insert_at_free_time(&self, tx: &mut SqliteConnection, run: &mut Run) -> Result<()> {
+        let fail = |e| self.err("inserting a run", e);
         for _ in 0..1000 {
-            if crate::rows::insert_run(&mut *tx, &run).await.map_err(fail)? == 1 {
-                tx.commit().await.map_err(fail)?;
-                self.changed();
-                return Ok(run);
+            if crate::rows::insert_run(&mut *tx, run).await.map_err(fail)? == 1 {
+                return Ok(());
             }
             run.scheduled_for = run.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
                 Error::Store { message: format!("{}: no free time for a run", self.location), transient: false }
             })?;
         }
-        Err(Error::Store { message: format!("{}: no free time for a run of {id:?}", self.location), transient: true })
+        Err(Error::Store {
+            message: format!("{}: no free time for a run of {:?}", self.location, run.job_id.as_str()),
+            transient: true,
+        })
     }
 
     /// An alert's notification, in one write transaction: the job's episode
@@ -302,20 +311,10 @@ impl SqliteStore {
                 None => Err(Error::JobNotFound(job.clone())),
             };
         }
-        for _ in 0..1000 {
-            if crate::rows::insert_run(&mut *tx, &hook).await.map_err(fail)? == 1 {
-                tx.commit().await.map_err(fail)?;
-                self.changed();
-                return Ok(true);
-            }
-            hook.scheduled_for = hook.scheduled_for.checked_add(SignedDuration::from_micros(1)).map_err(|_| {
-                Error::Store { message: format!("{}: no free time for a run", self.location), transient: false }
-            })?;
-        }
-        Err(Error::Store {
-            message: format!("{}: no free time for the on_alert run of {job:?}", self.location),
-            transient: true,
-        })
+        self.insert_at_free_time(&mut tx, &mut hook).await?;
+        tx.commit().await.map_err(fail)?;
+        self.changed();
+        Ok(true)
     }
 
     /// A backfill of `at`, in one write transaction: read the job's run for

@@ -441,13 +441,7 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test]
 async fn a_backfill_over_the_api_is_queued_by_the_server_and_run() {
     let (s, _clock) = scheduler();
-    // Every hour from 21:00 yesterday: 22:00, 23:00 and 00:00 never ran
-    // (a run by hand at 21:30 is the job's first recorded run).
-    let mut job = Job::new("hourly", "noop", Trigger::every("1h").unwrap()).unwrap();
-    job.trigger.resolve("2025-12-31T21:00:00Z".parse().unwrap(), s.timezone());
-    job.state.next_run_at = Some("2026-01-01T01:00:00Z".parse().unwrap());
-    s.store().add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
-    s.store().insert_run(run_by_hand("hourly", "2025-12-31T21:30:00Z")).await.unwrap();
+    hourly_with_gaps(&s).await;
     s.start().unwrap();
     let app = chime_web::router(chime_web::Handle::new(s.clone()));
     let body = json!({"since": "2025-12-31T21:30:00Z", "dry_run": true});
@@ -482,11 +476,7 @@ async fn a_backfill_over_the_api_is_queued_by_the_server_and_run() {
 #[tokio::test]
 async fn one_backfill_per_job_at_a_time() {
     let (s, _clock) = scheduler();
-    let mut job = Job::new("hourly", "noop", Trigger::every("1h").unwrap()).unwrap();
-    job.trigger.resolve("2025-12-31T21:00:00Z".parse().unwrap(), s.timezone());
-    job.state.next_run_at = Some("2026-01-01T01:00:00Z".parse().unwrap());
-    s.store().add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
-    s.store().insert_run(run_by_hand("hourly", "2025-12-31T21:30:00Z")).await.unwrap();
+    hourly_with_gaps(&s).await;
     // Not started: the first queued run waits for a node, so the backfill
     // task is still queuing when the second call comes.
     let app = chime_web::router(chime_web::Handle::new(s.clone()));
@@ -498,7 +488,17 @@ async fn one_backfill_per_job_at_a_time() {
     assert!(second["error"]["message"].as_str().unwrap().contains("a backfill of job \"hourly\" is under way"));
 }
 
-/// A finished run by hand of `job` at `at`: the job's first recorded run.
+/// `hourly`, every hour from 21:00 yesterday: 22:00, 23:00 and 00:00 never
+/// ran (a run by hand at 21:30 is the job's first recorded run).
+async fn hourly_with_gaps(s: &Scheduler) {
+    let mut job = Job::new("hourly", "noop", Trigger::every("1h").unwrap()).unwrap();
+    job.trigger.resolve("2025-12-31T21:00:00Z".parse().unwrap(), s.timezone());
+    job.state.next_run_at = Some("2026-01-01T01:00:00Z".parse().unwrap());
+    s.store().add_job(job, chime_core::ConflictPolicy::Error).await.unwrap();
+    s.store().insert_run(run_by_hand("hourly", "2025-12-31T21:30:00Z")).await.unwrap();
+}
+
+/// A finished run by hand of `job` at `at`.
 fn run_by_hand(job: &str, at: &str) -> chime_core::Run {
     let node: std::sync::Arc<str> = std::sync::Arc::from("earlier");
     let at: jiff::Timestamp = at.parse().unwrap();
