@@ -150,15 +150,17 @@ impl SqliteStore {
         check_schema_version(&pool, &shown).await?;
         // Two processes opening a new file at once (a server and a CLI) both
         // try to migrate it; SQLite's migrator takes no lock, so the loser
-        // fails on a table the winner just created. Trying again finds the
-        // migrations applied.
+        // fails on a table or column the winner just created. Trying again
+        // finds those migrations applied; with several migrations and
+        // several processes a loser may lose more than once, so it tries
+        // for a few seconds.
         let mut attempt = 0;
         loop {
             match MIGRATOR.run(&pool).await {
                 Ok(()) => break,
-                Err(_) if attempt < 5 => {
+                Err(_) if attempt < 20 => {
                     attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    tokio::time::sleep(Duration::from_millis((50 * attempt).min(400))).await;
                 }
                 Err(sqlx::migrate::MigrateError::Execute(e)) => return Err(fail("migrating the database", e)),
                 Err(other) => {
