@@ -147,11 +147,21 @@ fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) ->
 async fn w1_add(n: usize) -> serde_json::Value {
     let scheduler = builder().await.tasks(registry(None, Arc::default())).timezone("UTC").unwrap().build();
     let trigger = Trigger::every("1h").unwrap();
+    let one_by_one = std::env::var("W1_ONE_BY_ONE").is_ok_and(|v| v == "1");
     let rss_before = rss_bytes();
     let start = Instant::now();
-    for i in 0..n {
-        let job = Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap();
-        scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
+    if one_by_one {
+        for i in 0..n {
+            let job = Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap();
+            scheduler.add_job(job, ConflictPolicy::Error).await.unwrap();
+        }
+    } else {
+        // Built and added a batch at a time, as `sync` or an import would.
+        for first in (0..n).step_by(chime_core::ADD_BATCH) {
+            let batch = (first..n.min(first + chime_core::ADD_BATCH))
+                .map(|i| Job::new(&format!("job-{i}"), "noop", trigger.clone()).unwrap());
+            scheduler.add_jobs(batch, ConflictPolicy::Error).await.unwrap();
+        }
     }
     let add_s = start.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
@@ -159,6 +169,7 @@ async fn w1_add(n: usize) -> serde_json::Value {
         "add_s": add_s,
         "add_per_s": n as f64 / add_s,
         "rss_bytes_per_job": (rss_after.saturating_sub(rss_before)) as f64 / n as f64,
+        "mode": if one_by_one { "add_job" } else { "add_jobs" },
     })
 }
 

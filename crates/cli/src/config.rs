@@ -36,19 +36,6 @@ pub(crate) struct Config {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    scheduler: SchedulerSection,
-    #[serde(default)]
-    defaults: OptionsSection,
-    #[serde(default)]
-    http: HttpSection,
-    #[serde(default, rename = "job")]
-    jobs: Vec<toml::Spanned<JobSection>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct SchedulerSection {
     timezone: Option<String>,
     max_concurrency: Option<usize>,
@@ -155,78 +142,214 @@ pub(crate) fn defaults() -> Config {
     parse("", "(defaults)").expect("an empty config is valid")
 }
 
-/// The keys each part of the file accepts, for "unknown key" errors that
-/// list the valid ones (serde's message names neither the line nor them).
-const TOP_KEYS: &[&str] = &["scheduler", "defaults", "http", "job"];
-const SCHEDULER_KEYS: &[&str] =
-    &["timezone", "max_concurrency", "history_keep", "history_max_age", "shutdown_grace", "node_lease", "store"];
-const HTTP_KEYS: &[&str] = &["listen", "token", "read_token", "allowed_hosts", "allowed_targets"];
-const OPTION_KEYS: &[&str] = &[
-    "max_instances",
-    "coalesce",
-    "misfire_grace_time",
-    "jitter",
-    "timeout",
-    "retry",
-    "alert_after",
-    "alert_on_failures",
-    "on_alert",
+/// What a key's value must be. Checked on the parsed table before the file
+/// is decoded, so a value of the wrong type is reported with its key and
+/// line and hides no other mistake (serde's message names neither).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Text,
+    /// Text that parses as a duration ("30s").
+    Duration,
+    /// A whole number, zero or more.
+    Count,
+    /// A whole number, checked for range later.
+    Integer,
+    Flag,
+    TextList,
+    /// A command: one string or a list of strings.
+    TextOrList,
+    /// A table of strings (`env`).
+    TextTable,
+    Table,
+    /// `[[job]]`: a list of tables.
+    Tables,
+}
+
+impl Kind {
+    fn accepts(self, v: &toml::Value) -> bool {
+        let all_text = |a: &Vec<toml::Value>| a.iter().all(toml::Value::is_str);
+        match self {
+            Kind::Text | Kind::Duration => v.is_str(),
+            Kind::Count => v.as_integer().is_some_and(|n| n >= 0),
+            Kind::Integer => v.is_integer(),
+            Kind::Flag => v.is_bool(),
+            Kind::TextList => v.as_array().is_some_and(all_text),
+            Kind::TextOrList => v.is_str() || v.as_array().is_some_and(all_text),
+            Kind::TextTable => v.as_table().is_some_and(|t| t.values().all(toml::Value::is_str)),
+            Kind::Table => v.is_table(),
+            Kind::Tables => v.as_array().is_some_and(|a| a.iter().all(toml::Value::is_table)),
+        }
+    }
+
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Text => "a string",
+            Kind::Duration => "a duration as a string, such as \"30s\"",
+            Kind::Count => "a whole number, 0 or more",
+            Kind::Integer => "a whole number",
+            Kind::Flag => "true or false",
+            Kind::TextList => "a list of strings",
+            Kind::TextOrList => "a string or a list of strings",
+            Kind::TextTable => "a table of strings, such as { NAME = \"value\" }",
+            Kind::Table => "a table",
+            Kind::Tables => "[[job]] tables",
+        }
+    }
+}
+
+/// A value as an error shows it: `the integer 26`, `the string "two"`.
+fn shown_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) if s.chars().count() > 40 => {
+            format!("the string {:?}…", s.chars().take(40).collect::<String>())
+        }
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(n) => format!("the integer {n}"),
+        toml::Value::Float(n) => format!("the number {n}"),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => format!("the date {d}"),
+        toml::Value::Array(_) => "a list".to_owned(),
+        toml::Value::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// The keys each part of the file accepts and what each holds, for
+/// "unknown key" errors that list the valid ones and for type errors.
+type Keys = &'static [(&'static str, Kind)];
+const TOP_KEYS: Keys = &[("scheduler", Kind::Table), ("defaults", Kind::Table), ("http", Kind::Table), ("job", Kind::Tables)];
+const SCHEDULER_KEYS: Keys = &[
+    ("timezone", Kind::Text),
+    ("max_concurrency", Kind::Count),
+    ("history_keep", Kind::Count),
+    ("history_max_age", Kind::Duration),
+    ("shutdown_grace", Kind::Duration),
+    ("node_lease", Kind::Duration),
+    ("store", Kind::Text),
 ];
-const JOB_KEYS: &[&str] =
-    &["id", "name", "cron", "every", "at", "calendar", "timezone", "command", "shell", "env", "working_dir", "http"];
-const RETRY_KEYS: &[&str] = &["max_attempts", "attempts", "backoff", "max_backoff"];
-const CALENDAR_KEYS: &[&str] = &["every", "unit", "at", "start"];
+const HTTP_KEYS: Keys = &[
+    ("listen", Kind::Text),
+    ("token", Kind::Text),
+    ("read_token", Kind::Flag),
+    ("allowed_hosts", Kind::TextList),
+    ("allowed_targets", Kind::TextList),
+];
+const OPTION_KEYS: Keys = &[
+    ("max_instances", Kind::Count),
+    ("coalesce", Kind::Flag),
+    ("misfire_grace_time", Kind::Duration),
+    ("jitter", Kind::Duration),
+    ("timeout", Kind::Duration),
+    ("retry", Kind::Table),
+    ("alert_after", Kind::Duration),
+    ("alert_on_failures", Kind::Integer),
+    ("on_alert", Kind::Text),
+];
+const JOB_KEYS: Keys = &[
+    ("id", Kind::Text),
+    ("name", Kind::Text),
+    ("cron", Kind::Text),
+    ("every", Kind::Duration),
+    ("at", Kind::Text),
+    ("calendar", Kind::Table),
+    ("timezone", Kind::Text),
+    ("command", Kind::TextOrList),
+    ("shell", Kind::Flag),
+    ("env", Kind::TextTable),
+    ("working_dir", Kind::Text),
+    ("http", Kind::Table),
+];
+const RETRY_KEYS: Keys =
+    &[("max_attempts", Kind::Count), ("attempts", Kind::Count), ("backoff", Kind::Duration), ("max_backoff", Kind::Duration)];
+const CALENDAR_KEYS: Keys = &[("every", Kind::Count), ("unit", Kind::Text), ("at", Kind::Text), ("start", Kind::Text)];
 
 /// Every key of the file that no section accepts, each with its line, the
-/// closest valid key and the list of valid ones.
-fn unknown_keys(text: &str, shown: &str) -> Vec<String> {
-    let Ok(table) = toml::from_str::<toml::Table>(text) else { return Vec::new() };
+/// closest valid key and the list of valid ones; and every value of the
+/// wrong type, with its key and line.
+///
+/// Each key reported is removed from `table`, so that decoding what is left
+/// finds the file's other mistakes instead of stopping at these.
+fn check_keys(table: &mut toml::Table, text: &str, shown: &str) -> (Vec<String>, Vec<usize>) {
     let mut errors = Vec::new();
+    // The jobs that lost a key here: a key they miss now is a consequence.
+    let mut flagged = Vec::new();
     let headers = section_lines(text);
     // `parent` is the key of an inline table (`retry = { ... }`), whose line is
     // where its keys are.
-    let mut check =
-        |what: &str, header: Option<usize>, parent: Option<&str>, table: &toml::Table, valid: &[&[&str]]| {
-            for key in table.keys() {
-                if valid.iter().any(|v| v.contains(&key.as_str())) {
-                    continue;
+    let mut check = |what: &str, header: Option<usize>, parent: Option<&str>, table: &mut toml::Table, valid: &[Keys]| {
+        let before = errors.len();
+        let mut bad = Vec::new();
+        for (key, value) in table.iter() {
+            let line = match header {
+                Some(h) => key_line(text, h, parent.unwrap_or(key)),
+                // A key of the file itself: a section header (`[[jobs]]`) or a key before any.
+                None => headers.iter().find(|(n, _)| n == key).map_or_else(|| key_line(text, 0, key), |(_, l)| *l),
+            };
+            match valid.iter().flat_map(|v| v.iter()).find(|(k, _)| k == key) {
+                Some((_, kind)) if kind.accepts(value) => {}
+                Some((_, kind)) => errors.push(format!(
+                    "{shown}:{line}: {what}: {key}: expected {}, not {}",
+                    kind.expected(),
+                    shown_value(value)
+                )),
+                None => {
+                    let all: Vec<&str> = valid.iter().flat_map(|v| v.iter().map(|(k, _)| *k)).collect();
+                    let hint = closest(key, &all).map_or_else(String::new, |k| format!(" (did you mean {k:?}?)"));
+                    errors.push(format!(
+                        "{shown}:{line}: {what}: unknown key {key:?}{hint}; valid keys: {}",
+                        all.join(", ")
+                    ));
                 }
-                let line = header.map_or(1, |h| key_line(text, h, parent.unwrap_or(key)));
-                let all: Vec<&str> = valid.iter().flat_map(|v| v.iter().copied()).collect();
-                let hint = closest(key, &all).map_or_else(String::new, |k| format!(" (did you mean {k:?}?)"));
-                errors
-                    .push(format!("{shown}:{line}: {what}: unknown key {key:?}{hint}; valid keys: {}", all.join(", ")));
             }
-        };
-    check("the file", None, None, &table, &[TOP_KEYS]);
-    let section = |name: &str| table.get(name).and_then(toml::Value::as_table);
+            if errors.len() > before + bad.len() {
+                bad.push(key.clone());
+            }
+        }
+        table.retain(|k, _| !bad.iter().any(|b| b == k));
+        !bad.is_empty()
+    };
+    check("the file", None, None, table, &[TOP_KEYS]);
     let header_of = |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map(|(_, l)| *l);
-    if let Some(t) = section("scheduler") {
+    // A sub-table written as its own section (`[job.retry]`) has its own header.
+    let sub_header = |parent: Option<usize>, name: &str| {
+        headers.iter().find(|(n, l)| n == name && parent.is_none_or(|p| *l > p)).map(|(_, l)| *l)
+    };
+    if let Some(t) = table.get_mut("scheduler").and_then(toml::Value::as_table_mut) {
         check("[scheduler]", header_of("scheduler", 0), None, t, &[SCHEDULER_KEYS]);
     }
-    if let Some(t) = section("http") {
+    if let Some(t) = table.get_mut("http").and_then(toml::Value::as_table_mut) {
         check("[http]", header_of("http", 0), None, t, &[HTTP_KEYS]);
     }
-    if let Some(t) = section("defaults") {
-        check("[defaults]", header_of("defaults", 0), None, t, &[OPTION_KEYS]);
-        if let Some(r) = t.get("retry").and_then(toml::Value::as_table) {
-            check("[defaults] retry", header_of("defaults", 0), Some("retry"), r, &[RETRY_KEYS]);
+    if let Some(t) = table.get_mut("defaults").and_then(toml::Value::as_table_mut) {
+        let header = header_of("defaults", 0);
+        check("[defaults]", header, None, t, &[OPTION_KEYS]);
+        if let Some(r) = t.get_mut("retry").and_then(toml::Value::as_table_mut) {
+            match sub_header(header, "defaults.retry") {
+                Some(h) => check("[defaults] retry", Some(h), None, r, &[RETRY_KEYS]),
+                None => check("[defaults] retry", header, Some("retry"), r, &[RETRY_KEYS]),
+            };
         }
     }
-    for (i, job) in table.get("job").and_then(toml::Value::as_array).into_iter().flatten().enumerate() {
-        let Some(job) = job.as_table() else { continue };
+    let jobs = table.get_mut("job").and_then(toml::Value::as_array_mut).map(|a| a.as_mut_slice()).unwrap_or_default();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        let Some(job) = job.as_table_mut() else { continue };
         let id = job.get("id").and_then(toml::Value::as_str).unwrap_or("?");
         let what = format!("job {id:?}");
         let header = header_of("job", i);
-        check(&what, header, None, job, &[JOB_KEYS, OPTION_KEYS]);
-        if let Some(r) = job.get("retry").and_then(toml::Value::as_table) {
-            check(&format!("{what} retry"), header, Some("retry"), r, &[RETRY_KEYS]);
+        let mut found = check(&what, header, None, job, &[JOB_KEYS, OPTION_KEYS]);
+        for (name, keys) in [("retry", RETRY_KEYS), ("calendar", CALENDAR_KEYS)] {
+            let Some(sub) = job.get_mut(name).and_then(toml::Value::as_table_mut) else { continue };
+            let next_job = header_of("job", i + 1);
+            let own = sub_header(header, &format!("job.{name}")).filter(|l| next_job.is_none_or(|n| *l < n));
+            found |= match own {
+                Some(h) => check(&format!("{what} {name}"), Some(h), None, sub, &[keys]),
+                None => check(&format!("{what} {name}"), header, Some(name), sub, &[keys]),
+            };
         }
-        if let Some(c) = job.get("calendar").and_then(toml::Value::as_table) {
-            check(&format!("{what} calendar"), header, Some("calendar"), c, &[CALENDAR_KEYS]);
+        if found {
+            flagged.push(i);
         }
     }
-    errors
+    (errors, flagged)
 }
 
 /// The section headers of the file: (`job` for `[[job]]`, `scheduler`, …; line).
@@ -277,13 +400,10 @@ fn closest<'a>(key: &str, valid: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Parses config text; `shown` names the file in errors. Every mistake of
-/// the file is reported at once, one per line.
+/// the file is reported at once, one per line, each with its line number:
+/// only a file that is not TOML at all stops at its first mistake.
 pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
-    let unknown = unknown_keys(text, shown);
-    if !unknown.is_empty() {
-        return Err(unknown.join("\n"));
-    }
-    let file: File = toml::from_str(text).map_err(|e| {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| line_of(text, s.start));
         let what = e.message().trim().to_owned();
         match line {
@@ -291,72 +411,140 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
             None => format!("{shown}: {what}"),
         }
     })?;
-    let s = file.scheduler;
-    let duration = |key: &str, v: &Option<String>| -> Result<Option<SignedDuration>, String> {
-        v.as_deref().map(|t| parse_duration(t).map_err(|e| format!("{shown}: [scheduler] {key}: {e}"))).transpose()
-    };
-    if let Some(zone) = &s.timezone {
-        chime_core::Zone::get(zone).map_err(|e| format!("{shown}: [scheduler] timezone: {e}"))?;
+    let (mut errors, flagged) = check_keys(&mut table, text, shown);
+    // A key reported above was removed: what a flagged job now misses
+    // (its trigger after a typo in `every`) would say the same again.
+    let consequence = |i: usize, message: &str| flagged.contains(&i) && message.contains("missing");
+    let headers = section_lines(text);
+    let header_of = |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map_or(1, |(_, l)| *l);
+    // Each section decoded on its own, so a mistake in one hides none in another.
+    fn section<T: Default + serde::de::DeserializeOwned>(
+        table: &mut toml::Table,
+        name: &str,
+        line: usize,
+        shown: &str,
+        errors: &mut Vec<String>,
+    ) -> T {
+        match table.remove(name).map(toml::Value::try_into::<T>) {
+            None => T::default(),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                errors.push(format!("{shown}:{line}: [{name}]: {}", e.message().trim()));
+                T::default()
+            }
+        }
     }
-    let node_lease = duration("node_lease", &s.node_lease)?.unwrap_or(chime_core::DEFAULT_NODE_LEASE);
+    let s: SchedulerSection = section(&mut table, "scheduler", header_of("scheduler", 0), shown, &mut errors);
+    let http: HttpSection = section(&mut table, "http", header_of("http", 0), shown, &mut errors);
+    let defaults_section: OptionsSection = section(&mut table, "defaults", header_of("defaults", 0), shown, &mut errors);
+
+    let in_section = |name: &str, key: &str| key_line(text, header_of(name, 0), key);
+    let mut duration = |key: &str, v: &Option<String>| -> Option<SignedDuration> {
+        let text = v.as_deref()?;
+        parse_duration(text)
+            .map_err(|e| errors.push(format!("{shown}:{}: [scheduler] {key}: {e}", in_section("scheduler", key))))
+            .ok()
+    };
+    let history_max_age = duration("history_max_age", &s.history_max_age);
+    let shutdown_grace = duration("shutdown_grace", &s.shutdown_grace).unwrap_or(chime_core::DEFAULT_SHUTDOWN_GRACE);
+    let node_lease = duration("node_lease", &s.node_lease).unwrap_or(chime_core::DEFAULT_NODE_LEASE);
+    if let Some(zone) = &s.timezone
+        && let Err(e) = chime_core::Zone::get(zone)
+    {
+        errors.push(format!("{shown}:{}: [scheduler] timezone: {e}", in_section("scheduler", "timezone")));
+    }
     if node_lease < chime_core::MIN_NODE_LEASE || node_lease > MAX_NODE_LEASE {
-        return Err(format!(
-            "{shown}: [scheduler] node_lease: {} is out of range: between {} and {}",
+        errors.push(format!(
+            "{shown}:{}: [scheduler] node_lease: {} is out of range: between {} and {}",
+            in_section("scheduler", "node_lease"),
             chime_core::format_duration(node_lease),
             chime_core::format_duration(chime_core::MIN_NODE_LEASE),
             chime_core::format_duration(MAX_NODE_LEASE)
         ));
     }
+    let listen = http.listen.as_deref().and_then(|a| {
+        a.parse()
+            .map_err(|e| {
+                errors.push(format!(
+                    "{shown}:{}: [http] listen: {a:?} is not an address such as 127.0.0.1:8080: {e}",
+                    in_section("http", "listen")
+                ))
+            })
+            .ok()
+    });
     let mut config = Config {
         timezone: s.timezone.clone(),
         max_concurrency: s.max_concurrency,
         node_lease,
         history_keep: s.history_keep.unwrap_or(chime_core::DEFAULT_HISTORY_LIMIT),
-        history_max_age: duration("history_max_age", &s.history_max_age)?,
-        shutdown_grace: duration("shutdown_grace", &s.shutdown_grace)?.unwrap_or(SignedDuration::from_secs(30)),
+        history_max_age,
+        shutdown_grace,
         store: s.store,
-        listen: file
-            .http
-            .listen
-            .as_deref()
-            .map(|a| {
-                a.parse()
-                    .map_err(|e| format!("{shown}: [http] listen: {a:?} is not an address such as 127.0.0.1:8080: {e}"))
-            })
-            .transpose()?,
-        api_token: file.http.token,
-        read_token: file.http.read_token,
-        allowed_hosts: file.http.allowed_hosts,
-        allowed_targets: file.http.allowed_targets,
+        listen,
+        api_token: http.token,
+        read_token: http.read_token,
+        allowed_hosts: http.allowed_hosts,
+        allowed_targets: http.allowed_targets,
         jobs: Vec::new(),
     };
-    let defaults = options(&file.defaults, &JobOptions::default())
-        .map_err(|(key, e)| format!("{shown}: [defaults] {key}: {e}"))?;
+    let defaults = options(&defaults_section, &JobOptions::default()).unwrap_or_else(|mistakes| {
+        for (key, e) in mistakes {
+            let line = key_line(text, header_of("defaults", 0), key.split('.').next().unwrap_or(key));
+            errors.push(format!("{shown}:{line}: [defaults] {key}: {e}"));
+        }
+        JobOptions::default()
+    });
+
+    let jobs = match table.remove("job") {
+        Some(toml::Value::Array(jobs)) => jobs,
+        _ => Vec::new(),
+    };
+    let job_headers: Vec<usize> = headers.iter().filter(|(n, _)| n == "job").map(|(_, l)| *l).collect();
     let mut seen = std::collections::HashSet::new();
-    let mut errors = Vec::new();
-    for spanned in file.jobs {
-        let line = line_of(text, spanned.span().start);
-        let job = spanned.into_inner();
-        let at = format!("{shown}: job {:?} (line {line})", job.id);
+    for (i, value) in jobs.into_iter().enumerate() {
+        let header = job_headers.get(i).copied().unwrap_or(1);
+        let next = job_headers.get(i + 1).copied();
+        let id = value.get("id").and_then(toml::Value::as_str).unwrap_or("?").to_owned();
+        let job: JobSection = match value.try_into() {
+            Ok(job) => job,
+            Err(e) => {
+                if !consequence(i, e.message()) {
+                    errors.push(format!("{shown}:{header}: job {id:?}: {}", e.message().trim()));
+                }
+                continue;
+            }
+        };
         if !seen.insert(job.id.clone()) {
-            errors.push(format!("{at}: id: another job above has the same id"));
+            errors.push(format!("{shown}:{header}: job {id:?}: id: another job above has the same id"));
             continue;
         }
         match job_from(job, &defaults, config.timezone.as_deref()) {
             Ok(job) => config.jobs.push(job),
-            Err((key, e)) => errors.push(format!("{at}: {key}: {e}")),
+            Err(mistakes) => {
+                for (key, e) in mistakes.into_iter().filter(|(_, e)| !consequence(i, e)) {
+                    let line = job_key_line(text, &headers, header, next, key);
+                    errors.push(format!("{shown}:{line}: job {id:?}: {key}: {e}"));
+                }
+            }
         }
     }
     let ids: std::collections::HashSet<&str> = config.jobs.iter().map(|j| j.id.as_str()).collect();
-    for job in &config.jobs {
+    for (i, job) in config.jobs.iter().enumerate() {
+        let line = || {
+            let header = job_headers.get(i).copied().unwrap_or(1);
+            job_key_line(text, &headers, header, job_headers.get(i + 1).copied(), "on_alert")
+        };
         match job.options.on_alert.as_ref().map(chime_core::JobId::as_str) {
             Some(hook) if hook == job.id.as_str() => errors.push(format!(
-                "{shown}: job {:?}: on_alert: names the job itself; name another job to run when it alerts",
+                "{shown}:{}: job {:?}: on_alert: names the job itself; name another job to run when it alerts",
+                line(),
                 job.id.as_str()
             )),
-            Some(hook) if !ids.contains(hook) => {
-                errors.push(format!("{shown}: job {:?}: on_alert: {hook:?} is not a job of this file", job.id.as_str()))
-            }
+            Some(hook) if !ids.contains(hook) => errors.push(format!(
+                "{shown}:{}: job {:?}: on_alert: {hook:?} is not a job of this file",
+                line(),
+                job.id.as_str()
+            )),
             _ => {}
         }
     }
@@ -366,67 +554,98 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     Ok(config)
 }
 
+/// The line of a job's key for an error: `cron`'s own line, `retry.backoff`'s
+/// within `retry = { ... }` or a `[job.retry]` section, or the `[[job]]`
+/// line for a mistake of the whole job (`trigger`, `task`).
+fn job_key_line(text: &str, headers: &[(String, usize)], header: usize, next: Option<usize>, key: &str) -> usize {
+    let (root, leaf) = key.split_once('.').unwrap_or((key, key));
+    if matches!(root, "trigger" | "task" | "options") {
+        return header;
+    }
+    let own_section = headers
+        .iter()
+        .find(|(n, l)| *n == format!("job.{root}") && *l > header && next.is_none_or(|n| *l < n))
+        .map(|(_, l)| *l);
+    match own_section {
+        Some(section) => key_line(text, section, leaf),
+        None => key_line(text, header, root),
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 type KeyError = (&'static str, String);
 
-fn options(section: &OptionsSection, base: &JobOptions) -> Result<JobOptions, KeyError> {
-    let dur = |key: &'static str,
-               v: &Option<String>,
-               current: Option<SignedDuration>|
-     -> Result<Option<SignedDuration>, KeyError> {
-        match v {
-            Some(text) => parse_duration(text).map(Some).map_err(|e| (key, e.to_string())),
-            None => Ok(current),
-        }
+/// Job options from a `[[job]]` or `[defaults]`, over `base`: every key's
+/// mistake, not only the first.
+fn options(section: &OptionsSection, base: &JobOptions) -> Result<JobOptions, Vec<KeyError>> {
+    let mut errors = Vec::new();
+    let mut dur = |key: &'static str, v: &Option<String>, current: Option<SignedDuration>| match v {
+        Some(text) => parse_duration(text).map_err(|e| errors.push((key, e.to_string()))).ok(),
+        None => current,
     };
+    let misfire_grace_time = dur("misfire_grace_time", &section.misfire_grace_time, base.misfire_grace_time);
+    let jitter = dur("jitter", &section.jitter, base.jitter);
+    let timeout = dur("timeout", &section.timeout, base.timeout);
+    let alert_after = dur("alert_after", &section.alert_after, base.alert_after);
     let retry = match &section.retry {
         Some(r) => {
-            let backoff = parse_duration(&r.backoff).map_err(|e| ("retry.backoff", e.to_string()))?;
-            let mut policy = RetryPolicy::new(r.max_attempts, backoff);
-            if let Some(cap) = &r.max_backoff {
-                policy =
-                    policy.with_max_backoff(parse_duration(cap).map_err(|e| ("retry.max_backoff", e.to_string()))?);
-            }
-            Some(Box::new(policy))
+            let backoff = parse_duration(&r.backoff).map_err(|e| errors.push(("retry.backoff", e.to_string()))).ok();
+            let cap = r.max_backoff.as_deref().and_then(|cap| {
+                parse_duration(cap).map_err(|e| errors.push(("retry.max_backoff", e.to_string()))).ok()
+            });
+            backoff.map(|backoff| {
+                let policy = RetryPolicy::new(r.max_attempts, backoff);
+                Box::new(match cap {
+                    Some(cap) => policy.with_max_backoff(cap),
+                    None => policy,
+                })
+            })
         }
         None => base.retry.clone(),
     };
     let alert_on_failures = match section.alert_on_failures {
-        Some(n) => {
-            Some(u32::try_from(n).ok().filter(|n| (1..=chime_core::MAX_ALERT_FAILURES).contains(n)).ok_or_else(
-                || ("alert_on_failures", format!("must be between 1 and {}, not {n}", chime_core::MAX_ALERT_FAILURES)),
-            )?)
-        }
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=chime_core::MAX_ALERT_FAILURES).contains(n))
+            .ok_or_else(|| {
+                let says = format!("must be between 1 and {}, not {n}", chime_core::MAX_ALERT_FAILURES);
+                errors.push(("alert_on_failures", says));
+            })
+            .ok(),
         None => base.alert_on_failures,
     };
     let on_alert = match &section.on_alert {
-        Some(id) => Some(chime_core::JobId::new(id).map_err(|e| ("on_alert", e.to_string()))?),
+        Some(id) => chime_core::JobId::new(id).map_err(|e| errors.push(("on_alert", e.to_string()))).ok(),
         None => base.on_alert.clone(),
     };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let options = JobOptions {
         max_instances: section.max_instances.unwrap_or(base.max_instances),
         coalesce: section.coalesce.unwrap_or(base.coalesce),
-        misfire_grace_time: dur("misfire_grace_time", &section.misfire_grace_time, base.misfire_grace_time)?,
-        jitter: dur("jitter", &section.jitter, base.jitter)?,
-        timeout: dur("timeout", &section.timeout, base.timeout)?,
+        misfire_grace_time,
+        jitter,
+        timeout,
         retry,
-        alert_after: dur("alert_after", &section.alert_after, base.alert_after)?,
+        alert_after,
         alert_on_failures,
         on_alert,
     };
     if let Some(d) = options.alert_after {
         // The key named, not "options": `alert_after: must be ...`.
-        let named = |e: chime_core::Error| ("alert_after", e.to_string());
-        JobOptions { alert_after: Some(d), ..JobOptions::default() }.validate().map_err(named)?;
+        let alone = JobOptions { alert_after: Some(d), ..JobOptions::default() };
+        alone.validate().map_err(|e| vec![("alert_after", e.to_string())])?;
     }
-    options.validate().map_err(|e| ("options", e.to_string()))?;
+    options.validate().map_err(|e| vec![("options", e.to_string())])?;
     Ok(options)
 }
 
-fn job_from(s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<Job, KeyError> {
+/// A job's trigger, in its zone (or the file's).
+fn trigger_of(s: &JobSection, zone: Option<&str>) -> Result<Trigger, KeyError> {
     let triggers = [s.cron.is_some(), s.every.is_some(), s.at.is_some(), s.calendar.is_some()];
     let mut trigger = match triggers.iter().filter(|t| **t).count() {
         0 => return Err(("trigger", "missing: give one of cron, every, at or calendar".into())),
@@ -475,11 +694,14 @@ fn job_from(s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<
             ),
         ));
     }
-    let (task, args) = match (s.command, s.http) {
-        (Some(_), Some(_)) => return Err(("command", "a job runs a command or an http request, not both".into())),
-        (None, None) => {
-            return Err(("task", "missing: give command = [\"program\", \"arg\"] or http = { url = \"...\" }".into()));
-        }
+    Ok(trigger)
+}
+
+/// A job's task and its arguments: a command or an http request.
+fn task_of(s: &mut JobSection) -> Result<(&'static str, serde_json::Value), KeyError> {
+    match (s.command.take(), s.http.take()) {
+        (Some(_), Some(_)) => Err(("command", "a job runs a command or an http request, not both".into())),
+        (None, None) => Err(("task", "missing: give command = [\"program\", \"arg\"] or http = { url = \"...\" }".into())),
         (Some(command), None) => {
             let argv = match (command, s.shell) {
                 (CommandValue::Argv(argv), _) => argv,
@@ -494,19 +716,32 @@ fn job_from(s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<
             if argv.is_empty() || argv[0].trim().is_empty() {
                 return Err(("command", "the command is empty".into()));
             }
-            let spec = CommandSpec { argv, shell: s.shell, env: s.env, working_dir: s.working_dir };
-            ("command", serde_json::to_value(spec).expect("serializes"))
+            let spec =
+                CommandSpec { argv, shell: s.shell, env: std::mem::take(&mut s.env), working_dir: s.working_dir.take() };
+            Ok(("command", serde_json::to_value(spec).expect("serializes")))
         }
         (None, Some(http)) => {
             crate::builtin::parse_http_url(&http.url).map_err(|e| ("http.url", e))?;
             chime_tasks::validate(&http).map_err(|e| ("http", e))?;
-            ("http", serde_json::to_value(http).expect("serializes"))
+            Ok(("http", serde_json::to_value(http).expect("serializes")))
         }
+    }
+}
+
+/// A `[[job]]` as a job, or every mistake in it.
+fn job_from(mut s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Result<Job, Vec<KeyError>> {
+    let mut errors = Vec::new();
+    let trigger = trigger_of(&s, zone).map_err(|e| errors.push(e)).ok();
+    let task = task_of(&mut s).map_err(|e| errors.push(e)).ok();
+    let options = options(&s.options, defaults).map_err(|e| errors.extend(e)).ok();
+    let id_ok = chime_core::JobId::new(&s.id).map_err(|e| errors.push(("id", e.to_string()))).is_ok();
+    let (Some(trigger), Some((task, args)), Some(options), true) = (trigger, task, options, id_ok) else {
+        return Err(errors);
     };
-    let mut job = Job::new(&s.id, task, trigger).map_err(|e| ("id", e.to_string()))?;
+    let mut job = Job::new(&s.id, task, trigger).map_err(|e| vec![("id", e.to_string())])?;
     job.name = s.name;
     job.args = args;
-    job.options = options(&s.options, defaults)?;
+    job.options = options;
     Ok(job)
 }
 
@@ -531,11 +766,11 @@ mod tests {
     fn mistakes_name_the_file_the_job_the_key_and_the_line() {
         assert_eq!(
             error("[[job]]\nid = \"r\"\ncron = \"0 9 * * 8\"\ncommand = [\"true\"]\n"),
-            r#"chime.toml: job "r" (line 1): cron: invalid cron expression "0 9 * * 8": invalid day-of-week "8" at column 9: expected 0-7 or SUN-SAT"#
+            r#"chime.toml:3: job "r": cron: invalid cron expression "0 9 * * 8": invalid day-of-week "8" at column 9: expected 0-7 or SUN-SAT"#
         );
         assert_eq!(
             error("\n[[job]]\nid = \"r\"\nevery = \"soon\"\ncommand = [\"true\"]\n"),
-            "chime.toml: job \"r\" (line 2): every: invalid duration \"soon\": not a duration; expected a positive duration such as \"90s\", \"1h 30m\" or \"PT4H\""
+            "chime.toml:4: job \"r\": every: invalid duration \"soon\": not a duration; expected a positive duration such as \"90s\", \"1h 30m\" or \"PT4H\""
         );
         assert!(error("[[job]]\nid = \"r\"\ncommand = [\"true\"]\n").contains("trigger: missing"));
         assert!(
@@ -547,7 +782,7 @@ mod tests {
         let smuggled = error(
             "[[job]]\nid = \"r\"\nevery = \"1h\"\nhttp = { url = \"http://127.0.0.1/\", headers = { X = \"a\\r\\nFLUSHALL\" } }\n",
         );
-        assert!(smuggled.contains("job \"r\" (line 1): http: header"), "{smuggled}");
+        assert!(smuggled.starts_with("chime.toml:4: job \"r\": http: header"), "{smuggled}");
         assert!(
             error("[[job]]\nid = \"r\"\nevery = \"1h\"\ncommand = [\"true\"]\ntimeout = \"0s\"\n").contains("timeout")
         );
@@ -583,8 +818,63 @@ mod tests {
         );
         let lines: Vec<&str> = e.lines().collect();
         assert_eq!(lines.len(), 2, "{e}");
-        assert!(lines[0].starts_with("chime.toml: job \"a\" (line 1): cron:"), "{e}");
-        assert!(lines[1].starts_with("chime.toml: job \"b\" (line 5): every:"), "{e}");
+        assert!(lines[0].starts_with("chime.toml:3: job \"a\": cron:"), "{e}");
+        assert!(lines[1].starts_with("chime.toml:7: job \"b\": every:"), "{e}");
+    }
+
+    #[test]
+    fn mistakes_of_every_kind_and_section_are_reported_together_each_at_its_own_line() {
+        let text = [
+            "[scheduler]",                          // 1
+            "timezone = \"Mars/Olympus\"",          // 2
+            "node_lease = \"2h\"",                  // 3
+            "[[jobs]]",                             // 4
+            "id = \"typo\"",                        // 5
+            "[[job]]",                              // 6
+            "id = \"a\"",                           // 7
+            "",                                     // 8
+            "cron = \"0 9 * * 8\"",                 // 9
+            "timeout = \"0s\"",                     // 10
+            "max_instances = \"two\"",              // 11
+            "command = [\"true\"]",                 // 12
+            "[job.retry]",                          // 13
+            "max_attempts = 2",                     // 14
+            "backoff = \"soon\"",                   // 15
+            "[[job]]",                              // 16
+            "id = \"b\"",                           // 17
+            "every = \"1h\"",                       // 18
+            "http = { urll = \"http://x/\" }",      // 19
+        ]
+        .join("\n");
+        let e = error(&text);
+        let lines: Vec<&str> = e.lines().collect();
+        let expect = [
+            "chime.toml:4: the file: unknown key \"jobs\" (did you mean \"job\"?)",
+            "chime.toml:11: job \"a\": max_instances: expected a whole number, 0 or more, not the string \"two\"",
+            "chime.toml:2: [scheduler] timezone:",
+            "chime.toml:3: [scheduler] node_lease: 2h is out of range",
+            "chime.toml:9: job \"a\": cron: invalid cron expression",
+            "chime.toml:15: job \"a\": retry.backoff: invalid duration \"soon\"",
+            "chime.toml:10: job \"a\": timeout: invalid duration \"0s\"",
+            "chime.toml:16: job \"b\": unknown field `urll`",
+        ];
+        for want in expect {
+            assert!(lines.iter().any(|l| l.starts_with(want)), "missing {want:?} in:\n{e}");
+        }
+        assert_eq!(lines.len(), expect.len(), "one line per mistake, no echo of a removed key:\n{e}");
+        // A typo in the trigger's key is one mistake, not also "trigger: missing".
+        let e = error("[[job]]\nid = \"r\"\nevry = \"1h\"\ncommand = [\"true\"]\n");
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+
+    #[test]
+    fn the_defaults_without_a_file_are_the_documented_ones() {
+        let d = defaults();
+        assert_eq!(d.history_keep, chime_core::DEFAULT_HISTORY_LIMIT);
+        assert_eq!(d.shutdown_grace, chime_core::DEFAULT_SHUTDOWN_GRACE);
+        assert_eq!(d.node_lease, chime_core::DEFAULT_NODE_LEASE);
+        assert_eq!((d.history_keep, d.shutdown_grace.as_secs(), d.node_lease.as_secs()), (100, 30, 30), "as docs/cli.md says");
+        assert!(d.jobs.is_empty() && d.api_token.is_none() && !d.read_token && d.listen.is_none());
     }
 
     #[test]
@@ -636,14 +926,14 @@ mod tests {
         assert_eq!(c.jobs[0].options.alert_after, Some(SignedDuration::from_hours(48)));
 
         for (line, says) in [
-            ("alert_on_failures = 0", "job \"backup\" (line 1): alert_on_failures: must be between 1 and 1000, not 0"),
+            ("alert_on_failures = 0", "chime.toml:5: job \"backup\": alert_on_failures: must be between 1 and 1000, not 0"),
             ("alert_on_failures = -2", "alert_on_failures: must be between 1 and 1000, not -2"),
             ("alert_on_failures = 100000", "alert_on_failures: must be between 1 and 1000, not 100000"),
             ("alert_after = \"0s\"", "alert_after: invalid duration \"0s\""),
             ("alert_after = \"soon\"", "alert_after: invalid duration \"soon\""),
             ("alert_after = \"10ms\"", "alert_after: alert_after 10ms is shorter than the shortest accepted, 1s"),
             ("alert_after = \"100000d\"", "alert_after: alert_after 2400000h is longer than the longest accepted"),
-            ("alert_after = 26", "invalid type: integer `26`, expected a string"),
+            ("alert_after = 26", "chime.toml:5: job \"backup\": alert_after: expected a duration as a string, such as \"30s\", not the integer 26"),
             ("on_alert = \"nobody\"\nalert_after = \"1h\"", "on_alert: \"nobody\" is not a job of this file"),
             ("on_alert = \"backup\"\nalert_after = \"1h\"", "on_alert: names the job itself"),
             ("on_alert = \"notify\"", "on_alert needs alert_after or alert_on_failures"),

@@ -333,7 +333,7 @@ async fn run_here(s: &Scheduler, id: &str) -> Result<(), CliError> {
         }
     };
     // Ends this process's lease at once.
-    s.shutdown(ShutdownMode::Wait(Duration::from_secs(30))).await;
+    s.shutdown(ShutdownMode::Wait(Duration::try_from(chime_core::DEFAULT_SHUTDOWN_GRACE).expect("positive"))).await;
     out!("succeeded in {}", outcome?);
     Ok(())
 }

@@ -155,7 +155,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         let _ = stop.send(());
         let _ = server.await;
     }
-    let grace = Duration::try_from(config.shutdown_grace).unwrap_or(Duration::from_secs(30));
+    let grace = Duration::try_from(config.shutdown_grace).expect("a shutdown grace the config checked");
     say!("stopping: waiting up to {} for running jobs", chime_core::format_duration(config.shutdown_grace));
     scheduler.shutdown(ShutdownMode::Wait(grace)).await;
     say!("stopped");

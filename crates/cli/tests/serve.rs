@@ -181,7 +181,7 @@ fn errors_have_messages_and_exit_codes() {
     let out = chime(d, &["serve", "--config", "bad.toml", "--store", "memory:"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr(&out).contains(r#"bad.toml: job "r" (line 1): cron: invalid cron expression "0 9 * * 8""#),
+        stderr(&out).contains(r#"bad.toml:3: job "r": cron: invalid cron expression "0 9 * * 8""#),
         "{}",
         stderr(&out)
     );

@@ -257,6 +257,31 @@ impl JobStore for MemoryStore {
         Ok(job)
     }
 
+    async fn add_jobs(&self, mut jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        {
+            let mut inner = self.lock();
+            if on_conflict == ConflictPolicy::Error
+                && let Some(taken) = jobs.iter().find(|j| inner.jobs.contains_key(&j.id))
+            {
+                return Err(Error::JobExists(taken.id.clone()));
+            }
+            for job in &mut jobs {
+                if let Some(existing) = inner.jobs.get(&job.id) {
+                    if on_conflict == ConflictPolicy::KeepExisting {
+                        *job = (**existing).clone();
+                        continue;
+                    }
+                    job.state.version = existing.state.version + 1;
+                } else {
+                    job.state.version = 1;
+                }
+                inner.put(job.clone());
+            }
+        }
+        self.changed();
+        Ok(jobs)
+    }
+
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         Ok(self.lock().jobs.get(id).map(|j| (**j).clone()))
     }

@@ -68,6 +68,12 @@ pub trait JobStore: Send + Sync + 'static {
     /// Returns the stored job: the new one, or with `KeepExisting` the old one.
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job>;
 
+    /// Adds several jobs in one step (one transaction, or one lock), each as
+    /// `add_job` would. Atomic: with `ConflictPolicy::Error`, an id already
+    /// taken fails the call with `JobExists` and adds none of them. The ids
+    /// are distinct (the scheduler checks). Returns the stored jobs in order.
+    async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>>;
+
     /// The job with this id. A stored row that no longer decodes is
     /// [`Error::BrokenJob`](crate::Error::BrokenJob).
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>>;

@@ -323,6 +323,41 @@ async fn the_familiar_example_daily_report_and_cleanup_every_4_hours() {
 }
 
 #[tokio::test]
+async fn add_jobs_checks_every_job_before_storing_any_and_they_all_run() {
+    let h = Harness::new();
+    let cleanup = Job::new("cleanup", "record", Trigger::every("4h").unwrap()).unwrap();
+    let refused = [
+        (vec![cleanup.clone(), Job::new("nope", "no-such-task", Trigger::every("1h").unwrap()).unwrap()], "no-such-task"),
+        (vec![cleanup.clone(), Job::new("fast", "record", Trigger::every("1ms").unwrap()).unwrap()], "minimum"),
+        (vec![cleanup.clone(), cleanup.clone()], "given twice"),
+    ];
+    for (jobs, why) in refused {
+        let err = h.scheduler.add_jobs(jobs, ConflictPolicy::Error).await.unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+        assert!(h.scheduler.jobs().await.unwrap().is_empty(), "nothing stored when one job is refused ({why})");
+    }
+    let many: Vec<Job> = (0..2_500)
+        .map(|i| Job::new(&format!("job-{i:04}"), "record", Trigger::every("1h").unwrap()).unwrap())
+        .collect();
+    let added = h.scheduler.add_jobs(many, ConflictPolicy::Error).await.unwrap();
+    assert_eq!(added.len(), 2_500, "three batches, all added");
+    assert_eq!(added[2_499].id.as_str(), "job-2499", "in the order given");
+    assert!(added.iter().all(|j| j.state.next_run_at == Some(at("01:00:00"))), "each with its first fire time");
+    let again = vec![Job::new("job-0001", "record", Trigger::every("2h").unwrap()).unwrap()];
+    assert!(h.scheduler.add_jobs(again, ConflictPolicy::Error).await.unwrap_err().is_conflict());
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    // 2,500 runs overflow the event channel a test reads: count the calls.
+    within("2,500 runs", async {
+        while h.calls().len() < 2_500 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(h.calls().iter().all(|c| c.scheduled_for == at("01:00:00")), "every bulk-added job ran at its first time");
+}
+
+#[tokio::test]
 async fn a_daily_job_runs_every_day_of_a_year_at_local_nine() {
     let mut h = Harness::new();
     let trigger = Trigger::cron("0 9 * * *").unwrap().with_timezone("Europe/London").unwrap();

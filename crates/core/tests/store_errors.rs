@@ -38,6 +38,9 @@ impl JobStore for FailingStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         self.inner.add_job(job, on_conflict).await
     }
+    async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        self.inner.add_jobs(jobs, on_conflict).await
+    }
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.inner.get_job(id).await
     }

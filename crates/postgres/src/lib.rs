@@ -56,7 +56,7 @@ use chime_core::{
 use chime_sql::{IN_FLIGHT, JobRow, RunRow, encode, micros};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Executor as _};
+use sqlx::{AssertSqlSafe, Executor as _, PgConnection};
 use tokio::sync::watch;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -283,43 +283,10 @@ impl PostgresStore {
         row.decode().map_err(|problem| Error::BrokenJob { id, problem })
     }
 
-    /// Tells every node (this one included) that something changed.
-    async fn notify<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(&self, e: E) -> Result<()> {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&self.channel)
-            .execute(e)
-            .await
-            .map_err(|e| self.err("announcing a change", e))?;
-        self.changes.send_modify(|n| *n += 1);
-        Ok(())
-    }
-
-    async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
-        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err("reading a job", e))
-    }
-}
-
-pub(crate) fn store_error(shown: &str, op: &str, e: &sqlx::Error) -> Error {
-    let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
-    let transient = match code.as_deref() {
-        // serialization failure, deadlock, lock timeout, too many connections, admin shutdown, cannot connect now
-        Some("40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P03") => true,
-        Some(_) => false,
-        None => matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
-    };
-    Error::Store { message: format!("{shown}: {op}: {e}"), transient }
-}
-
-#[async_trait]
-impl JobStore for PostgresStore {
-    async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+    /// `add_job` inside the caller's transaction (dropping it rolls back).
+    async fn add_in(&self, tx: &mut PgConnection, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let fail = |e| self.err("adding a job", e);
         let (args, trigger, options) = encode(&job)?;
-        let mut tx = self.pool.begin().await.map_err(fail)?;
         let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
             .bind(job.id.as_str())
             .fetch_optional(&mut *tx)
@@ -361,11 +328,63 @@ impl JobStore for PostgresStore {
             }
             Err(e) => return Err(fail(e)),
         }
-        self.notify(&mut *tx).await?;
-        tx.commit().await.map_err(fail)?;
         let mut job = job;
         job.state.version = version as u64;
         Ok(job)
+    }
+
+    /// Tells every node (this one included) that something changed.
+    async fn notify<'c, E: sqlx::Executor<'c, Database = sqlx::Postgres>>(&self, e: E) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(&self.channel)
+            .execute(e)
+            .await
+            .map_err(|e| self.err("announcing a change", e))?;
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
+        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err("reading a job", e))
+    }
+}
+
+pub(crate) fn store_error(shown: &str, op: &str, e: &sqlx::Error) -> Error {
+    let code = e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned());
+    let transient = match code.as_deref() {
+        // serialization failure, deadlock, lock timeout, too many connections, admin shutdown, cannot connect now
+        Some("40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P03") => true,
+        Some(_) => false,
+        None => matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
+    };
+    Error::Store { message: format!("{shown}: {op}: {e}"), transient }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        let fail = |e| self.err("adding a job", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let job = self.add_in(&mut *tx, job, on_conflict).await?;
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(job)
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        let fail = |e| self.err("adding jobs", e);
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut stored = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            stored.push(self.add_in(&mut *tx, job, on_conflict).await?);
+        }
+        self.notify(&mut *tx).await?;
+        tx.commit().await.map_err(fail)?;
+        Ok(stored)
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {

@@ -210,6 +210,48 @@ impl SqliteStore {
         store_error(&self.location, op, &e)
     }
 
+    /// `add_job` inside the caller's write transaction (dropping it rolls back).
+    async fn add_in(&self, tx: &mut SqliteConnection, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
+        let (args, trigger, options) = encode(&job)?;
+        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = ?")
+            .bind(job.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err("adding a job", e))?;
+        let version = match (existing, on_conflict) {
+            (None, _) => 1,
+            (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
+            (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
+            (Some(row), ConflictPolicy::Replace) => row.version + 1,
+        };
+        sqlx::query(
+            "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
+             trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
+             last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
+             code_hash = excluded.code_hash, broken = NULL",
+        )
+        .bind(job.id.as_str())
+        .bind(job.name.as_deref())
+        .bind(&*job.task)
+        .bind(args)
+        .bind(trigger)
+        .bind(options)
+        .bind(job.state.next_run_at.map(micros))
+        .bind(job.state.paused.as_deref())
+        .bind(job.state.last_run_at.map(micros))
+        .bind(job.state.last_status.map(RunStatus::as_str))
+        .bind(version)
+        .bind(job.state.code_hash.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err("adding a job", e))?;
+        let mut job = job;
+        job.state.version = version as u64;
+        Ok(job)
+    }
+
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
@@ -283,47 +325,22 @@ pub(crate) fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
-        let (args, trigger, options) = encode(&job)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding a job", e))?;
-        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = ?")
-            .bind(job.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err("adding a job", e))?;
-        let version = match (existing, on_conflict) {
-            (None, _) => 1,
-            (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
-            (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
-            (Some(row), ConflictPolicy::Replace) => row.version + 1,
-        };
-        sqlx::query(
-            "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
-             trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
-             last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
-             code_hash = excluded.code_hash, broken = NULL",
-        )
-        .bind(job.id.as_str())
-        .bind(job.name.as_deref())
-        .bind(&*job.task)
-        .bind(args)
-        .bind(trigger)
-        .bind(options)
-        .bind(job.state.next_run_at.map(micros))
-        .bind(job.state.paused.as_deref())
-        .bind(job.state.last_run_at.map(micros))
-        .bind(job.state.last_status.map(RunStatus::as_str))
-        .bind(version)
-        .bind(job.state.code_hash.as_deref())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err("adding a job", e))?;
+        let job = self.add_in(&mut *tx, job, on_conflict).await?;
         tx.commit().await.map_err(|e| self.err("adding a job", e))?;
         self.changed();
-        let mut job = job;
-        job.state.version = version as u64;
         Ok(job)
+    }
+
+    async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding jobs", e))?;
+        let mut stored = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            stored.push(self.add_in(&mut *tx, job, on_conflict).await?);
+        }
+        tx.commit().await.map_err(|e| self.err("adding jobs", e))?;
+        self.changed();
+        Ok(stored)
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {

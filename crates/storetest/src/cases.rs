@@ -105,6 +105,50 @@ pub async fn crud_and_conflict_policies(h: &Harness) {
     assert!(store.remove_job(&id("b")).await.unwrap_err().is_not_found());
 }
 
+/// Adding many jobs at once: all stored as one `add_job` each would store
+/// them, in order; a batch meeting a taken id with `Error` adds none of
+/// its jobs; `KeepExisting` and `Replace` act per job.
+pub async fn add_jobs_is_one_atomic_step(h: &Harness) {
+    let store = h.store().await;
+    let batch: Vec<Job> = (0..50).map(|i| job(&format!("j{i:02}"), 60, 60 + i)).collect();
+    let added = store.add_jobs(batch.clone(), ConflictPolicy::Error).await.unwrap();
+    assert_eq!(added.len(), 50);
+    for (given, stored) in batch.iter().zip(&added) {
+        assert_eq!((&stored.id, stored.state.version), (&given.id, 1), "returned in order, version 1");
+        assert_eq!(store.get_job(&given.id).await.unwrap().as_ref(), Some(stored), "stored as returned");
+    }
+    assert_eq!(store.job_counts().await.unwrap().active, 50);
+    assert_eq!(
+        store.next_due_at(&tasks()).await.unwrap(),
+        Some(at(60)),
+        "bulk-added jobs are due like any other"
+    );
+
+    let clash = vec![job("new-1", 5, 5), job("j07", 5, 5), job("new-2", 5, 5)];
+    let err = store.add_jobs(clash.clone(), ConflictPolicy::Error).await.unwrap_err();
+    assert!(err.is_conflict(), "a taken id conflicts: {err}");
+    assert!(err.to_string().contains("j07"), "the error names the taken id: {err}");
+    assert!(store.get_job(&id("new-1")).await.unwrap().is_none(), "nothing of a refused batch is added");
+    assert!(store.get_job(&id("new-2")).await.unwrap().is_none(), "nothing of a refused batch is added");
+    let j07 = store.get_job(&id("j07")).await.unwrap().unwrap();
+    assert_eq!(j07.trigger, batch[7].trigger, "the taken job is untouched");
+
+    let kept = store.add_jobs(clash.clone(), ConflictPolicy::KeepExisting).await.unwrap();
+    assert_eq!(kept.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["new-1", "j07", "new-2"]);
+    assert_eq!(kept[1], j07, "KeepExisting returns the stored job");
+    assert_eq!((kept[0].state.version, kept[2].state.version), (1, 1));
+
+    let replaced = store.add_jobs(clash, ConflictPolicy::Replace).await.unwrap();
+    assert_eq!(
+        replaced.iter().map(|j| j.state.version).collect::<Vec<_>>(),
+        [2, 2, 2],
+        "Replace bumps each stored version"
+    );
+    assert_eq!(store.get_job(&id("j07")).await.unwrap().unwrap().trigger, job("j07", 5, 5).trigger);
+    assert_eq!(store.add_jobs(Vec::new(), ConflictPolicy::Error).await.unwrap(), Vec::<Job>::new());
+    assert_eq!(store.list_jobs(&JobFilter::default()).await.unwrap().len(), 52);
+}
+
 /// An update carrying a stale version is refused and changes nothing; a
 /// fresh one bumps the version; an unknown id is not found.
 pub async fn version_checks(h: &Harness) {

@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
     ($(#[$attr:meta])* $harness:ident) => {
         $crate::conformance_tests!(@cases [$(#[$attr])*] $harness;
             crud_and_conflict_policies,
+            add_jobs_is_one_atomic_step,
             version_checks,
             acquire_due_claims_each_due_job_once,
             concurrent_claims_never_overlap,

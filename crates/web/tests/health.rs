@@ -42,6 +42,10 @@ impl JobStore for Unplugged {
         self.check()?;
         self.inner.add_job(job, on_conflict).await
     }
+    async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        self.check()?;
+        self.inner.add_jobs(jobs, on_conflict).await
+    }
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
         self.check()?;
         self.inner.get_job(id).await

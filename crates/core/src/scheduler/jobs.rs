@@ -28,6 +28,9 @@ pub struct JobPatch {
     pub options: Option<JobOptions>,
 }
 
+/// How many jobs [`Scheduler::add_jobs`] hands the store at once.
+pub const ADD_BATCH: usize = 1_000;
+
 /// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SchedulerStats {
@@ -68,6 +71,54 @@ impl Scheduler {
         let stored = self.inner.store.add_job(job, on_conflict).await?;
         tracing::info!(job_id = %stored.id, next_run_at = ?stored.state.next_run_at, trigger = %stored.trigger.describe(), "job added");
         self.inner.events.emit(Event::JobAdded { job_id: stored.id.clone() });
+        Ok(stored)
+    }
+
+    /// Adds many jobs at once: each is checked as by [`add_job`](Scheduler::add_job)
+    /// before any is stored, then they go to the store in batches of
+    /// [`ADD_BATCH`] (one transaction each in the SQL stores, one lock in
+    /// memory). Returns the stored jobs in the order given.
+    ///
+    /// A batch is atomic: with [`ConflictPolicy::Error`], a batch holding an
+    /// id already taken adds none of its jobs. Batches before it stay added.
+    ///
+    /// # Errors
+    ///
+    /// As for `add_job`, for the first job that fails; [`Error::Invalid`]
+    /// naming an id given twice. Nothing is stored when a job is invalid.
+    pub async fn add_jobs(&self, jobs: impl IntoIterator<Item = Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
+        let now = self.inner.clock.now();
+        let mut checked = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for mut job in jobs {
+            job.validate()?;
+            if !seen.insert(job.id.clone()) {
+                return Err(Error::invalid(format!("job {:?} is given twice", job.id.as_str())));
+            }
+            match self.inner.tasks.interned(&job.task) {
+                Some(name) => job.task = name,
+                None => return Err(Error::UnknownTask(job.task.to_string())),
+            }
+            job.trigger.resolve(now, &self.inner.zone);
+            let next_run_at = self.first_fire_checked(&job.trigger, now).map_err(|e| in_job(&job.id, e))?;
+            job.state = crate::job::JobState { next_run_at: Some(next_run_at), ..job.state };
+            checked.push(job);
+        }
+        drop(seen);
+        let mut stored = Vec::with_capacity(checked.len());
+        let mut rest = checked.into_iter();
+        loop {
+            let batch: Vec<Job> = rest.by_ref().take(ADD_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let added = self.inner.store.add_jobs(batch, on_conflict).await?;
+            for job in &added {
+                self.inner.events.emit(Event::JobAdded { job_id: job.id.clone() });
+            }
+            stored.extend(added);
+        }
+        tracing::info!(jobs = stored.len(), "jobs added");
         Ok(stored)
     }
 

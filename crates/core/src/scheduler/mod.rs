@@ -27,7 +27,7 @@ mod jobs;
 mod sync;
 
 pub use builder::SchedulerBuilder;
-pub use jobs::{JobPatch, SchedulerStats};
+pub use jobs::{ADD_BATCH, JobPatch, SchedulerStats};
 pub use sync::{REMOVED_FROM_CODE, SyncReport};
 
 /// Where the scheduler is in its life.
@@ -58,6 +58,10 @@ impl SchedulerState {
         }
     }
 }
+
+/// How long `chime serve` (and an application that takes the documented
+/// default) waits for runs in progress at shutdown: `ShutdownMode::Wait(30 s)`.
+pub const DEFAULT_SHUTDOWN_GRACE: SignedDuration = SignedDuration::from_secs(30);
 
 /// How `shutdown` treats runs in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

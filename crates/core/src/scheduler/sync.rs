@@ -82,6 +82,8 @@ impl Scheduler {
         let mut report = SyncReport::default();
         let mut in_code = std::collections::HashSet::new();
         let now = self.inner.clock.now();
+        // Jobs not in the store yet, added together at the end (`add_jobs`).
+        let mut fresh = Vec::new();
         for mut job in jobs {
             job.validate()?;
             self.check_min_interval(&job.trigger)
@@ -91,21 +93,9 @@ impl Scheduler {
             let stored = match self.inner.store.get_job(&job.id).await {
                 Ok(Some(stored)) => stored,
                 Ok(None) => {
-                    let mut new = job.clone();
-                    new.state.code_hash = Some(hash.clone());
-                    match self.add_job(new, ConflictPolicy::Error).await {
-                        Ok(_) => {
-                            report.added.push(job.id);
-                            continue;
-                        }
-                        // Nodes starting at once all find the job missing:
-                        // the first adds it, the others go on with its row.
-                        Err(Error::JobExists(_)) => match self.inner.store.get_job(&job.id).await? {
-                            Some(stored) => stored,
-                            None => continue,
-                        },
-                        Err(e) => return Err(e),
-                    }
+                    job.state.code_hash = Some(hash);
+                    fresh.push(job);
+                    continue;
                 }
                 Err(Error::BrokenJob { problem, .. }) => {
                     // Code defines this job: its definition replaces the row
@@ -119,41 +109,20 @@ impl Scheduler {
                 }
                 Err(e) => return Err(e),
             };
-            let unchanged = stored.state.code_hash.as_deref() == Some(hash.as_str());
-            let revived = stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE);
-            if unchanged && !force && !revived {
-                report.kept.push(job.id);
-                continue;
+            self.sync_stored(job, hash, stored, force, now, &mut report).await?;
+        }
+        if !fresh.is_empty() {
+            // Nodes starting at once all find the jobs missing: the first
+            // adds them, the others keep its rows and go on with those.
+            let stored = self.add_jobs(fresh.clone(), ConflictPolicy::KeepExisting).await?;
+            for (job, stored) in fresh.into_iter().zip(stored) {
+                let hash = job.state.code_hash.clone().unwrap_or_default();
+                if stored.state.code_hash.as_deref() == Some(hash.as_str()) {
+                    report.added.push(job.id);
+                } else {
+                    self.sync_stored(job, hash, stored, force, now, &mut report).await?;
+                }
             }
-            match self.inner.tasks.interned(&job.task) {
-                Some(name) => job.task = name,
-                None => return Err(Error::UnknownTask(job.task.to_string())),
-            }
-            job.trigger.resolve(now, &self.inner.zone);
-            let id = job.id.clone();
-            self.update(id.as_str(), |stored| {
-                let definition_changed = stored.state.code_hash.as_deref() != Some(hash.as_str());
-                if definition_changed || force {
-                    stored.name = job.name.clone();
-                    stored.task = Arc::clone(&job.task);
-                    stored.args = job.args.clone();
-                    stored.trigger = job.trigger.clone();
-                    stored.options = job.options.clone();
-                }
-                if force || stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE) {
-                    stored.state.paused = None;
-                }
-                if stored.is_paused() {
-                    stored.state.next_run_at = None;
-                } else if definition_changed || force || stored.state.next_run_at.is_none() {
-                    stored.state.next_run_at = first_fire(&stored.trigger, now);
-                }
-                stored.state.code_hash = Some(hash.clone());
-                Ok(())
-            })
-            .await?;
-            self.inner.events.emit(Event::JobUpdated { job_id: id.clone() });
-            report.updated.push(id);
         }
         for stored in self.inner.store.list_jobs(&JobFilter::default()).await? {
             if stored.state.code_hash.is_none() || in_code.contains(&stored.id) {
@@ -169,6 +138,55 @@ impl Scheduler {
             tracing::warn!(job_id = %id, "stored job is no longer defined in code; paused, not deleted");
         }
         Ok(report)
+    }
+
+    /// Sync of a job the store already has: kept when its definition in code
+    /// is unchanged, otherwise updated (or revived, or forced).
+    async fn sync_stored(
+        &self,
+        mut job: Job,
+        hash: String,
+        stored: Job,
+        force: bool,
+        now: jiff::Timestamp,
+        report: &mut SyncReport,
+    ) -> Result<()> {
+        let unchanged = stored.state.code_hash.as_deref() == Some(hash.as_str());
+        let revived = stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE);
+        if unchanged && !force && !revived {
+            report.kept.push(job.id);
+            return Ok(());
+        }
+        match self.inner.tasks.interned(&job.task) {
+            Some(name) => job.task = name,
+            None => return Err(Error::UnknownTask(job.task.to_string())),
+        }
+        job.trigger.resolve(now, &self.inner.zone);
+        let id = job.id.clone();
+        self.update(id.as_str(), |stored| {
+            let definition_changed = stored.state.code_hash.as_deref() != Some(hash.as_str());
+            if definition_changed || force {
+                stored.name = job.name.clone();
+                stored.task = Arc::clone(&job.task);
+                stored.args = job.args.clone();
+                stored.trigger = job.trigger.clone();
+                stored.options = job.options.clone();
+            }
+            if force || stored.state.paused.as_deref() == Some(REMOVED_FROM_CODE) {
+                stored.state.paused = None;
+            }
+            if stored.is_paused() {
+                stored.state.next_run_at = None;
+            } else if definition_changed || force || stored.state.next_run_at.is_none() {
+                stored.state.next_run_at = first_fire(&stored.trigger, now);
+            }
+            stored.state.code_hash = Some(hash.clone());
+            Ok(())
+        })
+        .await?;
+        self.inner.events.emit(Event::JobUpdated { job_id: id.clone() });
+        report.updated.push(id);
+        Ok(())
     }
 }
 
