@@ -216,7 +216,8 @@ fn shown_value(v: &toml::Value) -> String {
 /// The keys each part of the file accepts and what each holds, for
 /// "unknown key" errors that list the valid ones and for type errors.
 type Keys = &'static [(&'static str, Kind)];
-const TOP_KEYS: Keys = &[("scheduler", Kind::Table), ("defaults", Kind::Table), ("http", Kind::Table), ("job", Kind::Tables)];
+const TOP_KEYS: Keys =
+    &[("scheduler", Kind::Table), ("defaults", Kind::Table), ("http", Kind::Table), ("job", Kind::Tables)];
 const SCHEDULER_KEYS: Keys = &[
     ("timezone", Kind::Text),
     ("max_concurrency", Kind::Count),
@@ -258,8 +259,12 @@ const JOB_KEYS: Keys = &[
     ("working_dir", Kind::Text),
     ("http", Kind::Table),
 ];
-const RETRY_KEYS: Keys =
-    &[("max_attempts", Kind::Count), ("attempts", Kind::Count), ("backoff", Kind::Duration), ("max_backoff", Kind::Duration)];
+const RETRY_KEYS: Keys = &[
+    ("max_attempts", Kind::Count),
+    ("attempts", Kind::Count),
+    ("backoff", Kind::Duration),
+    ("max_backoff", Kind::Duration),
+];
 const CALENDAR_KEYS: Keys = &[("every", Kind::Count), ("unit", Kind::Text), ("at", Kind::Text), ("start", Kind::Text)];
 
 /// Every key of the file that no section accepts, each with its line, the
@@ -275,38 +280,39 @@ fn check_keys(table: &mut toml::Table, text: &str, shown: &str) -> (Vec<String>,
     let headers = section_lines(text);
     // `parent` is the key of an inline table (`retry = { ... }`), whose line is
     // where its keys are.
-    let mut check = |what: &str, header: Option<usize>, parent: Option<&str>, table: &mut toml::Table, valid: &[Keys]| {
-        let before = errors.len();
-        let mut bad = Vec::new();
-        for (key, value) in table.iter() {
-            let line = match header {
-                Some(h) => key_line(text, h, parent.unwrap_or(key)),
-                // A key of the file itself: a section header (`[[jobs]]`) or a key before any.
-                None => headers.iter().find(|(n, _)| n == key).map_or_else(|| key_line(text, 0, key), |(_, l)| *l),
-            };
-            match valid.iter().flat_map(|v| v.iter()).find(|(k, _)| k == key) {
-                Some((_, kind)) if kind.accepts(value) => {}
-                Some((_, kind)) => errors.push(format!(
-                    "{shown}:{line}: {what}: {key}: expected {}, not {}",
-                    kind.expected(),
-                    shown_value(value)
-                )),
-                None => {
-                    let all: Vec<&str> = valid.iter().flat_map(|v| v.iter().map(|(k, _)| *k)).collect();
-                    let hint = closest(key, &all).map_or_else(String::new, |k| format!(" (did you mean {k:?}?)"));
-                    errors.push(format!(
-                        "{shown}:{line}: {what}: unknown key {key:?}{hint}; valid keys: {}",
-                        all.join(", ")
-                    ));
+    let mut check =
+        |what: &str, header: Option<usize>, parent: Option<&str>, table: &mut toml::Table, valid: &[Keys]| {
+            let before = errors.len();
+            let mut bad = Vec::new();
+            for (key, value) in table.iter() {
+                let line = match header {
+                    Some(h) => key_line(text, h, parent.unwrap_or(key)),
+                    // A key of the file itself: a section header (`[[jobs]]`) or a key before any.
+                    None => headers.iter().find(|(n, _)| n == key).map_or_else(|| key_line(text, 0, key), |(_, l)| *l),
+                };
+                match valid.iter().flat_map(|v| v.iter()).find(|(k, _)| k == key) {
+                    Some((_, kind)) if kind.accepts(value) => {}
+                    Some((_, kind)) => errors.push(format!(
+                        "{shown}:{line}: {what}: {key}: expected {}, not {}",
+                        kind.expected(),
+                        shown_value(value)
+                    )),
+                    None => {
+                        let all: Vec<&str> = valid.iter().flat_map(|v| v.iter().map(|(k, _)| *k)).collect();
+                        let hint = closest(key, &all).map_or_else(String::new, |k| format!(" (did you mean {k:?}?)"));
+                        errors.push(format!(
+                            "{shown}:{line}: {what}: unknown key {key:?}{hint}; valid keys: {}",
+                            all.join(", ")
+                        ));
+                    }
+                }
+                if errors.len() > before + bad.len() {
+                    bad.push(key.clone());
                 }
             }
-            if errors.len() > before + bad.len() {
-                bad.push(key.clone());
-            }
-        }
-        table.retain(|k, _| !bad.iter().any(|b| b == k));
-        !bad.is_empty()
-    };
+            table.retain(|k, _| !bad.iter().any(|b| b == k));
+            !bad.is_empty()
+        };
     check("the file", None, None, table, &[TOP_KEYS]);
     let header_of = |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map(|(_, l)| *l);
     // A sub-table written as its own section (`[job.retry]`) has its own header.
@@ -416,7 +422,8 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     // (its trigger after a typo in `every`) would say the same again.
     let consequence = |i: usize, message: &str| flagged.contains(&i) && message.contains("missing");
     let headers = section_lines(text);
-    let header_of = |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map_or(1, |(_, l)| *l);
+    let header_of =
+        |name: &str, index: usize| headers.iter().filter(|(n, _)| n == name).nth(index).map_or(1, |(_, l)| *l);
     // Each section decoded on its own, so a mistake in one hides none in another.
     fn section<T: Default + serde::de::DeserializeOwned>(
         table: &mut toml::Table,
@@ -436,7 +443,8 @@ pub(crate) fn parse(text: &str, shown: &str) -> Result<Config, String> {
     }
     let s: SchedulerSection = section(&mut table, "scheduler", header_of("scheduler", 0), shown, &mut errors);
     let http: HttpSection = section(&mut table, "http", header_of("http", 0), shown, &mut errors);
-    let defaults_section: OptionsSection = section(&mut table, "defaults", header_of("defaults", 0), shown, &mut errors);
+    let defaults_section: OptionsSection =
+        section(&mut table, "defaults", header_of("defaults", 0), shown, &mut errors);
 
     let in_section = |name: &str, key: &str| key_line(text, header_of(name, 0), key);
     let mut duration = |key: &str, v: &Option<String>| -> Option<SignedDuration> {
@@ -701,7 +709,9 @@ fn trigger_of(s: &JobSection, zone: Option<&str>) -> Result<Trigger, KeyError> {
 fn task_of(s: &mut JobSection) -> Result<(&'static str, serde_json::Value), KeyError> {
     match (s.command.take(), s.http.take()) {
         (Some(_), Some(_)) => Err(("command", "a job runs a command or an http request, not both".into())),
-        (None, None) => Err(("task", "missing: give command = [\"program\", \"arg\"] or http = { url = \"...\" }".into())),
+        (None, None) => {
+            Err(("task", "missing: give command = [\"program\", \"arg\"] or http = { url = \"...\" }".into()))
+        }
         (Some(command), None) => {
             let argv = match (command, s.shell) {
                 (CommandValue::Argv(argv), _) => argv,
@@ -716,8 +726,12 @@ fn task_of(s: &mut JobSection) -> Result<(&'static str, serde_json::Value), KeyE
             if argv.is_empty() || argv[0].trim().is_empty() {
                 return Err(("command", "the command is empty".into()));
             }
-            let spec =
-                CommandSpec { argv, shell: s.shell, env: std::mem::take(&mut s.env), working_dir: s.working_dir.take() };
+            let spec = CommandSpec {
+                argv,
+                shell: s.shell,
+                env: std::mem::take(&mut s.env),
+                working_dir: s.working_dir.take(),
+            };
             Ok(("command", serde_json::to_value(spec).expect("serializes")))
         }
         (None, Some(http)) => {
@@ -825,25 +839,25 @@ mod tests {
     #[test]
     fn mistakes_of_every_kind_and_section_are_reported_together_each_at_its_own_line() {
         let text = [
-            "[scheduler]",                          // 1
-            "timezone = \"Mars/Olympus\"",          // 2
-            "node_lease = \"2h\"",                  // 3
-            "[[jobs]]",                             // 4
-            "id = \"typo\"",                        // 5
-            "[[job]]",                              // 6
-            "id = \"a\"",                           // 7
-            "",                                     // 8
-            "cron = \"0 9 * * 8\"",                 // 9
-            "timeout = \"0s\"",                     // 10
-            "max_instances = \"two\"",              // 11
-            "command = [\"true\"]",                 // 12
-            "[job.retry]",                          // 13
-            "max_attempts = 2",                     // 14
-            "backoff = \"soon\"",                   // 15
-            "[[job]]",                              // 16
-            "id = \"b\"",                           // 17
-            "every = \"1h\"",                       // 18
-            "http = { urll = \"http://x/\" }",      // 19
+            "[scheduler]",                     // 1
+            "timezone = \"Mars/Olympus\"",     // 2
+            "node_lease = \"2h\"",             // 3
+            "[[jobs]]",                        // 4
+            "id = \"typo\"",                   // 5
+            "[[job]]",                         // 6
+            "id = \"a\"",                      // 7
+            "",                                // 8
+            "cron = \"0 9 * * 8\"",            // 9
+            "timeout = \"0s\"",                // 10
+            "max_instances = \"two\"",         // 11
+            "command = [\"true\"]",            // 12
+            "[job.retry]",                     // 13
+            "max_attempts = 2",                // 14
+            "backoff = \"soon\"",              // 15
+            "[[job]]",                         // 16
+            "id = \"b\"",                      // 17
+            "every = \"1h\"",                  // 18
+            "http = { urll = \"http://x/\" }", // 19
         ]
         .join("\n");
         let e = error(&text);
@@ -873,7 +887,11 @@ mod tests {
         assert_eq!(d.history_keep, chime_core::DEFAULT_HISTORY_LIMIT);
         assert_eq!(d.shutdown_grace, chime_core::DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(d.node_lease, chime_core::DEFAULT_NODE_LEASE);
-        assert_eq!((d.history_keep, d.shutdown_grace.as_secs(), d.node_lease.as_secs()), (100, 30, 30), "as docs/cli.md says");
+        assert_eq!(
+            (d.history_keep, d.shutdown_grace.as_secs(), d.node_lease.as_secs()),
+            (100, 30, 30),
+            "as docs/cli.md says"
+        );
         assert!(d.jobs.is_empty() && d.api_token.is_none() && !d.read_token && d.listen.is_none());
     }
 
@@ -926,14 +944,20 @@ mod tests {
         assert_eq!(c.jobs[0].options.alert_after, Some(SignedDuration::from_hours(48)));
 
         for (line, says) in [
-            ("alert_on_failures = 0", "chime.toml:5: job \"backup\": alert_on_failures: must be between 1 and 1000, not 0"),
+            (
+                "alert_on_failures = 0",
+                "chime.toml:5: job \"backup\": alert_on_failures: must be between 1 and 1000, not 0",
+            ),
             ("alert_on_failures = -2", "alert_on_failures: must be between 1 and 1000, not -2"),
             ("alert_on_failures = 100000", "alert_on_failures: must be between 1 and 1000, not 100000"),
             ("alert_after = \"0s\"", "alert_after: invalid duration \"0s\""),
             ("alert_after = \"soon\"", "alert_after: invalid duration \"soon\""),
             ("alert_after = \"10ms\"", "alert_after: alert_after 10ms is shorter than the shortest accepted, 1s"),
             ("alert_after = \"100000d\"", "alert_after: alert_after 2400000h is longer than the longest accepted"),
-            ("alert_after = 26", "chime.toml:5: job \"backup\": alert_after: expected a duration as a string, such as \"30s\", not the integer 26"),
+            (
+                "alert_after = 26",
+                "chime.toml:5: job \"backup\": alert_after: expected a duration as a string, such as \"30s\", not the integer 26",
+            ),
             ("on_alert = \"nobody\"\nalert_after = \"1h\"", "on_alert: \"nobody\" is not a job of this file"),
             ("on_alert = \"backup\"\nalert_after = \"1h\"", "on_alert: names the job itself"),
             ("on_alert = \"notify\"", "on_alert needs alert_after or alert_on_failures"),

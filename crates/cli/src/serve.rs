@@ -48,14 +48,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     if args.config.is_some() {
         // What a command job runs comes only from the config: a stored change
         // to its program (a hand edit, an older chime's API) is put back.
-        let programs: Vec<(chime_core::JobId, serde_json::Value)> =
-            config.jobs.iter().filter(|j| &*j.task == "command").map(|j| (j.id.clone(), j.args.clone())).collect();
+        // A stored row whose task is no longer `command` (a hand edit) is a
+        // changed program too.
+        let programs: Vec<(chime_core::JobId, std::sync::Arc<str>, serde_json::Value)> = config
+            .jobs
+            .iter()
+            .filter(|j| &*j.task == "command")
+            .map(|j| (j.id.clone(), std::sync::Arc::clone(&j.task), j.args.clone()))
+            .collect();
         let report = scheduler.sync(config.jobs).await.context("syncing the config file's jobs into the store")?;
-        for (id, program) in programs {
-            let stored = scheduler.get_job(id.as_str()).await.context("reading a synced job")?;
-            if &*stored.task == "command" && stored.args != program {
-                let patch = chime_core::JobPatch { args: Some(program), ..chime_core::JobPatch::default() };
-                scheduler.modify_job(id.as_str(), patch).await.context("restoring a command job's program")?;
+        for (id, task, program) in programs {
+            let mut stored = scheduler.get_job(id.as_str()).await.context("reading a synced job")?;
+            if stored.task != task || stored.args != program {
+                (stored.task, stored.args) = (task, program);
+                scheduler.store().update_job(stored).await.context("restoring a command job's program")?;
                 say!("  {id}: its stored program differed from the config's; the config's is back");
             }
         }

@@ -233,6 +233,25 @@ fn a_command_jobs_program_comes_back_from_the_config_after_a_restart() {
     assert!(out.contains("safe: its stored program differed from the config's; the config's is back"), "{out}");
     let shown = json(d, &["jobs", "show", "safe"]);
     assert_eq!(shown["job"]["args"]["argv"], serde_json::json!(["true"]), "{shown}");
+
+    // A row turned into another task by hand is put back too.
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", d.join("chime.db").display())).await.unwrap();
+        sqlx::query("UPDATE chime_job SET task = 'http', args = '{\"url\":\"http://127.0.0.1:9/\"}' WHERE id = 'safe'")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    let out = Server::start(d, &serve_args(), &[]).stop();
+    assert!(out.contains("safe: its stored program differed from the config's; the config's is back"), "{out}");
+    let shown = json(d, &["jobs", "show", "safe"]);
+    assert_eq!(
+        (&shown["job"]["task"], &shown["job"]["args"]["argv"]),
+        (&serde_json::json!("command"), &serde_json::json!(["true"])),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -12,10 +12,20 @@ use uuid::Uuid;
 #[error("{0}")]
 pub struct InvalidId(String);
 
-/// Characters that render as nothing or reorder text: bidi controls and
-/// zero-width characters. An id holding one can look like another id.
+/// Characters that render as nothing, as blank, or reorder text: bidi
+/// controls, zero-width and other format characters (soft hyphen, tags,
+/// variation selectors, fillers, line separators). An id holding one can
+/// look like another id.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{2028}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The longest job id accepted, in characters.
@@ -149,6 +159,7 @@ mod tests {
         assert!(JobId::new("a").is_ok());
         assert!(JobId::new(&"x".repeat(200)).is_ok());
         assert!(JobId::new("日本語のジョブ").is_ok());
+        assert!(JobId::new("café-émile").is_ok(), "letters with accents are not format characters");
         for (bad, why) in [
             ("", "it is empty"),
             (&"x".repeat(201), "longer than 200 characters"),
@@ -159,6 +170,12 @@ mod tests {
             ("zero\u{200B}width", "U+200B"),
             ("bom\u{FEFF}", "U+FEFF"),
             ("iso\u{2066}late", "U+2066"),
+            ("soft\u{00AD}hyphen", "U+00AD"),
+            ("deploy\u{E0041}", "U+E0041"),
+            ("vs\u{FE0F}", "U+FE0F"),
+            ("line\u{2028}sep", "U+2028"),
+            ("hangul\u{3164}filler", "U+3164"),
+            ("mongolian\u{180E}", "U+180E"),
             (".", "cannot be named in a URL path"),
             ("..", "cannot be named in a URL path"),
         ] {

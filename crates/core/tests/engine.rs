@@ -327,7 +327,10 @@ async fn add_jobs_checks_every_job_before_storing_any_and_they_all_run() {
     let h = Harness::new();
     let cleanup = Job::new("cleanup", "record", Trigger::every("4h").unwrap()).unwrap();
     let refused = [
-        (vec![cleanup.clone(), Job::new("nope", "no-such-task", Trigger::every("1h").unwrap()).unwrap()], "no-such-task"),
+        (
+            vec![cleanup.clone(), Job::new("nope", "no-such-task", Trigger::every("1h").unwrap()).unwrap()],
+            "no-such-task",
+        ),
         (vec![cleanup.clone(), Job::new("fast", "record", Trigger::every("1ms").unwrap()).unwrap()], "minimum"),
         (vec![cleanup.clone(), cleanup.clone()], "given twice"),
     ];

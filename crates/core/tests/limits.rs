@@ -36,6 +36,19 @@ async fn intervals_below_the_minimum_are_refused_unless_asked_for() {
     assert!(add(&s, inner).await.unwrap_err().to_string().contains("10ms is shorter"), "inside a combination too");
     assert!(s.reschedule_job("j", Trigger::every("100ms").unwrap()).await.unwrap_err().to_string().contains("100ms"));
 
+    // Parts each long enough, offset so that together they fire every 1.25 ms.
+    let start: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
+    let offset = |i: i64| Trigger::every("1s").unwrap().with_start(start + SignedDuration::from_micros(1_250 * i));
+    let flood = Trigger::any((0..100).map(offset).collect());
+    let e = add(&s, flood.clone()).await.unwrap_err();
+    assert!(e.is_invalid() && e.to_string().contains("fires twice within 1ms 250µs"), "{e}");
+    assert!(s.reschedule_job("j", flood).await.unwrap_err().to_string().contains("fires twice within"));
+    let every_2s = |from: Timestamp| Trigger::every("2s").unwrap().with_start(from);
+    let spread = Trigger::any(vec![every_2s(start), every_2s(start + SignedDuration::from_secs(1))]);
+    assert!(add(&s, spread).await.is_ok(), "two 2s parts a second apart fire every second: the minimum");
+    let close = Trigger::any(vec![every_2s(start), every_2s(start + SignedDuration::from_millis(500))]);
+    assert!(add(&s, close).await.unwrap_err().to_string().contains("fires twice within 500ms"));
+
     let fast = scheduler(|b| b.min_interval(SignedDuration::from_millis(5)).unwrap());
     assert!(add(&fast, Trigger::every("5ms").unwrap()).await.is_ok(), "a library user may ask for 5ms");
     let e = Scheduler::builder().min_interval(std::time::Duration::from_micros(10)).unwrap_err();

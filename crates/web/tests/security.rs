@@ -370,7 +370,19 @@ async fn a_command_job_the_config_dropped_stays_down() {
     let (st, v) = call(&app, "POST", "/api/v1/jobs/report/pause", Some(json!({"reason": REMOVED_FROM_CODE}))).await;
     assert_eq!((st, code(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"));
     assert_eq!(paused(&s, "report").await, None);
-    // Other pauses of a command job lift as before.
+    // Pausing it again, for another reason, keeps it removed: a re-pause
+    // then a resume is not a way back in.
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/deploy/pause", Some(json!({"reason": "holiday"}))).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(paused(&s, "deploy").await.as_deref(), Some(REMOVED_FROM_CODE), "the reserved reason stays");
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/deploy/resume", None).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden_task"), "{v}");
+    let backfill = json!({"since": "2020-01-01T00:00:00Z"});
+    let (st, v) = call(&app, "POST", "/api/v1/jobs/deploy/backfill", Some(backfill)).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden_task"), "{v}");
+    assert!(s.history(&chime_core::RunQuery::default()).await.unwrap().is_empty(), "it never ran");
+    // Other pauses of a command job lift as before (the config brought it back).
+    s.resume_job("deploy").await.unwrap();
     s.pause_job("deploy", "holiday").await.unwrap();
     let (st, _) = call(&app, "POST", "/api/v1/jobs/deploy/resume", None).await;
     assert_eq!(st, StatusCode::OK);

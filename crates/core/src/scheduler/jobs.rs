@@ -28,6 +28,10 @@ pub struct JobPatch {
     pub options: Option<JobOptions>,
 }
 
+/// How many fire times of a combined trigger are checked against the
+/// minimum interval when it is added or rescheduled.
+const GAP_WALK: usize = 1_000;
+
 /// How many jobs [`Scheduler::add_jobs`] hands the store at once.
 pub const ADD_BATCH: usize = 1_000;
 
@@ -141,7 +145,8 @@ impl Scheduler {
         self.inner.store.list_jobs(&JobFilter::default()).await
     }
 
-    /// Pauses a job: it has no next run until resumed.
+    /// Pauses a job: it has no next run until resumed. A job paused
+    /// [`REMOVED_FROM_CODE`](super::REMOVED_FROM_CODE) keeps that reason.
     ///
     /// # Errors
     ///
@@ -150,11 +155,17 @@ impl Scheduler {
         let reason = if reason.trim().is_empty() { "paused".to_owned() } else { reason.to_owned() };
         let job = self
             .update(id, |job| {
-                job.state.paused = Some(reason.clone());
+                // "removed from code" is lifted only by code defining the job
+                // again (or a resume): another pause keeps it, so that a pause
+                // and a resume over the API cannot revive what the config dropped.
+                if job.state.paused.as_deref() != Some(super::REMOVED_FROM_CODE) {
+                    job.state.paused = Some(reason.clone());
+                }
                 job.state.next_run_at = None;
                 Ok(())
             })
             .await?;
+        let reason = job.state.paused.clone().unwrap_or(reason);
         tracing::info!(job_id = %job.id, reason, "job paused");
         self.inner.events.emit(Event::JobPaused { job_id: job.id.clone(), reason });
         Ok(job)
@@ -536,6 +547,7 @@ impl Scheduler {
     /// fires after now (it would be stored as already "finished").
     pub(super) fn first_fire_checked(&self, trigger: &Trigger, now: Timestamp) -> Result<Timestamp> {
         self.check_min_interval(trigger)?;
+        self.check_combined_gaps(trigger, now)?;
         first_fire(trigger, now)
             .ok_or_else(|| Error::invalid(format!("its trigger ({}) has no fire time after {now}", trigger.describe())))
     }
@@ -550,6 +562,33 @@ impl Scheduler {
             ))),
             _ => Ok(()),
         }
+    }
+
+    /// Refuses a combination of triggers whose fire times come closer
+    /// together than `min_interval`: an `any` of intervals each long enough
+    /// but offset by a millisecond fires every millisecond. The first
+    /// [`GAP_WALK`] fire times from now are looked at.
+    pub(super) fn check_combined_gaps(&self, trigger: &Trigger, now: Timestamp) -> Result<()> {
+        if !matches!(trigger, Trigger::Any(_) | Trigger::All(_)) {
+            return Ok(());
+        }
+        let mut previous = match super::jobs::first_fire(trigger, now) {
+            Some(first) => first,
+            None => return Ok(()),
+        };
+        for _ in 0..GAP_WALK {
+            let Some(next) = trigger.next_after(previous) else { break };
+            let gap = next.duration_since(previous);
+            if gap < self.inner.min_interval {
+                return Err(Error::invalid(format!(
+                    "its trigger fires twice within {} (at {previous} and {next}): shorter than this scheduler's minimum interval of {} (SchedulerBuilder::min_interval)",
+                    crate::format_duration(gap),
+                    crate::format_duration(self.inner.min_interval)
+                )));
+            }
+            previous = next;
+        }
+        Ok(())
     }
 
     /// Read-modify-write with the store's version check, retried when
