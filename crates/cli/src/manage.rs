@@ -34,6 +34,12 @@ pub(crate) fn in_zone(t: Timestamp, zone: &chime_core::Zone) -> String {
     t.to_zoned_datetime(zone.time_zone().clone()).strftime("%Y-%m-%d %H:%M:%S %:z").to_string()
 }
 
+/// The zone a job's times are shown in: its trigger's, or UTC (an
+/// interval has none), always with the offset so no time reads ambiguous.
+pub(crate) fn zone_of(job: &Job) -> chime_core::Zone {
+    job.trigger.zone().cloned().unwrap_or_else(chime_core::Zone::utc)
+}
+
 /// How many nodes of the store hold an unexpired lease now.
 pub(crate) async fn alive_nodes(s: &Scheduler, now: Timestamp) -> Result<usize, CliError> {
     Ok(s.nodes().await.map_err(failed)?.into_iter().filter(|n| n.lease_expires_at > now).count())
@@ -106,13 +112,14 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             let rows: Vec<Vec<String>> = jobs
                 .iter()
                 .map(|j| {
+                    let zone = zone_of(j);
                     vec![
                         j.id.to_string(),
                         j.name().to_owned(),
                         j.trigger.describe(),
-                        j.state.next_run_at.map_or("-".into(), short),
+                        j.state.next_run_at.map_or("-".into(), |t| in_zone(t, &zone)),
                         j.state.next_run_at.map_or("-".into(), |t| when(t, now)),
-                        j.state.last_run_at.map_or("-".into(), short),
+                        j.state.last_run_at.map_or("-".into(), |t| in_zone(t, &zone)),
                         j.state.last_run_at.map_or("-".into(), |t| when(t, now)),
                         match (j.state.last_status, status_of(j, alert_of(j))) {
                             (Some(last), status) => format!("{status} (last {last})"),
@@ -150,7 +157,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
             let now = Timestamp::now();
             // Instants in the zone the trigger is read in, with the offset:
             // "09:00 (Europe/London)" reads wrong next to a UTC time.
-            let zone = job.trigger.zone().cloned().unwrap_or_else(chime_core::Zone::utc);
+            let zone = zone_of(&job);
             let local = |t: Timestamp| in_zone(t, &zone);
             out!("{} ({})", job.id, job.name());
             out!("  task      {}", job.task);
@@ -174,7 +181,7 @@ pub(crate) async fn jobs(cmd: JobsCommand) -> Result<(), CliError> {
                 out!("  {}  {}", local(t), when(t, now));
             }
             out!("Last {} runs:", runs.len());
-            out_raw!("{}", run_table(&runs));
+            out_raw!("{}", run_table(&runs, &zone));
             Ok(())
         }
         JobsCommand::Pause { id, reason, store } => {
@@ -338,13 +345,14 @@ async fn run_here(s: &Scheduler, id: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-fn run_table(runs: &[chime_core::Run]) -> String {
+/// Runs as a table, their scheduled times in `zone` with the offset.
+fn run_table(runs: &[chime_core::Run], zone: &chime_core::Zone) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             vec![
                 r.job_id.to_string(),
-                short(r.scheduled_for),
+                in_zone(r.scheduled_for, zone),
                 r.status.to_string(),
                 r.duration().map_or("-".into(), |d| format!("{:.3}s", d.as_secs_f64())),
                 r.attempt.to_string(),
@@ -367,11 +375,13 @@ pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
         .history(&RunQuery { job_id, statuses, limit: Some(args.limit), ..RunQuery::default() })
         .await
         .map_err(failed)?;
+    // Runs of many jobs: one zone for all of them, UTC, its offset shown.
+    let utc = chime_core::Zone::utc();
     if args.json {
         out!("{}", serde_json::to_string(&runs).expect("runs serialize"));
     } else if args.output {
         for run in &runs {
-            out_raw!("{}", run_table(std::slice::from_ref(run)).split_once('\n').map_or("", |(_, row)| row));
+            out_raw!("{}", run_table(std::slice::from_ref(run), &utc).split_once('\n').map_or("", |(_, row)| row));
             out!("  run {} on {}", run.id, run.node.as_deref().unwrap_or("no node yet"));
             for line in run.output.as_deref().unwrap_or("(no output)").lines() {
                 out!("  | {line}");
@@ -381,7 +391,7 @@ pub(crate) async fn history(args: HistoryArgs) -> Result<(), CliError> {
             }
         }
     } else {
-        out_raw!("{}", run_table(&runs));
+        out_raw!("{}", run_table(&runs, &utc));
     }
     Ok(())
 }

@@ -86,7 +86,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     for job in scheduler.jobs().await.context("listing jobs")? {
         let next = match (&job.state.paused, job.state.next_run_at) {
             (Some(reason), _) => format!("paused ({reason})"),
-            (None, Some(t)) => format!("next {t}"),
+            (None, Some(t)) => format!("next {}", crate::manage::in_zone(t, &crate::manage::zone_of(&job))),
             (None, None) => "finished".to_owned(),
         };
         say!("  {}: {} — {next}", job.id, job.trigger.describe());

@@ -283,13 +283,18 @@ fn the_server_keeps_running_when_nobody_reads_its_output() {
     // every later line the server prints meets a closed pipe.
     let mut printed = std::io::BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
+    let mut dashboard = None;
     let addr = loop {
         line.clear();
         assert!(printed.read_line(&mut line).unwrap() > 0, "the server exited before printing its address");
+        if let Some(rest) = line.strip_prefix("dashboard on http://") {
+            dashboard = Some(rest.trim().to_owned());
+        }
         if let Some(rest) = line.strip_prefix("HTTP API on http://") {
             break rest.split('/').next().unwrap().to_owned();
         }
     };
+    assert_eq!(dashboard, Some(format!("{addr}/")), "the dashboard's URL is printed before the API's");
     drop(printed);
     // `tick` runs every second: two runs later the server has lived on past the closed pipe.
     wait_for("two ticks", Duration::from_secs(20), || lines(&d.join("ticks.txt")) >= 2);

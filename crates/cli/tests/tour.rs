@@ -22,6 +22,12 @@ command = ["sh", "-c", "echo tick"]
 id = "morning"
 cron = "0 9 * * *"
 command = ["true"]
+
+[[job]]
+id = "tokyo"
+cron = "* * * * * *"
+timezone = "Asia/Tokyo"
+command = ["true"]
 "#;
 
 fn args() -> Vec<&'static str> {
@@ -71,6 +77,8 @@ fn every_listing_command_ends_quietly_when_its_reader_stops() {
         &["jobs", "list", "--json"],
         &["jobs", "show", "tick"],
         &["jobs", "show", "tick", "--json"],
+        &["jobs", "why", "tick"],
+        &["jobs", "why", "tick", "--json"],
         &["nodes"],
         &["stats"],
         &["cron", "next", "* * * * * *", "-n", "100000"],
@@ -104,4 +112,16 @@ fn jobs_show_prints_times_in_the_jobs_zone_and_history_shows_output() {
     assert!(show.contains(" 09:00:00 +00:00") || show.contains(" 09:00:00 +01:00"), "local time with offset: {show}");
     let history = stdout(&chime(d, &["history", "--job", "tick", "--output", "--limit", "1"]));
     assert!(history.contains("  | tick"), "the command's output under its run: {history}");
+
+    // Every time a table shows carries its offset: the job's zone in its own
+    // listing, UTC for runs across jobs.
+    let show = stdout(&chime(d, &["jobs", "show", "tokyo"]));
+    let runs = show.split_once("runs:").map_or("", |(_, r)| r);
+    let rows: Vec<&str> = runs.lines().skip(2).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.contains(" +09:00 ")), "its runs in Tokyo time: {show}");
+    let list = stdout(&chime(d, &["jobs", "list"]));
+    let tokyo = list.lines().find(|l| l.starts_with("tokyo ")).unwrap();
+    assert!(tokyo.contains(" +09:00 "), "NEXT and LAST in the job's zone: {list}");
+    let history = stdout(&chime(d, &["history", "--job", "tokyo"]));
+    assert!(history.lines().skip(1).all(|r| r.contains(" +00:00 ")), "history across jobs in UTC, said so: {history}");
 }
