@@ -79,7 +79,7 @@ impl PostgresStore {
         let fail = |e| self.err("claiming due jobs", e);
         let tasks = task_list(req.tasks);
         let limit = req.limit.min(i64::MAX as usize) as i64;
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let now_us = self.tx_now(&mut tx, req.now).await?;
         let now = self.instant(now_us)?;
         let lease = self.renew_in(&mut tx, req.lease, req.ttl, now_us).await?;
@@ -254,7 +254,7 @@ impl PostgresStore {
 
     pub(crate) async fn request(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
         let fail = |e| self.err("requesting a run", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let now_us = self.tx_now(&mut tx, now).await?;
         let now = self.instant(now_us)?;
         // The job's row lock serializes this with claims and other requests.
@@ -311,7 +311,7 @@ impl PostgresStore {
     /// marked (unless it was already), the hook's run queued.
     pub(crate) async fn notify_alert_once(&self, job: &JobId, episode: Timestamp, mut hook: Run) -> Result<bool> {
         let fail = |e| self.err("notifying an alert", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let marked = sqlx::query(
             "UPDATE chime_job SET alert_notified = $1 WHERE id = $2 AND (alert_notified IS NULL OR alert_notified < $1)",
         )
@@ -339,7 +339,7 @@ impl PostgresStore {
     /// the job's run for that time, decide with `backfill_run`, queue it.
     pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
         let fail = |e| self.err("requesting a backfill", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let job: Option<String> = sqlx::query_scalar("SELECT id FROM chime_job WHERE id = $1 FOR UPDATE")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)

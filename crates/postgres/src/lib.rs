@@ -29,7 +29,9 @@
 //!   [`PostgresOptions::caller_clock`] uses the scheduler's clock instead,
 //!   for tests on virtual time.
 //! * Sessions are bounded (`idle_in_transaction_session_timeout`), so a node
-//!   frozen inside a claim releases its row locks within seconds.
+//!   frozen inside a claim releases its row locks within seconds: set on each
+//!   connection of the store's own pool, and at the start of each of the
+//!   store's transactions on a pool given to [`PostgresStore::from_pool`].
 //! * Changes (jobs added, paused, rescheduled, runs requested) are announced
 //!   with `NOTIFY`; every node `LISTEN`s and wakes at once, and wakes every few
 //!   seconds anyway in case a notification was lost.
@@ -65,6 +67,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// ends it: a node frozen mid-claim must not hold row locks for a lease.
 const IDLE_IN_TRANSACTION: &str = "2s";
 
+/// The prefix of a schema's `NOTIFY` channel, `chime_{schema}`.
+const CHANNEL_PREFIX: &str = "chime_";
+
+/// The longest schema name, in bytes: its channel `chime_{schema}` must fit
+/// PostgreSQL's identifiers (63 bytes), or every write fails to announce itself.
+pub const MAX_SCHEMA_LEN: usize = 63 - CHANNEL_PREFIX.len();
+
 /// How a [`PostgresStore`] connects.
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
@@ -81,7 +90,9 @@ impl Default for PostgresOptions {
 
 impl PostgresOptions {
     /// The schema the tables live in (default `chime`): lowercase letters,
-    /// digits and `_`, starting with a letter or `_`, at most 63 bytes.
+    /// digits and `_`, starting with a letter or `_`, at most
+    /// [`MAX_SCHEMA_LEN`] (57) bytes, so that its `NOTIFY` channel
+    /// (`chime_` and the schema) fits PostgreSQL's 63-byte identifiers.
     pub fn schema(mut self, name: &str) -> Self {
         name.clone_into(&mut self.schema);
         self
@@ -112,6 +123,10 @@ pub struct PostgresStore {
     caller_clock: bool,
     /// The URL without its password, for error messages.
     shown: String,
+    /// Whether each transaction sets `idle_in_transaction_session_timeout`
+    /// itself (a pool from [`PostgresStore::from_pool`], whose connections the
+    /// store did not open).
+    bound_each_tx: bool,
     changes: Arc<watch::Sender<u64>>,
     listener: tokio::task::JoinHandle<()>,
     /// Run updates go through a group-commit writer: a burst of runs costs a
@@ -125,11 +140,28 @@ impl Drop for PostgresStore {
     }
 }
 
-fn valid_schema(name: &str) -> bool {
+/// Why `name` cannot be a schema, if it cannot.
+fn schema_problem(name: &str) -> Option<String> {
     let mut chars = name.chars();
-    name.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    let plain = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        Some(format!(
+            "schema {name:?} is not a plain identifier (lowercase letters, digits and _, not starting with a digit)"
+        ))
+    } else if name.len() > MAX_SCHEMA_LEN {
+        Some(format!(
+            "schema {name:?} is {} bytes long; at most {MAX_SCHEMA_LEN} fit (its change channel \"{CHANNEL_PREFIX}{name}\" must fit PostgreSQL's 63-byte names)",
+            name.len()
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+fn valid_schema(name: &str) -> bool {
+    schema_problem(name).is_none()
 }
 
 /// The URL with any `schema=` parameter taken out, and that schema.
@@ -150,16 +182,53 @@ fn split_schema(url: &str) -> (String, Option<String>) {
     (url, schema)
 }
 
-/// `postgres://user:secret@host/db` shown as `postgres://user@host/db`.
-fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
+/// A store URL as it may be shown (printed, logged, put in an error): the
+/// password taken out of `postgres://user:secret@host/db` (which becomes
+/// `postgres://user@host/db`) and the value of any `password=` parameter
+/// replaced by `redacted`. A URL without either (a SQLite path, `memory:`)
+/// is returned as it is. Everything chime shows of a store URL goes through
+/// this function.
+pub fn without_password(url: &str) -> String {
+    let mut shown = match (url.find("://"), url.rfind('@')) {
+        // The last `@`: a password with an unescaped `@` in it is still taken out whole.
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
             let userinfo = &url[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or("");
             format!("{}{user}{}", &url[..scheme + 3], &url[at..])
         }
         _ => url.to_owned(),
+    };
+    if let Some((base, query)) = shown.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=redacted"),
+                _ => kv.to_owned(),
+            })
+            .collect();
+        shown = format!("{base}?{}", query.join("&"));
     }
+    shown
+}
+
+/// Begins a transaction; on a pool the store did not open, bounds it first
+/// (`SET LOCAL` lasts until the transaction ends).
+pub(crate) async fn begin(
+    pool: &PgPool,
+    bound_each_tx: bool,
+) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await?;
+    if bound_each_tx {
+        tx.execute(AssertSqlSafe(format!("SET LOCAL idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'")))
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// The first schema of a `search_path` setting (`"a b", public` → `a b`).
+fn first_in_search_path(setting: &str) -> String {
+    let first = setting.split(',').next().unwrap_or("").trim();
+    first.strip_prefix('"').and_then(|f| f.strip_suffix('"')).unwrap_or(first).replace("\"\"", "\"")
 }
 
 impl PostgresStore {
@@ -183,10 +252,8 @@ impl PostgresStore {
         let (url, schema) = split_schema(url);
         let schema = schema.unwrap_or(options.schema.clone());
         let connect = PgConnectOptions::from_str(&url).map_err(|e| store_error(&shown, "reading the URL", &e))?;
-        if !valid_schema(&schema) {
-            return Err(Error::Invalid(format!(
-                "{shown}: schema {schema:?} is not a plain identifier (lowercase letters, digits and _)"
-            )));
+        if let Some(problem) = schema_problem(&schema) {
+            return Err(Error::Invalid(format!("{shown}: {problem}")));
         }
         let search_path = format!("SET search_path TO \"{schema}\"");
         let pool = PgPoolOptions::new()
@@ -206,18 +273,48 @@ impl PostgresStore {
             .connect_with(connect.clone())
             .await
             .map_err(|e| store_error(&shown, "connecting", &e))?;
-        PostgresStore::prepare(pool, connect, schema, options.caller_clock, shown).await
+        PostgresStore::prepare(pool, connect, schema, options.caller_clock, shown, false).await
     }
 
-    /// A store on a pool the service already has. The pool's connections must
-    /// have `search_path` set to `schema` (the tables are unqualified).
+    /// A store on a pool the service already has.
+    ///
+    /// The pool's connections must have `search_path` set to `schema` (the
+    /// tables are unqualified), e.g. in the pool's `after_connect`:
+    /// `SET search_path TO "chime"`; one connection is checked here. The store
+    /// cannot change the settings of connections it did not open, so it bounds
+    /// its own transactions instead: each starts with
+    /// `SET LOCAL idle_in_transaction_session_timeout = '2s'` (one more
+    /// statement per transaction than on the store's own pool), and a node
+    /// frozen inside one of them still lets go of its row locks within seconds.
+    /// The rest of the service's transactions keep the pool's settings.
     ///
     /// # Errors
     ///
-    /// When the schema cannot be created or migrated.
+    /// [`Error::Invalid`] for a schema name that does not fit (see
+    /// [`PostgresOptions::schema`]) or a pool whose `search_path` does not
+    /// start with it; a store error when the schema cannot be created or migrated.
     pub async fn from_pool(pool: PgPool, schema: &str, options: PostgresOptions) -> Result<PostgresStore> {
         let connect = pool.connect_options().as_ref().clone();
-        PostgresStore::prepare(pool, connect, schema.to_owned(), options.caller_clock, "postgres".into()).await
+        let shown = format!(
+            "postgres://{}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or("")
+        );
+        if let Some(problem) = schema_problem(schema) {
+            return Err(Error::Invalid(format!("{shown}: {problem}")));
+        }
+        let setting: String = sqlx::query_scalar("SELECT current_setting('search_path')")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| store_error(&shown, "reading the pool's search_path", &e))?;
+        if first_in_search_path(&setting) != schema {
+            return Err(Error::Invalid(format!(
+                "{shown}: the pool's connections have search_path {setting:?}; a store on schema {schema} needs \
+                 `SET search_path TO \"{schema}\"` on each (in the pool's after_connect)"
+            )));
+        }
+        PostgresStore::prepare(pool, connect, schema.to_owned(), options.caller_clock, shown, true).await
     }
 
     async fn prepare(
@@ -226,6 +323,7 @@ impl PostgresStore {
         schema: String,
         caller_clock: bool,
         shown: String,
+        bound_each_tx: bool,
     ) -> Result<PostgresStore> {
         let fail = |op: &str, e: sqlx::Error| store_error(&shown, op, &e);
         // Nodes starting at once: CREATE SCHEMA IF NOT EXISTS can still race
@@ -243,15 +341,15 @@ impl PostgresStore {
             transient: false,
         })?;
 
-        let channel = format!("chime_{schema}");
+        let channel = format!("{CHANNEL_PREFIX}{schema}");
         let changes = Arc::new(watch::Sender::new(0u64));
         let listener = tokio::spawn(listen::listen(connect, channel.clone(), Arc::clone(&changes), shown.clone()));
         let run_writes = chime_sql::writer::RunWriter::spawn(
-            writer::PgBatch { pool: pool.clone(), shown: shown.clone() },
+            writer::PgBatch { pool: pool.clone(), shown: shown.clone(), bound_each_tx },
             shown.clone(),
         );
         tracing::info!(database = %shown, schema, "postgres store open");
-        Ok(PostgresStore { pool, schema, channel, caller_clock, shown, changes, listener, run_writes })
+        Ok(PostgresStore { pool, schema, channel, caller_clock, shown, bound_each_tx, changes, listener, run_writes })
     }
 
     /// The schema this store uses.
@@ -262,6 +360,11 @@ impl PostgresStore {
     /// The pool, for a service that wants to share it.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Begins one of the store's transactions, bounded (see [`PostgresStore::from_pool`]).
+    pub(crate) async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        begin(&self.pool, self.bound_each_tx).await
     }
 
     fn err(&self, op: &str, e: sqlx::Error) -> Error {
@@ -368,8 +471,8 @@ pub(crate) fn store_error(shown: &str, op: &str, e: &sqlx::Error) -> Error {
 impl JobStore for PostgresStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let fail = |e| self.err("adding a job", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
-        let job = self.add_in(&mut *tx, job, on_conflict).await?;
+        let mut tx = self.begin().await.map_err(fail)?;
+        let job = self.add_in(&mut tx, job, on_conflict).await?;
         self.notify(&mut *tx).await?;
         tx.commit().await.map_err(fail)?;
         Ok(job)
@@ -377,10 +480,10 @@ impl JobStore for PostgresStore {
 
     async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
         let fail = |e| self.err("adding jobs", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let mut stored = Vec::with_capacity(jobs.len());
         for job in jobs {
-            stored.push(self.add_in(&mut *tx, job, on_conflict).await?);
+            stored.push(self.add_in(&mut tx, job, on_conflict).await?);
         }
         self.notify(&mut *tx).await?;
         tx.commit().await.map_err(fail)?;
@@ -411,7 +514,7 @@ impl JobStore for PostgresStore {
     async fn update_job(&self, job: Job) -> Result<Job> {
         let fail = |e| self.err("updating a job", e);
         let (args, trigger, options) = encode(&job)?;
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let done = sqlx::query(
             "UPDATE chime_job SET name = $1, task = $2, args = $3, trigger = $4, options = $5, next_run_at = $6, paused = $7, \
              code_hash = $8, version = version + 1, broken = NULL WHERE id = $9 AND version = $10",
@@ -447,7 +550,7 @@ impl JobStore for PostgresStore {
 
     async fn remove_job(&self, id: &JobId) -> Result<Job> {
         let fail = |e| self.err("removing a job", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let row: Option<JobRow> = sqlx::query_as("DELETE FROM chime_job WHERE id = $1 RETURNING *")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
@@ -644,10 +747,25 @@ mod tests {
         );
         assert_eq!(split_schema("postgres://h/db"), ("postgres://h/db".into(), None));
         assert_eq!(without_password("postgres://u:hunter2@h:5432/db"), "postgres://u@h:5432/db");
-        assert_eq!(without_password("postgres://h/db"), "postgres://h/db");
+        assert_eq!(without_password("postgres://u:hun@ter2@h/db?schema=s"), "postgres://u@h/db?schema=s");
+        assert_eq!(without_password("postgresql://:hunter2@h/db"), "postgresql://@h/db");
+        assert_eq!(
+            without_password("postgres://u@h/db?sslmode=require&password=hunter2"),
+            "postgres://u@h/db?sslmode=require&password=redacted"
+        );
+        for unchanged in ["postgres://h/db", "postgres://u@h/db?schema=s", "sqlite://chime.db", "memory:", "a@b.db"] {
+            assert_eq!(without_password(unchanged), unchanged);
+        }
         assert!(valid_schema("chime") && valid_schema("_t1"));
-        for bad in ["", "Chime", "1x", "a-b", "a\"; DROP TABLE x; --", &"a".repeat(64)] {
+        // Its channel, chime_ and the schema, is PostgreSQL's longest name.
+        assert!(valid_schema(&"a".repeat(MAX_SCHEMA_LEN)));
+        assert_eq!(CHANNEL_PREFIX.len() + MAX_SCHEMA_LEN, 63);
+        for bad in ["", "Chime", "1x", "a-b", "a\"; DROP TABLE x; --", &"a".repeat(MAX_SCHEMA_LEN + 1), &"a".repeat(64)]
+        {
             assert!(!valid_schema(bad), "{bad:?}");
         }
+        assert_eq!(first_in_search_path("\"my \"\"s\"\", public"), "my \"s\"");
+        assert_eq!(first_in_search_path("chime_x"), "chime_x");
+        assert_eq!(first_in_search_path("\"$user\", public"), "$user");
     }
 }

@@ -50,7 +50,7 @@ fn ttl_us(ttl: SignedDuration) -> i64 {
 impl PostgresStore {
     pub(crate) async fn register(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         let fail = |e| self.err("registering a node", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let now_us = self.tx_now(&mut tx, now).await?;
         let held: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM chime_node WHERE id = $1 FOR UPDATE")
             .bind(&*node.id)
@@ -136,7 +136,7 @@ impl PostgresStore {
     /// other one is deciding the same runs.
     pub(crate) async fn sweep_expired(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
         let fail = |e| self.err("sweeping expired nodes", e);
-        let mut tx = self.pool.begin().await.map_err(fail)?;
+        let mut tx = self.begin().await.map_err(fail)?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(sweep_key(&self.schema))
             .fetch_one(&mut *tx)

@@ -17,17 +17,21 @@ use crate::store_error;
 pub(crate) struct PgBatch {
     pub(crate) pool: PgPool,
     pub(crate) shown: String,
+    /// Set the idle-in-transaction bound in each transaction (see `PostgresStore::from_pool`).
+    pub(crate) bound_each_tx: bool,
 }
 
 impl WriteBatch for PgBatch {
     fn write<'a>(&'a self, runs: &'a [&'a Run]) -> Pin<Box<dyn Future<Output = Result<Vec<bool>>> + Send + 'a>> {
         Box::pin(async move {
-            write_runs(&self.pool, runs).await.map_err(|e| store_error(&self.shown, "recording runs", &e))
+            write_runs(&self.pool, self.bound_each_tx, runs)
+                .await
+                .map_err(|e| store_error(&self.shown, "recording runs", &e))
         })
     }
 }
 
-async fn write_runs(pool: &PgPool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
+async fn write_runs(pool: &PgPool, bound_each_tx: bool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
     // Only a run's latest update in the batch is written: it carries the whole run.
     let mut latest: HashMap<RunId, &Run> = HashMap::with_capacity(runs.len());
     for run in runs {
@@ -36,13 +40,14 @@ async fn write_runs(pool: &PgPool, runs: &[&Run]) -> sqlx::Result<Vec<bool>> {
     let unique: Vec<&Run> = latest.values().copied().collect();
     let column = |f: &dyn Fn(&Run) -> Option<String>| unique.iter().map(|r| f(r)).collect::<Vec<Option<String>>>();
     let number = |f: &dyn Fn(&Run) -> Option<i64>| unique.iter().map(|r| f(r)).collect::<Vec<Option<i64>>>();
-    let mut tx = pool.begin().await?;
+    let mut tx = crate::begin(pool, bound_each_tx).await?;
     let applied: Vec<String> = sqlx::query_scalar(
         "UPDATE chime_run r SET status = v.status, started_at = v.started_at, finished_at = v.finished_at, \
          attempt = v.attempt, error = v.error, reason = v.reason, output = v.output \
          FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::BIGINT[]) \
              AS v(id, status, started_at, finished_at, attempt, error, reason, output, node, epoch) \
          WHERE r.id = v.id AND r.node = v.node AND r.epoch = v.epoch AND r.status IN ('pending', 'running') \
+         AND r.attempt <= v.attempt \
          AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = v.node AND n.epoch = v.epoch) RETURNING r.id",
     )
     .bind(column(&|r| Some(r.id.to_string())))
