@@ -1,5 +1,5 @@
 //! The scheduler end to end on virtual time: every option and semantic of
-//! DESIGN.md, each test finishing in milliseconds with no wall-clock sleeps.
+//! docs/design.md, each test finishing in milliseconds with no wall-clock sleeps.
 //!
 //! The tests wait for facts, never for time or a number of yields: an event,
 //! or a sleep on the clock with a given deadline (which says that part of the

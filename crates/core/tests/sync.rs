@@ -1,4 +1,4 @@
-//! Jobs defined in code: `Scheduler::sync` at start-up, as DESIGN.md describes.
+//! Jobs defined in code: `Scheduler::sync` at start-up, as docs/design.md describes.
 
 use chime_core::{
     ConflictPolicy, Job, JobContext, ManualClock, MemoryStore, REMOVED_FROM_CODE, Scheduler, TaskRegistry, Trigger,

@@ -165,6 +165,16 @@ async fn nested_beside_the_apps_own_routes_and_fallback() {
     assert_eq!(roots.len(), 1);
     assert_eq!(resolve("/scheduler/", &roots[0]), "/scheduler/", "the page's fetch() calls start there");
     assert!(!page.contains("\"/api/v1"), "no absolute API path is left in the page's script");
+    // The script the page loads, under the prefix, builds every URL from the root.
+    let scripts = attributes(&page, "src");
+    let script = resolve("/scheduler/", scripts.iter().find(|s| s.ends_with(".js")).expect("a script"));
+    assert!(script.starts_with("/scheduler/"), "{script}");
+    let (st, js) = send(&app, "GET", &script, &[], "").await;
+    assert_eq!(st, StatusCode::OK, "{script}");
+    for absolute in ["\"/api", "'/api", "`/api", "\"/jobs", "\"/runs", "\"/day", "location.origin"] {
+        assert!(!js.contains(absolute), "the script names {absolute} outside the mount point");
+    }
+    assert!(js.contains("root + \"api/v1/"), "its calls start at the page's root");
     let job_link = hrefs.iter().map(|h| resolve("/scheduler/", h)).find(|h| h.contains("/jobs/")).unwrap();
     assert_eq!(job_link, "/scheduler/jobs/report");
 
@@ -314,6 +324,24 @@ async fn ids_that_need_encoding_round_trip_through_links_and_the_api() {
     let mut all = AWKWARD.map(str::to_owned).to_vec();
     all.sort();
     assert_eq!(seen, all);
+    // The day view and the runs list link each job to its own page too.
+    for id in AWKWARD {
+        s.run_job_now(id).await.unwrap();
+    }
+    let day = get_page(&app, "/scheduler/day").await;
+    let hour =
+        attributes(&day, "href").iter().map(|h| resolve("/scheduler/day", h)).find(|l| l.contains("hour=")).unwrap();
+    for view in [hour.as_str(), "/scheduler/runs"] {
+        let page = get_page(&app, view).await;
+        let to_jobs: Vec<String> =
+            attributes(&page, "href").iter().map(|h| resolve(view, h)).filter(|l| l.contains("/jobs/")).collect();
+        assert!(!to_jobs.is_empty(), "{view} links to jobs");
+        for link in to_jobs {
+            let id = percent_decode(link.strip_prefix("/scheduler/jobs/").unwrap());
+            assert!(AWKWARD.contains(&id.as_str()), "{view}: {link} decodes to {id:?}");
+            assert_eq!(attributes(&get_page(&app, &link).await, "data-id")[0], id, "{view}: {link}");
+        }
+    }
     // The buttons carry the ids as they are, for the script to encode.
     let mut ids = attributes(&page, "data-id");
     ids.sort();

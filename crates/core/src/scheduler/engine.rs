@@ -1,4 +1,4 @@
-//! The scheduler loop. See DESIGN.md, "Engine": claim what is ready for this
+//! The scheduler loop. See docs/design.md, "Engine": claim what is ready for this
 //! node, hand the runs to the executor, sleep until the next due time, a
 //! store change, or a state change.
 

@@ -1,4 +1,4 @@
-//! Jobs defined in code: `Scheduler::sync`. See DESIGN.md, "Jobs defined in code".
+//! Jobs defined in code: `Scheduler::sync`. See docs/design.md, "Jobs defined in code".
 
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ pub const REMOVED_FROM_CODE: &str = "removed from code";
 
 impl Scheduler {
     /// Brings the store in line with the jobs a service defines in code, at
-    /// start-up. See DESIGN.md, "Jobs defined in code":
+    /// start-up. See docs/design.md, "Jobs defined in code":
     ///
     /// * a job new in code is added;
     /// * a job whose code definition changed since the last sync is updated,
