@@ -35,7 +35,9 @@
 //!   file that survive restarts and crashes, shared by the processes of a
 //!   host. SQLite is compiled in.
 //! * `web`: `web::router`, the dashboard, the REST API, `/health` and
-//!   `/metrics` as an axum `Router` to serve or mount in your app.
+//!   `/metrics` as an axum `Router` to serve; `web::api_router` and
+//!   `web::dashboard_router` to mount beside your app's own routes, under
+//!   any prefix (`crates/web/examples/mount.rs`).
 //! * `tasks`: `tasks::register`, the built-in `command` (run a program) and
 //!   `http` (a careful HTTP client, https on rustls) tasks of `chime serve`,
 //!   for jobs whose arguments say what to run.
