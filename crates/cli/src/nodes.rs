@@ -24,7 +24,10 @@ pub(crate) async fn run(args: NodesArgs) -> Result<(), CliError> {
         return Ok(());
     }
     if nodes.is_empty() {
-        out!("no node is registered in {url}: no `chime serve` (or service using chime) is running on it");
+        out!(
+            "no node is registered in {}: no `chime serve` (or service using chime) is running on it",
+            chime_postgres::without_password(&url)
+        );
         return Ok(());
     }
     let now = Timestamp::now();

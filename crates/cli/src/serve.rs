@@ -41,7 +41,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
         builder = builder.node_id(id);
     }
     let scheduler = builder.build();
-    tracing::info!(store = %url, node = %scheduler.node_id(), zone = %scheduler.timezone(), "chime serve starting");
+    tracing::info!(
+        store = %chime_postgres::without_password(&url),
+        node = %scheduler.node_id(),
+        zone = %scheduler.timezone(),
+        "chime serve starting"
+    );
 
     // Without a config file there is nothing to sync: the stored jobs are
     // served as they are (none is "removed from the config").
@@ -73,7 +78,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
             say!("  {id}: its stored row did not decode; replaced by the config's definition (history kept)");
         }
     } else {
-        say!("no --config: serving the jobs stored in {url} as they are");
+        say!("no --config: serving the jobs stored in {} as they are", chime_postgres::without_password(&url));
     }
     match scheduler.store().broken_jobs().await {
         Ok(broken) => {
@@ -154,7 +159,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<(), CliError> {
     // One line a minute about the runs, instead of lines per run.
     tokio::spawn(crate::summary::log_every(scheduler.subscribe(), std::time::Duration::from_secs(60)));
     scheduler.start().context("starting the scheduler")?;
-    say!("chime is running on {url}; Ctrl-C to stop");
+    say!("chime is running on {}; Ctrl-C to stop", chime_postgres::without_password(&url));
 
     wait_for_signal().await;
     if let Some((stop, server)) = http {

@@ -150,3 +150,118 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
     eprintln!("longest time a job went without a successful run: {worst:#} (bound {bound:#}): {worst_job}");
     assert!(worst <= bound, "a job went {worst:#} without a successful run (bound {bound:#})");
 }
+
+/// The store URL of `DATABASE_URL` with a password in it, and the password:
+/// the URL's own, or `s3cret` added (the test server trusts any).
+fn url_with_password(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let (userinfo, host) = rest.split_once('@').unwrap_or_else(|| panic!("DATABASE_URL={url} names no user"));
+    match userinfo.split_once(':') {
+        Some((_, password)) if !password.is_empty() => (url.to_owned(), password.to_owned()),
+        _ => {
+            let user = userinfo.split(':').next().unwrap();
+            (format!("{scheme}://{user}:s3cret@{host}"), "s3cret".to_owned())
+        }
+    }
+}
+
+/// A `chime serve` with stdout and stderr in files, killed when dropped.
+struct Logged {
+    child: std::process::Child,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+}
+
+impl Logged {
+    fn start(dir: &std::path::Path, args: &[&str]) -> Logged {
+        let (stdout, stderr) = (dir.join("serve.out"), dir.join("serve.err"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_chime"))
+            .arg("serve")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("CHIME_STORE")
+            .env_remove("CHIME_API_TOKEN")
+            // Every line it can log, the listener's retries included.
+            .env("CHIME_LOG", "debug")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Logged { child, stdout, stderr }
+    }
+
+    /// Everything it printed and logged so far.
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap() + &std::fs::read_to_string(&self.stderr).unwrap()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `chime serve` and `chime nodes` on a URL with a password print and log
+/// the URL without it: at start, while running (a lost listening connection
+/// logged and recovered), at stop, and in `chime nodes`'s answers and errors.
+#[test]
+#[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+fn the_store_password_is_never_printed_or_logged() {
+    let url = pg::database_url();
+    let schema = pg::unique_schema("chime_secret");
+    let _cleanup = DropSchema::new(&url, &schema);
+    let (with_password, secret) = url_with_password(&pg::with_schema(&url, &schema));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut shown = Vec::new();
+    let mut check = |what: &str, text: String| {
+        assert!(!text.contains(&secret), "{what} shows the password:\n{text}");
+        shown.push(text);
+    };
+
+    // No node yet: the answer names the store.
+    let none = common::chime(d, &["nodes", "--store", &with_password]);
+    assert!(none.status.success(), "{}", common::stderr(&none));
+    let answer = common::stdout(&none) + &common::stderr(&none);
+    assert!(answer.contains("no node is registered in postgres://"), "{answer}");
+    check("chime nodes with no node", answer);
+
+    let server = Logged::start(d, &["--store", &with_password, "--no-http", "--node-id", "secret-node"]);
+    wait_for("the server to start", Duration::from_secs(30), || server.output().contains("chime is running"));
+    let nodes = common::chime(d, &["nodes", "--store", &with_password]);
+    check("chime nodes", common::stdout(&nodes) + &common::stderr(&nodes));
+    // A listening connection lost and back: both logged, with the database named.
+    let killed = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qtAc",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN \"chime_{schema}\"'"
+            ),
+        ])
+        .output();
+    if killed.as_ref().is_ok_and(|k| k.status.success()) {
+        wait_for("the listener to be back", Duration::from_secs(20), || {
+            server.output().contains("listening for changes again")
+        });
+    } else {
+        eprintln!("psql is not here: the listener's reconnect is not part of this run");
+    }
+    // A server that does not answer: the error names it without the password.
+    let refused = common::chime(d, &["nodes", "--store", &with_password.replace(":5432/", ":1/")]);
+    check("chime nodes on a closed port", common::stdout(&refused) + &common::stderr(&refused));
+
+    assert!(
+        std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap().success()
+    );
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "stopped cleanly: {status:?}");
+    let output = server.output();
+    assert!(output.contains("chime is running on postgres://"), "{output}");
+    assert!(output.contains(&format!("schema={schema}")), "the URL is shown, only its password is not: {output}");
+    check("chime serve's output and log", output);
+}
