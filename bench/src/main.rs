@@ -3,7 +3,12 @@
 //! The same workloads exist for APScheduler (`apscheduler_bench.py`) and
 //! tokio-cron-scheduler (`tcs/`), so `./compare.sh` can print them side by
 //! side. See `README.md` for what each measures.
+//!
+//! `--nodes K` (w3 on `--store postgres`) runs K schedulers in this process,
+//! each with its own `PostgresStore` (its own connection pool) and node lease
+//! on the one schema: what K `chime serve` nodes on one database do.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +31,13 @@ static STORE: std::sync::OnceLock<StoreKind> = std::sync::OnceLock::new();
 
 fn store_kind() -> StoreKind {
     *STORE.get().unwrap_or(&StoreKind::Memory)
+}
+
+/// `--nodes K`: schedulers sharing the store (w3 on PostgreSQL only; default 1).
+static NODES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn nodes() -> usize {
+    *NODES.get().unwrap_or(&1)
 }
 
 /// A scheduler builder on the chosen store (`CHIME_BENCH_BATCH` overrides the claim batch size).
@@ -91,10 +103,18 @@ fn main() {
         STORE.set(kind).ok();
         args.drain(i..=i + 1);
     }
+    if let Some(i) = args.iter().position(|a| a == "--nodes") {
+        let k = args.get(i + 1).and_then(|k| k.parse::<usize>().ok()).filter(|k| *k >= 1);
+        NODES.set(k.unwrap_or_else(|| usage("--nodes takes a number of nodes, 1 or more"))).ok();
+        args.drain(i..=i + 1);
+    }
     let (workload, n) = match args.as_slice() {
         [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
-        _ => usage("expected WORKLOAD N [--store memory|sqlite|postgres]"),
+        _ => usage("expected WORKLOAD N [--store memory|sqlite|postgres] [--nodes K]"),
     };
+    if nodes() > 1 && (workload != "w3" || store_kind() != StoreKind::Postgres) {
+        usage("--nodes K (more than one) is for w3 on --store postgres");
+    }
     let runtime = if std::env::var("CHIME_BENCH_RUNTIME").as_deref() == Ok("current_thread") {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -118,22 +138,49 @@ fn main() {
         StoreKind::Sqlite => "sqlite",
         StoreKind::Postgres => "postgres",
     };
-    println!("{}", json!({"scheduler": "chime", "store": store, "workload": workload, "n": n, "result": result}));
+    let mut line = json!({"scheduler": "chime", "store": store, "workload": workload, "n": n, "result": result});
+    if nodes() > 1 {
+        line["nodes"] = json!(nodes());
+    }
+    println!("{line}");
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5|claims N [--store memory|sqlite]");
+    eprintln!(
+        "error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5|claims N [--store memory|sqlite|postgres] [--nodes K]"
+    );
     std::process::exit(2);
 }
 
+/// The (job, scheduled time) of every run executed, and how many were executed twice.
+#[derive(Clone, Default)]
+struct Doubles {
+    seen: Arc<Mutex<HashSet<(chime_core::JobId, Timestamp)>>>,
+    twice: Arc<AtomicU64>,
+}
+
 fn registry(lateness: Option<Arc<Mutex<Vec<f64>>>>, executed: Arc<AtomicU64>) -> TaskRegistry {
+    registry_checked(lateness, executed, None)
+}
+
+/// `registry`, and `record` also counts a (job, scheduled time) run twice.
+fn registry_checked(
+    lateness: Option<Arc<Mutex<Vec<f64>>>>,
+    executed: Arc<AtomicU64>,
+    doubles: Option<Doubles>,
+) -> TaskRegistry {
     let mut tasks = TaskRegistry::new();
     tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
     tasks.register("record", move |ctx: JobContext| {
-        let (lateness, executed) = (lateness.clone(), Arc::clone(&executed));
+        let (lateness, executed, doubles) = (lateness.clone(), Arc::clone(&executed), doubles.clone());
         async move {
             let late = Timestamp::now().duration_since(ctx.scheduled_for).as_secs_f64() * 1000.0;
             executed.fetch_add(1, Ordering::Relaxed);
+            if let Some(d) = doubles
+                && !d.seen.lock().unwrap().insert((ctx.job_id.clone(), ctx.scheduled_for))
+            {
+                d.twice.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(l) = lateness {
                 l.lock().unwrap().push(late);
             }
@@ -215,46 +262,104 @@ async fn w2_burst(n: usize) -> serde_json::Value {
     })
 }
 
-/// w3: N interval jobs every second for 10 s.
+/// w3: N interval jobs every second for 10 s; with `--nodes K`, on K
+/// schedulers sharing one PostgreSQL schema (the jobs added once, then all K
+/// started), every executed run counted and checked for a double.
 async fn w3_steady(n: usize) -> serde_json::Value {
+    let k = nodes();
     let lateness = Arc::new(Mutex::new(Vec::with_capacity(n * 10)));
-    let executed = Arc::new(AtomicU64::new(0));
-    let scheduler = builder()
-        .await
-        .tasks(registry(Some(Arc::clone(&lateness)), Arc::clone(&executed)))
-        .max_concurrency(10_000)
-        .build();
+    let doubles = Doubles::default();
+    let mut schedulers = Vec::with_capacity(k);
+    let mut executed = Vec::with_capacity(k);
+    for node in 0..k {
+        let counter = Arc::new(AtomicU64::new(0));
+        // On PostgreSQL each call opens a store of its own: its own pool and, once started, its own lease.
+        let mut b = builder()
+            .await
+            .tasks(registry_checked(Some(Arc::clone(&lateness)), Arc::clone(&counter), Some(doubles.clone())))
+            .max_concurrency(10_000);
+        if k > 1 {
+            b = b.node_id(&format!("bench-node-{}", node + 1));
+        }
+        schedulers.push(b.build());
+        executed.push(counter);
+    }
     // Every job starts on the same whole second, 2 s ahead (`W3_LEAD_S`: more for
     // a store whose adds are slow, so the window measures firing, not adding),
     // so all N fire together each second.
     let lead: i64 = std::env::var("W3_LEAD_S").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
     let start = Timestamp::from_second(Timestamp::now().as_second() + lead).unwrap();
     let end = start + SignedDuration::from_millis(9_500);
-    for i in 0..n {
-        let trigger = Trigger::every("1s").unwrap().with_start(start).with_end(end);
-        scheduler
-            .add_job(Job::new(&format!("job-{i}"), "record", trigger).unwrap(), ConflictPolicy::Error)
-            .await
-            .unwrap();
+    let adding = Instant::now();
+    // Added once, a batch (one transaction on a SQL store) at a time.
+    for first in (0..n).step_by(chime_core::ADD_BATCH) {
+        let batch = (first..n.min(first + chime_core::ADD_BATCH)).map(|i| {
+            let trigger = Trigger::every("1s").unwrap().with_start(start).with_end(end);
+            Job::new(&format!("job-{i}"), "record", trigger).unwrap()
+        });
+        schedulers[0].add_jobs(batch, ConflictPolicy::Error).await.unwrap();
     }
-    scheduler.start().unwrap();
+    let add_s = adding.elapsed().as_secs_f64();
+    if Timestamp::now() >= start {
+        eprintln!("w3: adding took {add_s:.1} s, past the start: raise W3_LEAD_S");
+    }
+    for s in &schedulers {
+        s.start().unwrap();
+    }
+    let total = || executed.iter().map(|e| e.load(Ordering::Relaxed)).sum::<u64>();
     let cpu_before = process_cpu_s();
+    let pg_before = postgres_cpu_s();
     let expected = n as u64 * 10;
     let until = Instant::now() + Duration::from_secs(15 + lead.max(0) as u64);
-    while executed.load(Ordering::Relaxed) < expected && Instant::now() < until {
+    while total() < expected && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = process_cpu_s() - cpu_before;
-    scheduler.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
+    let pg_cpu = postgres_cpu_s().zip(pg_before).map(|(after, before)| after - before);
+    for s in &schedulers {
+        s.shutdown(ShutdownMode::Wait(Duration::from_secs(10))).await;
+    }
     let mut late = lateness.lock().unwrap().clone();
-    json!({
-        "executed": executed.load(Ordering::Relaxed),
+    let mut result = json!({
+        "executed": total(),
         "expected": expected,
         "lateness_p50_ms": percentile(&mut late, 0.50),
         "lateness_p99_ms": percentile(&mut late, 0.99),
         "lateness_max_ms": percentile(&mut late, 1.0),
         "process_cpu_s": cpu,
-    })
+        "executed_twice": doubles.twice.load(Ordering::Relaxed),
+        "add_s": add_s,
+    });
+    if k > 1 {
+        result["executed_per_node"] = json!(executed.iter().map(|e| e.load(Ordering::Relaxed)).collect::<Vec<_>>());
+    }
+    if let Some(pg) = pg_cpu {
+        result["postgres_cpu_s"] = json!(pg);
+    }
+    result
+}
+
+/// CPU time of the PostgreSQL server's processes on this machine (every
+/// process named `postgres`, from /proc, at 100 ticks a second), when the
+/// store is PostgreSQL; a backend that exits takes its time with it.
+fn postgres_cpu_s() -> Option<f64> {
+    if store_kind() != StoreKind::Postgres {
+        return None;
+    }
+    let ticks: u64 = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            if name != "postgres" {
+                return None;
+            }
+            // After the name: state, ppid, ... utime is the 12th field, stime the 13th.
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Some(ticks as f64 / 100.0)
 }
 
 /// w4: N jobs due in an hour; CPU used over 10 idle seconds.
