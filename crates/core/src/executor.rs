@@ -66,6 +66,9 @@ pub(crate) struct Executor {
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<RunId, InFlight, foldhash::fast::RandomState>>,
     in_flight: watch::Sender<usize>,
+    /// The newest lease epoch a run update of this node was fenced out
+    /// under (0: none yet), for the heartbeat to check its lease at once.
+    fenced: watch::Sender<u64>,
     cancel_grace: SignedDuration,
 }
 
@@ -86,6 +89,7 @@ impl Executor {
             slots: Arc::new(Semaphore::new(max_concurrency)),
             running: Mutex::new(HashMap::default()),
             in_flight: watch::Sender::new(0),
+            fenced: watch::Sender::new(0),
             cancel_grace,
         }
     }
@@ -133,21 +137,45 @@ impl Executor {
         self.in_flight.subscribe()
     }
 
+    /// Signals the newest lease epoch a run update was fenced out under.
+    /// Epochs only grow, so the newest is the only one that can still be
+    /// this node's lease.
+    pub(crate) fn fenced(&self) -> watch::Receiver<u64> {
+        self.fenced.subscribe()
+    }
+
+    /// Notes that an update of a run held under `epoch` was fenced out.
+    fn note_fenced(&self, epoch: Option<u64>) {
+        let Some(epoch) = epoch else { return };
+        // The same epoch again is news too: the heartbeat may have renewed
+        // the lease since the last one, before this update's answer came.
+        self.fenced.send_if_modified(|newest| {
+            if epoch < *newest {
+                return false;
+            }
+            *newest = epoch;
+            true
+        });
+    }
+
     /// How many runs are in progress now.
     pub(crate) fn running_count(&self) -> usize {
         *self.in_flight.borrow()
     }
 
-    /// Writes a run update. When the store says the run's lease is gone, the
-    /// run is cancelled: another node's sweeper has decided it.
-    async fn record(&self, run: &Run, cancel: &Cancel, what: &str) {
+    /// Writes a run's start (or the start of its next attempt). When the
+    /// store fences it out, the run is no longer this node's (its lease was
+    /// lost and a sweeper decided it, or a newer attempt owns it): the run
+    /// is cancelled, and the heartbeat is told to check the lease at once.
+    async fn record_start(&self, run: &Run, cancel: &Cancel) {
         match self.store.update_run(run).await {
             Ok(()) => {}
             Err(e) if e.is_lease_lost() => {
-                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, "{what}: the run's lease was lost; its result is kept as a late result only");
+                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, epoch = ?run.epoch, "recording a run start: the run is no longer this node's (its lease was lost); it is cancelled");
                 cancel.cancel(CancelledBy::LeaseLost);
+                self.note_fenced(run.epoch);
             }
-            Err(e) => self.events.store_error(what, &e),
+            Err(e) => self.events.store_error("recording a run start", &e),
         }
     }
 }
@@ -188,29 +216,39 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
     loop {
         run.attempt += 1;
         run.status = RunStatus::Running;
-        inner.record(&run, cancel, "recording a run start").await;
-        // Per-run lines are DEBUG: at hundreds of runs a second INFO would
-        // drown the log (`chime serve` logs a summary a minute instead).
-        tracing::debug!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
-        inner.events.emit(Event::RunStarted {
-            job_id: job.id.clone(),
-            run_id: run.id,
-            scheduled_for: run.scheduled_for,
-            attempt: run.attempt,
-        });
         let attempt_started = clock.now();
         let output = Arc::new(std::sync::Mutex::new(None));
-        let ctx = JobContext {
-            job_id: job.id.clone(),
-            run_id: run.id,
-            scheduled_for: run.scheduled_for,
-            attempt: run.attempt,
-            args: Arc::clone(&args),
-            cancel: token.child_token(),
-            alert: alert.clone(),
-            output: Arc::clone(&output),
+        let outcome = {
+            // The start is written beside the task, not before it: a store
+            // that batches (the SQL stores' group commit) answers once its
+            // batch commits, and the task is not held back for that. A
+            // fenced-out start cancels the task's token when the answer
+            // comes. A store that answers at once (memory) has answered by
+            // the first poll, before the task starts and the event is seen.
+            let mut start = std::pin::pin!(inner.record_start(&run, cancel));
+            let recorded = poll_once(start.as_mut()).await;
+            // Per-run lines are DEBUG: at hundreds of runs a second INFO would
+            // drown the log (`chime serve` logs a summary a minute instead).
+            tracing::debug!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
+            inner.events.emit(Event::RunStarted {
+                job_id: job.id.clone(),
+                run_id: run.id,
+                scheduled_for: run.scheduled_for,
+                attempt: run.attempt,
+            });
+            let ctx = JobContext {
+                job_id: job.id.clone(),
+                run_id: run.id,
+                scheduled_for: run.scheduled_for,
+                attempt: run.attempt,
+                args: Arc::clone(&args),
+                cancel: token.child_token(),
+                alert: alert.clone(),
+                output: Arc::clone(&output),
+            };
+            let task = attempt(inner, &handler, ctx, job.options.timeout, token);
+            if recorded { task.await } else { tokio::join!(start, task).1 }
         };
-        let outcome = attempt(inner, &handler, ctx, job.options.timeout, token).await;
         run.output = output.lock().unwrap_or_else(|p| p.into_inner()).take().map(cap_error);
         // Whether a failure of this attempt is followed by another.
         let again = retry.as_ref().is_some_and(|r| run.attempt < r.max_attempts) && !token.is_cancelled();
@@ -268,6 +306,11 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
         };
         return finish(inner, run, status, error, alert.as_deref()).await;
     }
+}
+
+/// Polls `future` once: whether it is done (its output is not needed).
+async fn poll_once<F: std::future::Future<Output = ()>>(mut future: std::pin::Pin<&mut F>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready())).await
 }
 
 /// Runs the handler once: inline for an async task, on the blocking pool for a blocking one.
@@ -359,6 +402,7 @@ async fn finish(inner: &Executor, mut run: Run, status: RunStatus, ended: Ended,
         Ok(()) => {}
         Err(e) if e.is_lease_lost() => {
             tracing::warn!(job_id = %run.job_id, run_id = %run.id, %status, "run finished after its node lost its lease; kept as its late result, the sweeper's decision stands");
+            inner.note_fenced(run.epoch);
         }
         // A failed history write never stops scheduling.
         Err(e) => inner.events.store_error("recording a run result", &e),

@@ -108,6 +108,7 @@ impl NodeKeeper {
     async fn keep(self: Arc<Self>) {
         let clock = Arc::clone(&self.executor.clock);
         let store = Arc::clone(&self.executor.store);
+        let mut fenced = self.executor.fenced();
         loop {
             let now = clock.now();
             let next = match self.current() {
@@ -150,20 +151,36 @@ impl NodeKeeper {
                 },
             };
             if next > now {
-                // A loss found by a claim or a run update wakes the heartbeat
-                // to register again at once.
+                // A loss found by a claim (which calls `lost`) wakes the
+                // heartbeat to register again at once.
                 let mut held = self.watch();
-                let holding = held.borrow_and_update().is_some();
+                let holding = held.borrow_and_update().as_ref().map(|l| l.epoch);
                 let lost = async {
-                    if holding {
+                    if holding.is_some() {
                         let _ = held.wait_for(Option::is_none).await;
                     } else {
                         std::future::pending::<()>().await;
                     }
                 };
+                // A run update fenced out under the lease held wakes it to
+                // renew at once: a renewal refused is the loss (`lost`, then
+                // registering again). A fenced-out update alone does not
+                // prove the lease gone (a newer attempt may own that one
+                // run), so the store is asked rather than every run cancelled.
+                let fenced_out = async {
+                    loop {
+                        if fenced.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if Some(*fenced.borrow_and_update()) == holding {
+                            return;
+                        }
+                    }
+                };
                 tokio::select! {
                     _ = clock.sleep_until(next) => {}
                     _ = lost => {}
+                    _ = fenced_out => {}
                     _ = self.stop.cancelled() => return,
                 }
             } else if self.stop.is_cancelled() {

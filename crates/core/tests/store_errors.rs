@@ -1,7 +1,9 @@
 //! What the executor does when writing a run fails: a store error is
 //! reported as an event and the run goes on; a lost lease cancels a run
-//! about to start, and at the finish leaves the sweeper's decision alone
-//! (no store error is reported: the result is kept as a late result).
+//! about to start (and when the lease is really gone, the node learns so at
+//! once and registers again), and at the finish leaves the sweeper's
+//! decision alone (no store error is reported: the result is kept as a
+//! late result).
 
 mod support;
 
@@ -23,7 +25,10 @@ use tokio::sync::watch;
 enum Update {
     Ok,
     StoreError,
+    /// Fenced out, the lease still held (as when a newer attempt owns the run).
     LeaseLost,
+    /// Fenced out because the lease is gone: a sweeper took the node's row.
+    LeaseGone,
 }
 
 /// A `MemoryStore` whose run updates fail as planned, in order.
@@ -68,6 +73,12 @@ impl JobStore for FailingStore {
             Update::Ok => self.inner.update_run(run).await,
             Update::StoreError => Err(Error::Store { message: "disk full".into(), transient: false }),
             Update::LeaseLost => {
+                Err(Error::LeaseLost { node: run.node.as_deref().unwrap_or("").into(), epoch: run.epoch.unwrap_or(0) })
+            }
+            Update::LeaseGone => {
+                let node = Arc::from(run.node.as_deref().unwrap_or(""));
+                let lease = Lease { node, epoch: run.epoch.unwrap_or(0), expires_at: Timestamp::UNIX_EPOCH };
+                self.inner.release_lease(&lease).await?;
                 Err(Error::LeaseLost { node: run.node.as_deref().unwrap_or("").into(), epoch: run.epoch.unwrap_or(0) })
             }
         }
@@ -117,6 +128,13 @@ impl JobStore for FailingStore {
 /// is the run's start, the second its finish), shuts down, and returns every
 /// event from the scheduler's start on, with the run as stored.
 async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
+    run_until(plan, "the run to start", |e| matches!(e, Event::RunStarted { .. })).await
+}
+
+/// As [`run_once`], shutting down only once an event `until` accepts is seen.
+/// The lease is long, so no heartbeat comes while the job's time is reached:
+/// whatever the node learns of its lease, it learns from the run's updates.
+async fn run_until(plan: &[Update], what: &str, until: impl Fn(&Event) -> bool) -> (Vec<Event>, Run) {
     let store = Arc::new(FailingStore::default());
     let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
     let mut tasks = TaskRegistry::new();
@@ -127,6 +145,8 @@ async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
         .clock(clock.clone())
         .timezone("UTC")
         .unwrap()
+        .node_lease(SignedDuration::from_hours(6))
+        .unwrap()
         .build();
     s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
     let mut events = s.subscribe();
@@ -135,8 +155,8 @@ async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
     store.plan.lock().unwrap().extend(plan);
     clock.advance(SignedDuration::from_hours(1));
     let mut seen = Vec::new();
-    within("the run to start", async {
-        while !matches!(seen.last(), Some(Event::RunStarted { .. })) {
+    within(what, async {
+        while !seen.last().is_some_and(&until) {
             seen.push(events.recv().await.unwrap());
         }
     })
@@ -175,6 +195,27 @@ async fn a_lost_lease_at_the_start_cancels_the_run_without_a_store_error() {
     assert!(events.iter().any(|e| matches!(e, Event::RunCancelled { .. })), "{events:?}");
     assert!(!events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
     assert_eq!(run.status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn a_start_fenced_out_because_the_lease_is_gone_makes_the_node_register_again() {
+    let (events, run) = run_until(&[Update::LeaseGone], "the node to learn it lost its lease", |e| {
+        matches!(e, Event::LeaseLost { .. })
+    })
+    .await;
+    assert_eq!(store_errors(&events), Vec::<&str>::new());
+    assert!(events.iter().any(|e| matches!(e, Event::RunCancelled { .. })), "{events:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
+    let lost = events.iter().find(|e| matches!(e, Event::LeaseLost { .. })).unwrap();
+    assert_eq!(lost, &Event::LeaseLost { node: run.node.as_deref().unwrap().into(), epoch: run.epoch.unwrap() });
+    let late = run.late_result.as_deref().expect("the cancelled run's end is kept as a late result");
+    assert!(late.starts_with("cancelled at "), "{late}");
+}
+
+#[tokio::test]
+async fn a_start_fenced_out_under_a_lease_still_held_cancels_only_that_run() {
+    let (events, _run) = run_once(&[Update::LeaseLost]).await;
+    assert!(!events.iter().any(|e| matches!(e, Event::LeaseLost { .. })), "the lease was not lost: {events:?}");
 }
 
 #[tokio::test]

@@ -326,7 +326,7 @@ pub(crate) fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
 impl JobStore for SqliteStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding a job", e))?;
-        let job = self.add_in(&mut *tx, job, on_conflict).await?;
+        let job = self.add_in(&mut tx, job, on_conflict).await?;
         tx.commit().await.map_err(|e| self.err("adding a job", e))?;
         self.changed();
         Ok(job)
@@ -336,7 +336,7 @@ impl JobStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding jobs", e))?;
         let mut stored = Vec::with_capacity(jobs.len());
         for job in jobs {
-            stored.push(self.add_in(&mut *tx, job, on_conflict).await?);
+            stored.push(self.add_in(&mut tx, job, on_conflict).await?);
         }
         tx.commit().await.map_err(|e| self.err("adding jobs", e))?;
         self.changed();
@@ -424,10 +424,11 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    /// Queues the update for the group-commit writer. A finished run waits
-    /// for its transaction; a run that is only starting does not, so its task
-    /// is not delayed by the write (a crash before that write leaves the run
-    /// `pending` rather than `running`; the sweeper decides it either way).
+    /// Queues the update for the group-commit writer and waits for its
+    /// transaction, so a fenced-out start is reported too. The executor does
+    /// not hold a task back for its start's write (a crash before that write
+    /// leaves the run `pending` rather than `running`; the sweeper decides it
+    /// either way).
     async fn update_run(&self, run: &Run) -> Result<()> {
         self.run_writes.update(run).await
     }
