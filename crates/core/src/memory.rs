@@ -419,7 +419,12 @@ impl JobStore for MemoryStore {
                 transient: false,
             });
         };
-        let held = lease_held && !stored.status.is_finished() && stored.node == run.node && stored.epoch == run.epoch;
+        // A stored attempt newer than the update's means a later attempt owns the run.
+        let held = lease_held
+            && !stored.status.is_finished()
+            && stored.node == run.node
+            && stored.epoch == run.epoch
+            && stored.attempt <= run.attempt;
         if !held {
             if run.status.is_finished() {
                 stored.late_result = Some(run.late_result_text());

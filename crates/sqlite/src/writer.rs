@@ -27,7 +27,7 @@ impl WriteBatch for SqliteBatch {
     }
 }
 
-/// One transaction: every update fenced by node, epoch and status, in
+/// One transaction: every update fenced by node, epoch, attempt and status, in
 /// multi-row statements; the jobs' last run and status from their latest
 /// applied finish. Within a batch only a run's latest update is written: it
 /// carries the whole run, so it applies exactly when the earlier ones would.
@@ -46,7 +46,7 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
              UPDATE chime_run SET status = v.status, started_at = v.started_at, finished_at = v.finished_at, \
              attempt = v.attempt, error = v.error, reason = v.reason, output = v.output FROM v \
              WHERE chime_run.id = v.id AND chime_run.node = v.node AND chime_run.epoch = v.epoch \
-             AND chime_run.status IN ('pending', 'running') \
+             AND chime_run.status IN ('pending', 'running') AND chime_run.attempt <= v.attempt \
              AND EXISTS (SELECT 1 FROM chime_node n WHERE n.id = v.node AND n.epoch = v.epoch) RETURNING chime_run.id",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
