@@ -1,7 +1,9 @@
 //! Three `chime serve` nodes on one PostgreSQL schema, 200 jobs every second
 //! (each run 300 ms, so a node always holds runs in flight):
 //! one node is killed with SIGKILL and started again, one is frozen with
-//! SIGSTOP past its lease and continued. From the run table afterwards: every
+//! SIGSTOP past its lease and continued, and the third is stopped with
+//! SIGTERM and started again. Each blow lands after the last one is over, and
+//! all three nodes record runs after the last. From the run table afterwards: every
 //! scheduled second of every job has exactly one run row, the runs the dead
 //! and the frozen node held were taken over (`abandoned`), and no job's
 //! successes are further apart than its second plus a lease plus a second
@@ -30,7 +32,7 @@ fn serve(dir: &std::path::Path, store: &str, node: &str) -> Server {
 
 #[test]
 #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
-fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
+fn three_nodes_fire_every_second_once_through_a_kill_a_freeze_and_a_restart() {
     let url = pg::database_url();
     let schema = pg::unique_schema("chime_chaos");
     let _cleanup = DropSchema::new(&url, &schema);
@@ -86,6 +88,12 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
     std::thread::sleep(Duration::from_secs(3 * LEASE.as_secs() as u64));
     b.signal("-CONT");
     let a = serve(d, &store, "node-a"); // waits for its old lease to run out, then rejoins
+    std::thread::sleep(Duration::from_secs(3));
+    // The third blow: node-c stops cleanly (its runs finish, its lease ends)
+    // and starts again at once, under the same id.
+    c.stop();
+    let c = serve(d, &store, "node-c");
+    let rejoined = Timestamp::now();
     std::thread::sleep(Duration::from_secs(4));
     let until = Timestamp::now() - SignedDuration::from_secs(2);
     for s in [a, b, c] {
@@ -106,6 +114,17 @@ fn three_nodes_fire_every_second_once_through_a_kill_and_a_freeze() {
             .push((at, r["status"].as_str().unwrap().to_owned()));
     }
     eprintln!("runs by node and status: {tally:?}");
+    // After the last blow, the restarted nodes (a, c) and the thawed one (b) all run jobs again.
+    for node in ["node-a", "node-b", "node-c"] {
+        let after = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["node"] == node && r["status"] == "succeeded")
+            .filter(|r| r["scheduled_for"].as_str().unwrap().parse::<Timestamp>().unwrap() > rejoined)
+            .count();
+        assert!(after > 0, "{node} recorded successful runs after node-c rejoined at {rejoined}: {tally:?}");
+    }
     assert_eq!(by_job.len(), JOBS, "every job ran");
     for node in ["node-a", "node-b"] {
         assert!(
