@@ -432,13 +432,17 @@ impl Trigger {
     /// an interval's start with `now + every`, a calendar's start with today.
     /// Instants are truncated to microseconds, the precision stores keep.
     pub fn resolve(&mut self, now: Timestamp, default_zone: &Zone) {
-        let whole = |t: Timestamp, unit: jiff::Unit| {
-            t.round(jiff::TimestampRound::new().smallest(unit).mode(jiff::RoundMode::Trunc)).unwrap_or(t)
+        // Truncation toward zero to a whole `unit_ns`, as jiff's
+        // `RoundMode::Trunc` (whose `round` divides in i128; this runs for
+        // every job added).
+        let whole = |t: Timestamp, unit_ns: i32| {
+            let nanos = t.subsec_nanosecond();
+            Timestamp::new(t.as_second(), nanos - nanos % unit_ns).unwrap_or(t)
         };
         // Stores keep instants in microseconds; a trigger that fires at a
         // finer instant would fire at a time its store cannot tell apart
         // from the stored next run, and fire twice or not at all.
-        let micros = |t: &mut Option<Timestamp>| *t = t.map(|t| whole(t, jiff::Unit::Microsecond));
+        let micros = |t: &mut Option<Timestamp>| *t = t.map(|t| whole(t, 1_000));
         self.visit_mut(&mut |t| match t {
             Trigger::Cron(c) => {
                 c.timezone.get_or_insert_with(|| default_zone.clone());
@@ -449,16 +453,13 @@ impl Trigger {
                 if i.start.is_none() {
                     // Whole seconds (or milliseconds, for sub-second periods)
                     // read better than nanoseconds and store exactly.
-                    let unit = if i.every < SignedDuration::from_secs(1) {
-                        jiff::Unit::Millisecond
-                    } else {
-                        jiff::Unit::Second
-                    };
+                    let unit = if i.every < SignedDuration::from_secs(1) { 1_000_000 } else { 1_000_000_000 };
                     i.start = now.checked_add(i.every).ok().map(|a| whole(a, unit));
                 }
                 micros(&mut i.start);
                 micros(&mut i.end);
-                i.every = i.every.round(jiff::Unit::Microsecond).unwrap_or(i.every).max(SignedDuration::from_micros(1));
+                let whole_micros = i.every.as_micros().clamp(1, i128::from(i64::MAX)) as i64;
+                i.every = SignedDuration::from_micros(whole_micros);
             }
             Trigger::Calendar(c) => {
                 let zone = c.timezone.get_or_insert_with(|| default_zone.clone());
@@ -466,7 +467,7 @@ impl Trigger {
                 c.start.get_or_insert(today);
                 micros(&mut c.end);
             }
-            Trigger::Date(d) => d.at = whole(d.at, jiff::Unit::Microsecond),
+            Trigger::Date(d) => d.at = whole(d.at, 1_000),
             Trigger::Any(_) | Trigger::All(_) => {}
         });
     }

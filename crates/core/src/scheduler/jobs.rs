@@ -93,7 +93,7 @@ impl Scheduler {
     pub async fn add_jobs(&self, jobs: impl IntoIterator<Item = Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
         let now = self.inner.clock.now();
         let mut checked = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_hasher(foldhash::fast::RandomState::default());
         for mut job in jobs {
             job.validate()?;
             if !seen.insert(job.id.clone()) {
