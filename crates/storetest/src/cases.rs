@@ -118,11 +118,7 @@ pub async fn add_jobs_is_one_atomic_step(h: &Harness) {
         assert_eq!(store.get_job(&given.id).await.unwrap().as_ref(), Some(stored), "stored as returned");
     }
     assert_eq!(store.job_counts().await.unwrap().active, 50);
-    assert_eq!(
-        store.next_due_at(&tasks()).await.unwrap(),
-        Some(at(60)),
-        "bulk-added jobs are due like any other"
-    );
+    assert_eq!(store.next_due_at(&tasks()).await.unwrap(), Some(at(60)), "bulk-added jobs are due like any other");
 
     let clash = vec![job("new-1", 5, 5), job("j07", 5, 5), job("new-2", 5, 5)];
     let err = store.add_jobs(clash.clone(), ConflictPolicy::Error).await.unwrap_err();
@@ -771,6 +767,97 @@ pub async fn a_swept_run_with_retries_left_is_requeued(h: &Harness) {
     assert!(store.update_run(&stale).await.unwrap_err().is_lease_lost(), "node a's attempt cannot finish it");
     let stored = store.history(&RunQuery::default()).await.unwrap().remove(0);
     assert_eq!((stored.status, stored.attempt), (RunStatus::Succeeded, 2), "{stored:?}");
+}
+
+/// Two sweepers race for an expired node's run that has retries left: it is
+/// re-queued exactly once (one decision, one pending row) and taken by one claim.
+pub async fn two_sweepers_requeue_an_expired_run_exactly_once(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("r", 10, 10).with_retry(RetryPolicy::new(3, SignedDuration::from_secs(1)))).await;
+    let a = lease(&store, "a").await;
+    let b = lease(&store, "b").await;
+    let c = lease(&store, "c").await;
+    let run = claim_and_start(&store, &a, at(10)).await;
+    store.renew_lease(&b, TTL, at(11)).await.unwrap();
+    store.renew_lease(&c, TTL, at(11)).await.unwrap();
+
+    let later = at(11);
+    let (one, two) = tokio::join!(store.sweep(later), store.sweep(later));
+    let swept: Vec<_> = one.unwrap().into_iter().chain(two.unwrap()).collect();
+    assert_eq!(swept.len(), 1, "two sweepers decide the run exactly once: {swept:?}");
+    assert!(swept[0].requeued && swept[0].run.id == run.id, "{swept:?}");
+    assert!(store.sweep(later).await.unwrap().is_empty(), "and a later sweep finds nothing");
+    let rows = store.history(&RunQuery { job_id: Some(id("r")), ..RunQuery::default() }).await.unwrap();
+    assert_eq!(rows.len(), 1, "re-queued in place, under its id: {rows:?}");
+    assert_eq!((rows[0].status, rows[0].node.as_deref(), rows[0].attempt), (RunStatus::Pending, None, 1));
+    assert_eq!(store.count_running(&id("r")).await.unwrap(), 1, "one run in flight, not two");
+
+    let (by_b, by_c) = tokio::join!(claim(&store, &b, later, 10), claim(&store, &c, later, 10));
+    let taken: Vec<Run> = by_b.into_iter().chain(by_c).flat_map(|c| c.runs).collect();
+    assert_eq!(taken.iter().map(|r| r.id).collect::<Vec<_>>(), [run.id], "one node takes it, once: {taken:?}");
+}
+
+/// The old holder of a run (its lease lost, the run re-queued and claimed
+/// by another node) wakes up while the new holder's attempt is running:
+/// every update it sends is refused with `LeaseLost` and changes nothing of
+/// the new holder's run (a finish leaves only its `late_result`), even once
+/// the old holder has registered again under a new epoch. An update of an
+/// older attempt than the stored one is refused too, whoever sends it.
+pub async fn a_stale_update_from_the_old_holder_changes_nothing(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("r", 10, 10).with_retry(RetryPolicy::new(3, SignedDuration::from_secs(1)))).await;
+    let a = lease(&store, "a").await;
+    let b = lease(&store, "b").await;
+    let old = claim_and_start(&store, &a, at(10)).await;
+    store.renew_lease(&b, TTL, at(11)).await.unwrap();
+    assert!(store.sweep(at(11)).await.unwrap()[0].requeued);
+    let mut new = claim(&store, &b, at(11), 10).await.remove(0).runs.remove(0);
+    new.status = RunStatus::Running;
+    new.attempt = 2;
+    new.started_at = Some(at(11));
+    store.update_run(&new).await.unwrap();
+    let a_again = store.register_node(&registration("a"), TTL, at(11)).await.unwrap();
+    assert_ne!(a_again.epoch, a.epoch);
+
+    let stored = || async { store.history(&RunQuery::default()).await.unwrap().remove(0) };
+    let before = stored().await;
+    assert_eq!((before.status, before.attempt, before.node.as_deref()), (RunStatus::Running, 2, Some("b")));
+
+    // a's next attempt starting, under its old epoch.
+    let mut retrying = old.clone();
+    retrying.attempt = 2;
+    retrying.started_at = Some(at(12));
+    retrying.output = Some("a's retry".into());
+    assert!(store.update_run(&retrying).await.unwrap_err().is_lease_lost(), "a stale start is refused");
+    assert_eq!(stored().await, before, "and changes nothing");
+
+    // a's first attempt finishing.
+    let mut finished = old.clone();
+    finished.status = RunStatus::Failed;
+    finished.error = Some("a's failure".into());
+    finished.finished_at = Some(at(12));
+    assert!(store.update_run(&finished).await.unwrap_err().is_lease_lost(), "a stale finish is refused");
+    let after = stored().await;
+    assert!(after.late_result.as_deref().is_some_and(|l| l.contains("on node a")), "{after:?}");
+    assert_eq!(Run { late_result: None, ..after }, before, "nothing of b's run changed but the late result");
+    let job = store.get_job(&id("r")).await.unwrap().unwrap();
+    assert_eq!(job.state.last_status, None, "nor the job's last status");
+    assert_eq!(store.count_running(&id("r")).await.unwrap(), 1);
+
+    // b's own first attempt, arriving after its second: older than the stored attempt.
+    let mut older = new.clone();
+    older.attempt = 1;
+    older.status = RunStatus::Failed;
+    older.finished_at = Some(at(12));
+    assert!(store.update_run(&older).await.unwrap_err().is_lease_lost(), "an older attempt is refused");
+    assert_eq!((stored().await.status, stored().await.attempt), (RunStatus::Running, 2));
+
+    // The new holder finishes as usual.
+    new.status = RunStatus::Succeeded;
+    new.finished_at = Some(at(13));
+    store.update_run(&new).await.unwrap();
+    let done = stored().await;
+    assert_eq!((done.status, done.attempt, done.node.as_deref()), (RunStatus::Succeeded, 2, Some("b")));
 }
 
 /// `request_run` checks and inserts in one step: no more runs than `max_instances` allows.

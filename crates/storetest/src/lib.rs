@@ -109,6 +109,8 @@ macro_rules! conformance_tests {
             jobs_are_counted_by_state,
             an_expired_lease_is_swept_exactly_once,
             a_swept_run_with_retries_left_is_requeued,
+            two_sweepers_requeue_an_expired_run_exactly_once,
+            a_stale_update_from_the_old_holder_changes_nothing,
             request_run_is_atomic,
             requested_runs_are_claimed_by_a_node_with_the_task
         );
