@@ -67,22 +67,42 @@ pub(crate) async fn run_command(ctx: JobContext) -> Result<(), TaskError> {
             .env("CHIME_ALERT_ERROR", clean(alert.last_error.as_deref().unwrap_or("")))
             .env("CHIME_ALERT_SINCE", alert.since.to_string());
     }
-    let child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
-    let output = child.wait_with_output().await.map_err(|e| format!("waiting for {program:?}: {e}"))?;
-    let tail = output_tail(&output.stdout, &output.stderr);
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    // Both pipes are read as the child writes and only their tails kept: a
+    // program that prints gigabytes costs the server 2 x OUTPUT_TAIL bytes.
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (stdout, stderr, status) = tokio::join!(read_tail(stdout), read_tail(stderr), child.wait());
+    let status = status.map_err(|e| format!("waiting for {program:?}: {e}"))?;
+    let tail = output_tail(&stdout, &stderr);
     if !tail.is_empty() {
         ctx.set_output(tail.clone());
     }
-    if output.status.success() {
+    if status.success() {
         tracing::debug!(job_id = %ctx.job_id, run_id = %ctx.run_id, output = %tail, "command succeeded");
         Ok(())
     } else {
-        let status = match output.status.code() {
+        let status = match status.code() {
             Some(code) => format!("exit status {code}"),
             None => "killed by a signal".to_owned(),
         };
         Err(if tail.is_empty() { status } else { format!("{status}; output: {tail}") }.into())
     }
+}
+
+/// Everything a pipe gives until it closes, keeping the last
+/// [`OUTPUT_TAIL`] bytes. A read error ends the stream (what was read stays).
+async fn read_tail(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut tail = std::collections::VecDeque::with_capacity(OUTPUT_TAIL);
+    let Some(mut pipe) = pipe else { return Vec::new() };
+    let mut chunk = [0u8; 8192];
+    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+        let fresh = &chunk[n.saturating_sub(OUTPUT_TAIL)..n];
+        let overflow = (tail.len() + fresh.len()).saturating_sub(OUTPUT_TAIL);
+        tail.drain(..overflow);
+        tail.extend(fresh);
+    }
+    tail.into()
 }
 
 /// The last few KiB of stdout then stderr, as text.
@@ -124,6 +144,22 @@ mod tests {
         let plain = ctx(serde_json::json!({"argv": ["sh", "-c", "echo \"[${CHIME_ALERT_JOB-unset}]\""]}));
         run_command(plain.clone()).await.unwrap();
         assert_eq!(plain.output().as_deref(), Some("[unset]"), "no alert, no variables");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_prints_a_lot_keeps_only_its_tail_while_it_runs() {
+        let c = ctx(
+            serde_json::json!({"argv": ["sh", "-c", "head -c 50000000 /dev/zero | tr '\\0' x; echo; echo END; echo ERR-END >&2"]}),
+        );
+        run_command(c.clone()).await.unwrap();
+        let out = c.output().unwrap();
+        assert!(out.len() <= OUTPUT_TAIL, "{} bytes kept", out.len());
+        assert!(out.ends_with("END\nERR-END"), "the ends of both streams: {:?}", &out[out.len().saturating_sub(40)..]);
+        let tail = read_tail(Some(&b"0123456789"[..])).await;
+        assert_eq!(tail, b"0123456789", "a short stream whole");
+        let long: Vec<u8> = (0..3 * OUTPUT_TAIL + 17).map(|i| (i % 251) as u8).collect();
+        let tail = read_tail(Some(long.as_slice())).await;
+        assert_eq!(tail, &long[long.len() - OUTPUT_TAIL..], "the last OUTPUT_TAIL bytes, in order");
     }
 
     #[test]
