@@ -49,6 +49,11 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait to be accepted.
     pub max_connections: usize,
+    /// While fewer than a quarter of the connection slots are free, a
+    /// connection on which no byte has moved for this long is closed: a
+    /// client holding many silent sockets (or idle keep-alives) gives its
+    /// slots back within this, not the header-read timeout, so others get in.
+    pub busy_idle_timeout: Duration,
     /// Time that in-flight requests get to finish once shutdown is asked for.
     pub shutdown_timeout: Duration,
 }
@@ -60,6 +65,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 128,
+            busy_idle_timeout: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(10),
         }
     }
@@ -132,7 +138,12 @@ pub async fn serve_with(
         let activity = Activity::new();
         let io = TokioIo::new(Watched { inner: stream, activity: Arc::clone(&activity) });
         let conn = graceful.watch(http.serve_connection(io, TowerToHyperService::new(app.clone())));
-        let idle_timeout = options.idle_timeout;
+        let limits = IdleLimits {
+            quiet: options.idle_timeout,
+            busy: options.busy_idle_timeout,
+            slots: Arc::clone(&permits),
+            max: options.max_connections.max(1),
+        };
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
@@ -141,7 +152,7 @@ pub async fn serve_with(
                         tracing::debug!(error = %e, "HTTP connection ended");
                     }
                 }
-                () = activity.idle_for(idle_timeout) => tracing::debug!("closing an idle HTTP connection"),
+                () = activity.idle_for(&limits) => tracing::debug!("closing an idle HTTP connection"),
             }
         });
     }
@@ -171,6 +182,21 @@ async fn request_timeout(
     }
 }
 
+/// How long a connection may stay idle, by how full the server is.
+struct IdleLimits {
+    quiet: Duration,
+    busy: Duration,
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl IdleLimits {
+    /// Fewer than a quarter of the slots free.
+    fn busy_now(&self) -> bool {
+        self.slots.available_permits() * 4 < self.max
+    }
+}
+
 /// When a connection last moved a byte, in milliseconds since it opened.
 #[derive(Debug)]
 struct Activity {
@@ -188,15 +214,19 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Completes once no byte has moved for `limit`.
-    async fn idle_for(&self, limit: Duration) {
+    /// Completes once no byte has moved for the idle limit: the quiet one,
+    /// or the busy one while slots are short (looked at again at least every
+    /// busy limit, so a connection idle since before the rush is shed too).
+    async fn idle_for(&self, limits: &IdleLimits) {
         loop {
+            let limit = if limits.busy_now() { limits.busy.min(limits.quiet) } else { limits.quiet };
             let last = self.opened + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let deadline = last + limit;
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return;
             }
-            tokio::time::sleep_until(deadline).await;
+            tokio::time::sleep_until(deadline.min(now + limits.busy)).await;
         }
     }
 }

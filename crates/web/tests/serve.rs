@@ -31,6 +31,7 @@ fn quick() -> ServeOptions {
         request_timeout: Duration::from_millis(800),
         idle_timeout: Duration::from_secs(5),
         max_connections: 4,
+        busy_idle_timeout: Duration::from_millis(400),
         shutdown_timeout: Duration::from_secs(2),
     }
 }
@@ -136,6 +137,32 @@ async fn past_the_connection_limit_clients_wait_and_are_then_served() {
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(300), "it waited for a slot: {waited:?}");
     drop(hogs);
+}
+
+#[tokio::test]
+async fn silent_sockets_holding_every_slot_give_them_back_fast_when_others_wait() {
+    // A header-read timeout far longer than the test: only shedding under
+    // pressure can free the slots.
+    let long = Duration::from_secs(60);
+    let options = ServeOptions { header_read_timeout: long, idle_timeout: long, max_connections: 4, ..quick() };
+    let server = start(options).await;
+    let mut hogs = Vec::new();
+    for _ in 0..12 {
+        hogs.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(get("/api/v1/openapi.json", true).as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "served while 12 silent sockets wanted 4 slots: {answer}");
+    // Without the pressure a silent socket keeps its slot (nobody waits).
+    drop(hogs);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut quiet = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    quiet.write_all(get("/api/v1/openapi.json", true).as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut quiet, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "a slow but lone client is still served: {answer}");
 }
 
 #[tokio::test]
