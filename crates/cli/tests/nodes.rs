@@ -189,9 +189,18 @@ fn one_hand_edited_row_does_not_stop_a_start() {
             .unwrap();
         sqlx::query("UPDATE chime_job SET trigger = '{\"type\":\"lunar\"}' WHERE id IN ('b', 'c')").execute(&mut conn).await.unwrap();
     });
-    let second = Server::start(d, &serve_args(), &[]);
+    let mut with_http: Vec<&str> = serve_args().into_iter().filter(|a| *a != "--no-http").collect();
+    with_http.extend(["--listen", "127.0.0.1:0"]);
+    let second = Server::start(d, &with_http, &[]);
+    let addr = second.http_addr();
     let out = second.output();
     assert!(out.contains("repaired 1"), "{out}");
+    // The broken row may be a command job: the API cannot swap it for another.
+    let swap = r#"{"id": "c", "task": "http", "trigger": {"type": "interval", "every": "1h"}, "args": {"url": "http://127.0.0.1:9/"}, "replace": true}"#;
+    let json_body = [("content-type", "application/json")];
+    let answer = chime_testkit::http::request(&addr, "POST", "/api/v1/jobs", &json_body, swap).expect("an answer");
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.body.contains("does not decode: it cannot be replaced over HTTP"), "{}", answer.body);
     assert!(out.contains("b: its stored row did not decode; replaced by the config's definition"), "{out}");
     assert!(out.contains("c: stored but does not decode"), "the other broken row is kept and reported: {out}");
     let ids: Vec<String> =

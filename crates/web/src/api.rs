@@ -301,7 +301,9 @@ async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) 
                     format!("job {id:?} is stored but does not decode: it cannot be replaced over HTTP"),
                 ));
             }
-            Err(_) => {}
+            Err(e) if e.is_not_found() => {}
+            // Whatever the store could not say, the row may be a command job.
+            Err(e) => return Err(e.into()),
         }
     }
     let mut job = Job::new(&new.id, &new.task, trigger(new.trigger)?).map_err(|e| ApiError::invalid(e.to_string()))?;
