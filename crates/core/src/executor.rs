@@ -171,7 +171,7 @@ impl Executor {
         match self.store.update_run(run).await {
             Ok(()) => {}
             Err(e) if e.is_lease_lost() => {
-                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, epoch = ?run.epoch, "recording a run start: the run is no longer this node's (its lease was lost); it is cancelled");
+                tracing::warn!(job_id = %run.job_id, run_id = %run.id, node = ?run.node, epoch = ?run.epoch, "recording a run start: the run is no longer this node's (its lease was lost, or a newer attempt holds it); it is cancelled");
                 cancel.cancel(CancelledBy::LeaseLost);
                 self.note_fenced(run.epoch);
             }

@@ -69,17 +69,36 @@ impl RunWriter {
     }
 
     /// Waits until every update queued so far is written, so that reads see
-    /// this store's own writes.
+    /// this store's own writes. While the database is away the writer keeps
+    /// trying for as long as it takes, but a read (the dashboard, a sweep)
+    /// should not hang that long: after [`FLUSH_WAIT`] this gives up with a
+    /// transient error, and the updates stay queued.
     pub async fn flush(&self) -> Result<()> {
-        let (reply, outcome) = oneshot::channel();
-        self.queue.send((None, reply)).await.map_err(|_| self.gone())?;
-        outcome.await.map_err(|_| self.gone())?.into_result(None)
+        let written = async {
+            let (reply, outcome) = oneshot::channel();
+            self.queue.send((None, reply)).await.map_err(|_| self.gone())?;
+            outcome.await.map_err(|_| self.gone())?.into_result(None)
+        };
+        tokio::time::timeout(FLUSH_WAIT, written).await.unwrap_or_else(|_| {
+            Err(Error::Store {
+                message: format!(
+                    "{}: queued run updates are not written yet (the database has been busy or unreachable for {}s); \
+                     they are kept and tried again",
+                    self.location,
+                    FLUSH_WAIT.as_secs()
+                ),
+                transient: true,
+            })
+        })
     }
 
     fn gone(&self) -> Error {
         Error::Store { message: format!("{}: the run writer has stopped", self.location), transient: false }
     }
 }
+
+/// How long [`RunWriter::flush`] waits for the queue ahead of it.
+const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs per group-commit transaction, at most.
 const MAX_RUN_BATCH: usize = 1024;
@@ -340,6 +359,26 @@ mod tests {
         store.away.store(false, Ordering::SeqCst);
         update.await.unwrap().expect("written once the database is back");
         assert_eq!(store.written.lock().unwrap().iter().map(|r| r.id).collect::<Vec<_>>(), [run.id]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flush_gives_up_while_the_database_is_away_and_the_update_is_kept() {
+        let store = Arc::new(FakeStore::default());
+        store.away.store(true, Ordering::SeqCst);
+        let writer = Arc::new(RunWriter::spawn(Arc::clone(&store), "fake".into()));
+        let update = tokio::spawn({
+            let writer = Arc::clone(&writer);
+            async move { writer.update(&finished(None)).await }
+        });
+        while store.writes.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let err = writer.flush().await.unwrap_err();
+        assert!(err.is_transient() && err.to_string().contains("not written yet"), "{err}");
+        store.away.store(false, Ordering::SeqCst);
+        update.await.unwrap().unwrap();
+        writer.flush().await.unwrap();
+        assert_eq!(store.written.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
