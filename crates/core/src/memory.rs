@@ -18,8 +18,8 @@
 //!   process may share a store, so leases hold here too.
 //!
 //! Invariant: a job is in `due` exactly when it has a `next_run_at` and is
-//! not paused, under that same key. Every mutation goes through
-//! [`Inner::put`] and [`Inner::take`] to keep it.
+//! not paused, under that same key, and `paused` counts the paused jobs.
+//! Every mutation goes through [`Inner::put`] and [`Inner::take`] to keep it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -66,6 +66,9 @@ struct Inner {
     epoch: u64,
     /// The alert episode each job last notified (`notify_alert`); gone with the job.
     notified: FoldMap<JobId, Timestamp>,
+    /// Jobs paused, kept by `put` and `take`: with `due` (the active ones)
+    /// it counts jobs by state without walking them (`job_counts`).
+    paused: usize,
 }
 
 #[derive(Debug)]
@@ -134,17 +137,22 @@ impl MemoryStore {
 
 impl Inner {
     fn put(&mut self, job: Job) {
-        if let Some(at) = self.jobs.get(&job.id).and_then(|old| old.state.next_run_at) {
-            self.due.remove(&(at, job.id.clone()));
+        if let Some(old) = self.jobs.get(&job.id) {
+            self.paused -= usize::from(old.is_paused());
+            if let Some(at) = old.state.next_run_at {
+                self.due.remove(&(at, job.id.clone()));
+            }
         }
         if let (Some(at), false) = (job.state.next_run_at, job.is_paused()) {
             self.due.insert((at, job.id.clone()));
         }
+        self.paused += usize::from(job.is_paused());
         self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
     fn take(&mut self, id: &JobId) -> Option<Job> {
         let job = self.jobs.remove(id)?;
+        self.paused -= usize::from(job.is_paused());
         if let Some(at) = job.state.next_run_at {
             self.due.remove(&(at, id.clone()));
         }
@@ -280,6 +288,12 @@ impl JobStore for MemoryStore {
         }
         self.changed();
         Ok(jobs)
+    }
+
+    async fn job_counts(&self) -> Result<crate::store::JobCounts> {
+        let inner = self.lock();
+        let (jobs, active, paused) = (inner.jobs.len(), inner.due.len(), inner.paused);
+        Ok(crate::store::JobCounts { jobs, active, paused, finished: jobs - active - paused, broken: 0 })
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {

@@ -618,6 +618,20 @@ pub async fn jobs_are_counted_by_state(h: &Harness) {
     assert_eq!(counts, expected);
     store.remove_job(&id("a")).await.unwrap();
     assert_eq!(store.job_counts().await.unwrap().active, 2);
+    let counts = |jobs, active, paused, finished| chime_core::JobCounts { jobs, active, paused, finished, broken: 0 };
+    // A resume and a pause are counted as they happen, and so is a paused job's removal.
+    let mut p = store.get_job(&id("p")).await.unwrap().unwrap();
+    p.state.paused = None;
+    let p = store.update_job(p).await.unwrap();
+    assert_eq!(store.job_counts().await.unwrap(), counts(4, 3, 0, 1), "resumed");
+    let mut b = store.get_job(&id("b")).await.unwrap().unwrap();
+    (b.state.paused, b.state.next_run_at) = (Some("holiday".into()), None);
+    store.update_job(b).await.unwrap();
+    assert_eq!(store.job_counts().await.unwrap(), counts(4, 2, 1, 1), "paused");
+    store.add_job(p, ConflictPolicy::Replace).await.unwrap();
+    assert_eq!(store.job_counts().await.unwrap(), counts(4, 2, 1, 1), "a job replaced by itself counts once");
+    store.remove_job(&id("b")).await.unwrap();
+    assert_eq!(store.job_counts().await.unwrap(), counts(3, 2, 0, 1), "a paused job removed");
 }
 
 /// An alert is notified once per episode: the episode is marked and the
