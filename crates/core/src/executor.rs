@@ -247,7 +247,19 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 output: Arc::clone(&output),
             };
             let task = attempt(inner, &handler, ctx, job.options.timeout, token);
-            if recorded { task.await } else { tokio::join!(start, task).1 }
+            if recorded {
+                task.await
+            } else {
+                let mut task = std::pin::pin!(task);
+                tokio::select! {
+                    _ = &mut start => task.await,
+                    // A task done before its start's answer does not wait for
+                    // it: the finish queues behind the start (often into the
+                    // same batch, one row write for both) and is fenced the
+                    // same way, so a refusal is learnt from the finish.
+                    outcome = &mut task => outcome,
+                }
+            }
         };
         run.output = output.lock().unwrap_or_else(|p| p.into_inner()).take().map(cap_error);
         // Whether a failure of this attempt is followed by another.
