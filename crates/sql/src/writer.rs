@@ -354,7 +354,7 @@ mod tests {
         // number of tries, and each wait capped.
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let tries = store.writes.load(Ordering::SeqCst);
-        assert!(tries > 3600 / 2, "tried again at least every two seconds: {tries} tries in an hour");
+        assert!(tries > 1000, "tried again every few seconds: {tries} tries in an hour");
         assert!(!update.is_finished(), "the finish is not given up");
         store.away.store(false, Ordering::SeqCst);
         update.await.unwrap().expect("written once the database is back");
