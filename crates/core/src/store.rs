@@ -109,10 +109,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn insert_run(&self, run: Run) -> Result<()>;
 
     /// Updates a run: started, retried, finished. Fenced: the stored run must
-    /// still be pending or running and held by `run.node` and `run.epoch`,
-    /// and the store must still have that lease; otherwise (its node lost its lease and the sweeper decided it) nothing
-    /// of the decision is overwritten, the result is kept as the run's
-    /// `late_result`, and the call fails with `LeaseLost`. A finished run also
+    /// still be pending or running, held by `run.node` and `run.epoch` at an
+    /// attempt no newer than `run.attempt`, and the store must still have
+    /// that lease; otherwise (its node lost its lease and the sweeper decided
+    /// it, or a newer attempt holds it) nothing of the decision is
+    /// overwritten, the result is kept as the run's `late_result`, and the
+    /// call fails with `LeaseLost`. A finished run also
     /// sets its job's last run time and status, when the job still exists.
     async fn update_run(&self, run: &Run) -> Result<()>;
 
