@@ -390,50 +390,59 @@ impl PostgresStore {
     async fn add_in(&self, tx: &mut PgConnection, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let fail = |e| self.err("adding a job", e);
         let (args, trigger, options) = encode(&job)?;
-        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
+        // Twice at most: a new id that another node inserts between our
+        // look and our insert is then seen, and decided as any taken id.
+        for _ in 0..2 {
+            let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
+                .bind(job.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
+            let new = existing.is_none();
+            let version = match (existing, on_conflict) {
+                (None, _) => 1,
+                (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
+                (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
+                (Some(row), ConflictPolicy::Replace) => row.version + 1,
+            };
+            // A new row never overwrites one inserted meanwhile (that is the
+            // race above); a replaced row is ours, locked FOR UPDATE.
+            let on_taken = if new {
+                "DO NOTHING"
+            } else {
+                "DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
+                 trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
+                 last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
+                 code_hash = excluded.code_hash, broken = NULL"
+            };
+            let done = sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) ON CONFLICT (id) {on_taken}"
+            )))
             .bind(job.id.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(job.name.as_deref())
+            .bind(&*job.task)
+            .bind(&args)
+            .bind(&trigger)
+            .bind(&options)
+            .bind(job.state.next_run_at.map(micros))
+            .bind(job.state.paused.as_deref())
+            .bind(job.state.last_run_at.map(micros))
+            .bind(job.state.last_status.map(RunStatus::as_str))
+            .bind(version)
+            .bind(job.state.code_hash.as_deref())
+            .execute(&mut *tx)
             .await
             .map_err(fail)?;
-        let version = match (existing, on_conflict) {
-            (None, _) => 1,
-            (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
-            (Some(row), ConflictPolicy::KeepExisting) => return self.decode(row),
-            (Some(row), ConflictPolicy::Replace) => row.version + 1,
-        };
-        let done = sqlx::query(
-            "INSERT INTO chime_job (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL) \
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, task = excluded.task, args = excluded.args, \
-             trigger = excluded.trigger, options = excluded.options, next_run_at = excluded.next_run_at, paused = excluded.paused, \
-             last_run_at = excluded.last_run_at, last_status = excluded.last_status, version = excluded.version, \
-             code_hash = excluded.code_hash, broken = NULL",
-        )
-        .bind(job.id.as_str())
-        .bind(job.name.as_deref())
-        .bind(&*job.task)
-        .bind(args)
-        .bind(trigger)
-        .bind(options)
-        .bind(job.state.next_run_at.map(micros))
-        .bind(job.state.paused.as_deref())
-        .bind(job.state.last_run_at.map(micros))
-        .bind(job.state.last_status.map(RunStatus::as_str))
-        .bind(version)
-        .bind(job.state.code_hash.as_deref())
-        .execute(&mut *tx)
-        .await;
-        match done {
-            Ok(_) => {}
-            // Two nodes adding one new id at once: the loser conflicts.
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {
-                return Err(Error::JobExists(job.id));
+            if done.rows_affected() == 1 {
+                let mut job = job;
+                job.state.version = version as u64;
+                return Ok(job);
             }
-            Err(e) => return Err(fail(e)),
         }
-        let mut job = job;
-        job.state.version = version as u64;
-        Ok(job)
+        // Inserted and removed again by others between each look: rare
+        // enough to be a conflict the caller may retry.
+        Err(Error::JobExists(job.id))
     }
 
     /// Tells every node (this one included) that something changed.

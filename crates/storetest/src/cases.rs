@@ -105,6 +105,30 @@ pub async fn crud_and_conflict_policies(h: &Harness) {
     assert!(store.remove_job(&id("b")).await.unwrap_err().is_not_found());
 }
 
+/// Nodes adding one new id at once (several start with the same config):
+/// with `Error` exactly one add wins and the others conflict; the stored job
+/// is the winner's, never overwritten by a loser.
+pub async fn concurrent_adds_of_one_id_have_one_winner(h: &Harness) {
+    let store = h.store().await;
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        let adds = (0..6).map(|i| {
+            let (store, job) = (Arc::clone(&store), job(&name, 60, 60).with_name(&format!("node {i}")));
+            tokio::spawn(async move { store.add_job(job, ConflictPolicy::Error).await })
+        });
+        let mut won = Vec::new();
+        for (i, add) in adds.collect::<Vec<_>>().into_iter().enumerate() {
+            match add.await.unwrap() {
+                Ok(job) => won.push((i, job.name().to_owned())),
+                Err(e) => assert!(e.is_conflict(), "a loser conflicts: {e}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one add wins: {won:?}");
+        let stored = store.get_job(&id(&name)).await.unwrap().unwrap();
+        assert_eq!((stored.name(), stored.state.version), (won[0].1.as_str(), 1), "the winner's job, not a loser's");
+    }
+}
+
 /// Adding many jobs at once: all stored as one `add_job` each would store
 /// them, in order; a batch meeting a taken id with `Error` adds none of
 /// its jobs; `KeepExisting` and `Replace` act per job.

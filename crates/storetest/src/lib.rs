@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases [$(#[$attr])*] $harness;
             crud_and_conflict_policies,
             add_jobs_is_one_atomic_step,
+            concurrent_adds_of_one_id_have_one_winner,
             version_checks,
             acquire_due_claims_each_due_job_once,
             concurrent_claims_never_overlap,
