@@ -95,6 +95,17 @@ async fn one_bad_row_does_not_lose_the_rest_of_its_batch() {
     assert_eq!(store.count_running(&JobId::new("w").unwrap()).await.unwrap(), 0, "no run is left in flight");
 }
 
+/// Takes the database's write lock from another connection, as another
+/// process would, and releases it after `held`; the task ends on release.
+async fn hold_write_lock(path: &str, held: Duration) -> tokio::task::JoinHandle<()> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_database_is_waited_out_not_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -103,12 +114,7 @@ async fn a_busy_database_is_waited_out_not_lost() {
     let store = SqliteStore::open_with_busy_timeout(path, Duration::from_millis(50)).await.unwrap();
     let (_lease, mut runs) = setup(&store, 1).await;
     // Another process holds the write lock for a second, far past the busy timeout.
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
-    });
+    let release = hold_write_lock(path, Duration::from_secs(1)).await;
     store.update_run(&finished(runs.remove(0), None)).await.expect("the write is retried until the lock is free");
     release.await.unwrap();
     assert_eq!(statuses(&store).await, [RunStatus::Succeeded]);
@@ -124,13 +130,8 @@ async fn a_write_lock_held_longer_than_any_retry_budget_is_waited_out() {
     // Another process holds the write lock for five seconds: past the writer's
     // old budget (five tries, 3.1 s of backoff and a 50 ms busy wait each),
     // after which the finish was dropped and the run stayed in flight.
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
     let held = Duration::from_secs(5);
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(held).await;
-        sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
-    });
+    let release = hold_write_lock(path, held).await;
     let began = std::time::Instant::now();
     store.update_run(&finished(runs.remove(0), None)).await.expect("the finish is tried until the lock is free");
     let waited = began.elapsed();
