@@ -71,7 +71,7 @@ impl RunWriter {
     /// Waits until every update queued so far is written, so that reads see
     /// this store's own writes. While the database is away the writer keeps
     /// trying for as long as it takes, but a read (the dashboard, a sweep)
-    /// should not hang that long: after [`FLUSH_WAIT`] this gives up with a
+    /// should not hang that long: after `FLUSH_WAIT` (10 s) this gives up with a
     /// transient error, and the updates stay queued.
     pub async fn flush(&self) -> Result<()> {
         let written = async {
