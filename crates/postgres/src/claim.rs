@@ -12,11 +12,13 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::PostgresStore;
 
-/// `n` rows of `$k` placeholders for [`RUN_COLUMNS`].
-fn run_rows(n: usize) -> String {
+/// `n` rows of `$k` placeholders for [`RUN_COLUMNS`], numbered after the
+/// statement's first `after` parameters.
+fn run_rows(n: usize, after: usize) -> String {
     (0..n)
         .map(|row| {
-            let cells: Vec<String> = (1..=RUN_VALUES).map(|c| format!("${}", row * RUN_VALUES + c)).collect();
+            let cells: Vec<String> =
+                (1..=RUN_VALUES).map(|c| format!("${}", after + row * RUN_VALUES + c)).collect();
             format!("({})", cells.join(", "))
         })
         .collect::<Vec<_>>()
@@ -29,9 +31,18 @@ pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Postgr
 ) -> sqlx::Result<u64> {
     let sql = format!(
         "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
-        run_rows(1)
+        run_rows(1, 0)
     );
     Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
+}
+
+/// A lease renewed inside a transaction, and what the same statement read.
+pub(crate) struct Renewed {
+    pub(crate) lease: Lease,
+    /// The time the transaction decides by, in stored microseconds.
+    pub(crate) now_us: i64,
+    /// Whether a requested or re-queued run waits for a node.
+    pub(crate) waiting: bool,
 }
 
 fn lost(lease: &Lease) -> Error {
@@ -52,27 +63,37 @@ impl PostgresStore {
             .map_err(|e| self.err("reading the clock", e))
     }
 
-    /// Extends a lease inside the caller's transaction, or says it is lost.
+    /// Extends a lease inside the caller's transaction, or says it is lost;
+    /// in the same round trip, reads the time the transaction decides by
+    /// (the caller's `now`, or the database's) and whether any run that
+    /// `tasks` can execute waits for a node, so a claim with nothing
+    /// requested or re-queued skips that query.
     pub(crate) async fn renew_in(
         &self,
         conn: &mut PgConnection,
         lease: &Lease,
         ttl: SignedDuration,
-        now_us: i64,
-    ) -> Result<Lease> {
-        let expires = now_us.saturating_add(ttl.as_micros().min(i64::MAX as i128) as i64);
-        let done = sqlx::query("UPDATE chime_node SET heartbeat_at = $1, expires_at = $2 WHERE id = $3 AND epoch = $4")
-            .bind(now_us)
-            .bind(expires)
-            .bind(&*lease.node)
-            .bind(lease.epoch as i64)
-            .execute(conn)
-            .await
-            .map_err(|e| self.err("renewing a lease", e))?;
-        if done.rows_affected() == 0 {
-            return Err(lost(lease));
-        }
-        Ok(Lease { expires_at: self.instant(expires)?, ..lease.clone() })
+        now: Timestamp,
+        tasks: &[String],
+    ) -> Result<Renewed> {
+        let row: Option<(i64, i64, bool)> = sqlx::query_as(
+            "WITH t AS (SELECT COALESCE($1::BIGINT, chime_now_us()) AS now) \
+             UPDATE chime_node SET heartbeat_at = t.now, expires_at = t.now + LEAST($2, 9223372036854775807 - t.now) \
+             FROM t WHERE id = $3 AND epoch = $4 \
+             RETURNING t.now, expires_at, EXISTS (SELECT 1 FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+                 WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= t.now \
+                 AND (j.id IS NULL OR j.task = ANY($5)))",
+        )
+        .bind(self.now_param(now))
+        .bind(crate::nodes::ttl_us(ttl))
+        .bind(&*lease.node)
+        .bind(lease.epoch as i64)
+        .bind(tasks)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| self.err("renewing a lease", e))?;
+        let (now_us, expires, waiting) = row.ok_or_else(|| lost(lease))?;
+        Ok(Renewed { lease: Lease { expires_at: self.instant(expires)?, ..lease.clone() }, now_us, waiting })
     }
 
     pub(crate) async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
@@ -80,22 +101,25 @@ impl PostgresStore {
         let tasks = task_list(req.tasks);
         let limit = req.limit.min(i64::MAX as usize) as i64;
         let mut tx = self.begin().await.map_err(fail)?;
-        let now_us = self.tx_now(&mut tx, req.now).await?;
+        let Renewed { lease, now_us, waiting } = self.renew_in(&mut tx, req.lease, req.ttl, req.now, &tasks).await?;
         let now = self.instant(now_us)?;
-        let lease = self.renew_in(&mut tx, req.lease, req.ttl, now_us).await?;
 
         // Requested and re-queued runs no node holds.
-        let waiting: Vec<RunRow> = sqlx::query_as(
+        let waiting: Vec<RunRow> = if !waiting {
+            Vec::new()
+        } else {
+            sqlx::query_as(
             "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
              WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= $1 \
              AND (j.id IS NULL OR j.task = ANY($2)) ORDER BY r.scheduled_for LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
         )
-        .bind(now_us)
-        .bind(&tasks)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
+            .bind(now_us)
+            .bind(&tasks)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?
+        };
         let mut claims = Vec::with_capacity(waiting.len());
         for row in waiting {
             let run_id = row.id.clone();
@@ -189,33 +213,38 @@ impl PostgresStore {
             planned.push((job, runs, uncounted));
         }
 
+        // The next fire time is runtime state: the version is not bumped. It
+        // is written by the statement that inserts the first runs, to save a
+        // round trip inside the transaction that holds the jobs' row locks.
+        let nexts: Vec<Option<i64>> = planned.iter().map(|(j, _, _)| j.state.next_run_at.map(micros)).collect();
+        let ids: Vec<String> = planned.iter().map(|(j, _, _)| j.id.as_str().to_owned()).collect();
+        const ADVANCE: &str = "UPDATE chime_job SET next_run_at = v.next FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(id, next) \
+                               WHERE chime_job.id = v.id";
         let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
         let mut inserted = HashSet::new();
+        if all_runs.is_empty() {
+            sqlx::query(ADVANCE).bind(&ids).bind(&nexts).execute(&mut *tx).await.map_err(fail)?;
+        }
         // 100 rows of 14 values stay well under PostgreSQL's 65,535 parameters.
-        for chunk in all_runs.chunks(100) {
-            let sql = format!(
+        for (n, chunk) in all_runs.chunks(100).enumerate() {
+            let first = n == 0;
+            let insert = format!(
                 "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                run_rows(chunk.len())
+                run_rows(chunk.len(), if first { 2 } else { 0 })
             );
+            let sql = match first {
+                true => format!("WITH advanced AS ({ADVANCE}), inserted AS ({insert}) SELECT id FROM inserted"),
+                false => insert,
+            };
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            if first {
+                q = q.bind(&ids).bind(&nexts);
+            }
             for run in chunk {
                 q = bind_run!(q, run);
             }
             inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
         }
-
-        // The next fire time is runtime state: the version is not bumped.
-        let nexts: Vec<Option<i64>> = planned.iter().map(|(j, _, _)| j.state.next_run_at.map(micros)).collect();
-        let ids: Vec<String> = planned.iter().map(|(j, _, _)| j.id.as_str().to_owned()).collect();
-        sqlx::query(
-            "UPDATE chime_job SET next_run_at = v.next FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(id, next) \
-             WHERE chime_job.id = v.id",
-        )
-        .bind(&ids)
-        .bind(&nexts)
-        .execute(&mut *tx)
-        .await
-        .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
 
         claims.extend(planned.into_iter().map(|(job, runs, uncounted)| {
@@ -226,8 +255,11 @@ impl PostgresStore {
     }
 
     pub(crate) async fn next_due(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM ( \
+        // The database's clock comes back with the answer (one round trip):
+        // the engine sleeps on its own clock, so the due time is translated
+        // into it, and a node whose clock runs behind does not wake late.
+        let (next, db_now): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT MIN(t), chime_now_us() FROM ( \
                  SELECT MIN(next_run_at) AS t FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL \
                      AND broken IS NULL AND task = ANY($1) \
                  UNION ALL \
@@ -242,12 +274,6 @@ impl PostgresStore {
         if self.caller_clock {
             return Ok(next);
         }
-        // The engine sleeps on its own clock: translate the database's due
-        // time into it, so a node whose clock runs behind does not wake late.
-        let db_now: i64 = sqlx::query_scalar("SELECT chime_now_us()")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.err("reading the clock", e))?;
         let skew = Timestamp::now().as_microsecond() - db_now;
         Ok(next.map(|t| t.checked_add(SignedDuration::from_micros(skew)).unwrap_or(t)))
     }

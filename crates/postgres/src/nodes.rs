@@ -43,7 +43,7 @@ fn sweep_key(schema: &str) -> i64 {
     h as i64
 }
 
-fn ttl_us(ttl: SignedDuration) -> i64 {
+pub(crate) fn ttl_us(ttl: SignedDuration) -> i64 {
     ttl.as_micros().clamp(0, i64::MAX as i128) as i64
 }
 
@@ -89,8 +89,7 @@ impl PostgresStore {
 
     pub(crate) async fn renew(&self, lease: &Lease, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         let mut conn = self.pool.acquire().await.map_err(|e| self.err("renewing a lease", e))?;
-        let now_us = self.tx_now(&mut conn, now).await?;
-        self.renew_in(&mut conn, lease, ttl, now_us).await
+        Ok(self.renew_in(&mut conn, lease, ttl, now, &[]).await?.lease)
     }
 
     pub(crate) async fn release(&self, lease: &Lease) -> Result<()> {
