@@ -17,8 +17,7 @@ use crate::PostgresStore;
 fn run_rows(n: usize, after: usize) -> String {
     (0..n)
         .map(|row| {
-            let cells: Vec<String> =
-                (1..=RUN_VALUES).map(|c| format!("${}", after + row * RUN_VALUES + c)).collect();
+            let cells: Vec<String> = (1..=RUN_VALUES).map(|c| format!("${}", after + row * RUN_VALUES + c)).collect();
             format!("({})", cells.join(", "))
         })
         .collect::<Vec<_>>()
@@ -35,6 +34,12 @@ pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Postgr
     );
     Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
 }
+
+/// The due jobs a claim takes: `$1` now, `$2` the task names, `$3` how
+/// many. Read in the order of the `chime_job_due` index, so a herd due on
+/// one second is not sorted whole on every claim (a test holds the plan).
+pub(crate) const DUE_JOBS: &str = "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+     AND next_run_at <= $1 AND task = ANY($2) ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED";
 
 /// A lease renewed inside a transaction, and what the same statement read.
 pub(crate) struct Renewed {
@@ -109,10 +114,10 @@ impl PostgresStore {
             Vec::new()
         } else {
             sqlx::query_as(
-            "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+                "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
              WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= $1 \
              AND (j.id IS NULL OR j.task = ANY($2)) ORDER BY r.scheduled_for LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
-        )
+            )
             .bind(now_us)
             .bind(&tasks)
             .bind(limit)
@@ -159,16 +164,13 @@ impl PostgresStore {
             }
         }
 
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-             AND next_run_at <= $1 AND task = ANY($2) ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(now_us)
-        .bind(&tasks)
-        .bind(limit.saturating_sub(claims.len() as i64))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
+        let rows: Vec<JobRow> = sqlx::query_as(DUE_JOBS)
+            .bind(now_us)
+            .bind(&tasks)
+            .bind(limit.saturating_sub(claims.len() as i64))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
             let id = row.id.clone();
@@ -407,5 +409,43 @@ impl PostgresStore {
         self.notify(&mut *tx).await?;
         tx.commit().await.map_err(fail)?;
         Ok(Some(run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chime_testkit::pg::{self, DropSchema};
+
+    use super::DUE_JOBS;
+    use crate::PostgresStore;
+
+    /// With only `next_run_at` indexed, PostgreSQL sorted every due job on
+    /// each claim: 17 ms for a herd of 20,000 on one second, for a batch of 64.
+    #[tokio::test]
+    #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+    async fn the_claim_reads_a_herd_of_due_jobs_in_index_order_without_sorting_it() {
+        let url = pg::database_url();
+        let schema = pg::unique_schema("chime_plan");
+        let _cleanup = DropSchema::new(&url, &schema);
+        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let pool = store.pool();
+        sqlx::query(
+            "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, version) \
+             SELECT 'job-' || g, 't', 'null', '{}', '{}', 1000, 1 FROM generate_series(1, 20000) g",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE chime_job").execute(pool).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {DUE_JOBS}")))
+            .bind(2000_i64)
+            .bind(vec!["t".to_owned()])
+            .bind(64_i64)
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("chime_job_due"), "{plan}");
+        assert!(!plan.contains("Sort"), "{plan}");
     }
 }

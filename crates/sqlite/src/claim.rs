@@ -13,6 +13,12 @@ use crate::SqliteStore;
 use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_ids, run_rows};
 
 /// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
+/// The due jobs a claim takes: now, the task names (a JSON array), how many.
+/// Read in the order of the `chime_job_due` index, so a herd due on one
+/// second is not sorted whole on every claim (a test holds the plan).
+const DUE_JOBS: &str = "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+     AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?";
+
 fn task_list(tasks: &[Arc<str>]) -> String {
     serde_json::to_string(&tasks.iter().map(|t| &**t).collect::<Vec<&str>>()).expect("strings serialize")
 }
@@ -57,16 +63,13 @@ impl SqliteStore {
         };
         let mut claims = self.claim_requested(&mut tx, req, &lease, &tasks).await?;
 
-        let rows: Vec<JobRow> = sqlx::query_as(
-            "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-             AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?",
-        )
-        .bind(micros(now))
-        .bind(&tasks)
-        .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(fail)?;
+        let rows: Vec<JobRow> = sqlx::query_as(DUE_JOBS)
+            .bind(micros(now))
+            .bind(&tasks)
+            .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(fail)?;
 
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -358,5 +361,30 @@ impl SqliteStore {
         tx.commit().await.map_err(fail)?;
         self.changed();
         Ok(Some(run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With only `next_run_at` indexed, SQLite sorted every due job on each
+    /// claim ("USE TEMP B-TREE FOR RIGHT PART OF ORDER BY"): 13 ms for a
+    /// herd of 20,000 on one second, for a batch of 64.
+    #[tokio::test]
+    async fn the_claim_reads_due_jobs_in_index_order_without_sorting_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("plan.db").display())).await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_JOBS}")))
+                .bind(0_i64)
+                .bind(r#"["t"]"#)
+                .bind(64_i64)
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(_, _, _, step)| step.as_str()).collect();
+        assert!(steps.iter().any(|s| s.contains("USING INDEX chime_job_due")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
     }
 }
