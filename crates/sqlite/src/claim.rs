@@ -12,13 +12,13 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use crate::SqliteStore;
 use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_ids, run_rows};
 
-/// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 /// The due jobs a claim takes: now, the task names (a JSON array), how many.
 /// Read in the order of the `chime_job_due` index, so a herd due on one
 /// second is not sorted whole on every claim (a test holds the plan).
 const DUE_JOBS: &str = "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
      AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?";
 
+/// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn task_list(tasks: &[Arc<str>]) -> String {
     serde_json::to_string(&tasks.iter().map(|t| &**t).collect::<Vec<&str>>()).expect("strings serialize")
 }
