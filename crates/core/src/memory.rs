@@ -550,6 +550,19 @@ impl JobStore for MemoryStore {
         Ok(deleted)
     }
 
+    async fn prune_jobs(&self, jobs: &[JobId], keep_per_job: usize) -> Result<u64> {
+        let mut inner = self.lock();
+        let mut deleted = 0u64;
+        for id in jobs {
+            if let Some(entry) = inner.runs.get_mut(id) {
+                let before = entry.runs.len();
+                trim(entry, keep_per_job);
+                deleted += (before - entry.runs.len()) as u64;
+            }
+        }
+        Ok(deleted)
+    }
+
     async fn register_node(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         let mut inner = self.lock();
         if let Some(row) = inner.nodes.get(&node.id)

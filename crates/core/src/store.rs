@@ -183,6 +183,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// those scheduled before `older_than`. Returns how many were deleted.
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64>;
 
+    /// [`prune`](Self::prune)'s count rule for the listed jobs only: their
+    /// finished runs beyond the newest `keep_per_job` of each. The engine
+    /// calls it every few seconds with the jobs it claimed since, so history
+    /// stays near what it keeps without reading every job's runs (the full
+    /// prune runs every ten minutes). The default is the full prune.
+    async fn prune_jobs(&self, jobs: &[JobId], keep_per_job: usize) -> Result<u64> {
+        let _ = jobs;
+        self.prune(keep_per_job, None).await
+    }
+
     /// A signal that changes whenever a job is added, updated or removed, or
     /// a run is requested, by anyone, including another process sharing the store.
     fn changes(&self) -> watch::Receiver<u64>;

@@ -1195,6 +1195,23 @@ async fn the_scheduler_keeps_at_most_keep_per_job_runs() {
 }
 
 #[tokio::test]
+async fn history_is_trimmed_every_ten_seconds_between_full_prunes() {
+    let mut h = Harness::with(|b| b.history_retention(3, None));
+    h.add(Job::new("j", "record", Trigger::every("1s").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    // 90 runs, all within the first full prune's ten minutes.
+    let mut most = 0;
+    for _ in 0..90 {
+        h.run_next("j").await;
+        most = most.max(h.history("j").await.len());
+    }
+    // Claimed jobs are trimmed every 10 s: at most 3 kept plus 10 s of runs,
+    // never the 90 a ten-minute prune would let pile up.
+    assert!((4..=14).contains(&most), "history grew to {most} runs");
+    assert!(h.history("j").await.len() <= 14);
+}
+
+#[tokio::test]
 async fn why_names_the_run_that_blocks_the_skips_and_says_when_the_job_is_paused() {
     let mut h = Harness::new();
     h.add(Job::new("slow", "blocked", Trigger::every("1h").unwrap()).unwrap()).await;

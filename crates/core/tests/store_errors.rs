@@ -119,6 +119,9 @@ impl JobStore for FailingStore {
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
         self.inner.prune(keep_per_job, older_than).await
     }
+    async fn prune_jobs(&self, jobs: &[JobId], keep_per_job: usize) -> Result<u64> {
+        self.inner.prune_jobs(jobs, keep_per_job).await
+    }
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes()
     }

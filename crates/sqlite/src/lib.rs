@@ -550,6 +550,24 @@ impl JobStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn prune_jobs(&self, jobs: &[JobId], keep_per_job: usize) -> Result<u64> {
+        let ids =
+            serde_json::to_string(&jobs.iter().map(JobId::as_str).collect::<Vec<_>>()).expect("strings serialize");
+        // Ranked per job through `chime_run_job_time`: only the listed jobs' runs are read.
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM chime_run WHERE id IN ( \
+                 SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY job_id ORDER BY scheduled_for DESC) AS n \
+                                 FROM chime_run WHERE job_id IN (SELECT value FROM json_each(?)) \
+                                 AND status NOT IN {IN_FLIGHT}) WHERE n > ?)"
+        )))
+        .bind(ids)
+        .bind(keep_per_job.min(i64::MAX as usize) as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err("trimming run history", e))?;
+        Ok(done.rows_affected())
+    }
+
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

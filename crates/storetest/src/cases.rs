@@ -450,6 +450,39 @@ pub async fn retention_prunes_finished_runs(h: &Harness) {
     assert_eq!(deleted, 5, "finished runs scheduled before the cutoff go");
 }
 
+/// `prune_jobs` trims only the jobs it is given, to their newest finished
+/// runs, never a run in flight.
+pub async fn prune_jobs_trims_only_the_listed_jobs(h: &Harness) {
+    let store = h.store().await;
+    let node: Arc<str> = Arc::from("n");
+    for name in ["a", "b", "c"] {
+        add(&store, job(name, 10, 10)).await;
+        for i in 0..8 {
+            let run = finished(Run::pending(id(name), at(i), RunKind::Scheduled, &node), RunStatus::Succeeded, i, 1);
+            store.insert_run(run).await.unwrap();
+        }
+        store.insert_run(Run::pending(id(name), at(-100), RunKind::Scheduled, &node)).await.unwrap();
+    }
+    let deleted = store.prune_jobs(&[id("a"), id("c"), id("nobody")], 3).await.unwrap();
+    assert_eq!(deleted, 10, "five finished runs each of a and c");
+    let runs_of = |name: &str| RunQuery { job_id: Some(id(name)), limit: Some(100), ..RunQuery::default() };
+    for (name, left) in [("a", 4), ("b", 9), ("c", 4)] {
+        let runs = store.history(&runs_of(name)).await.unwrap();
+        assert_eq!(runs.len(), left, "{name}: {runs:?}");
+        assert!(runs.iter().any(|r| r.status == RunStatus::Pending), "{name}: runs in flight are never trimmed");
+    }
+    let kept: Vec<Timestamp> = store
+        .history(&runs_of("a"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status.is_finished())
+        .map(|r| r.scheduled_for)
+        .collect();
+    assert_eq!(kept, vec![at(7), at(6), at(5)], "the newest three stay");
+    assert_eq!(store.prune_jobs(&[], 3).await.unwrap(), 0);
+}
+
 /// Adding and removing a job moves the store's change signal.
 pub async fn the_change_signal_fires(h: &Harness) {
     let store = h.store().await;

@@ -126,6 +126,10 @@ impl JobStore for Unplugged {
         self.check()?;
         self.inner.prune(keep_per_job, older_than).await
     }
+    async fn prune_jobs(&self, jobs: &[JobId], keep_per_job: usize) -> Result<u64> {
+        self.check()?;
+        self.inner.prune_jobs(jobs, keep_per_job).await
+    }
     fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes()
     }

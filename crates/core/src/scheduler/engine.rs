@@ -2,6 +2,7 @@
 //! node, hand the runs to the executor, sleep until the next due time, a
 //! store change, or a state change.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
@@ -9,6 +10,7 @@ use jiff::SignedDuration;
 use super::{Inner, SchedulerState};
 use crate::clock::later;
 use crate::event::{Event, Events};
+use crate::id::JobId;
 use crate::node::ClaimRequest;
 use crate::run::Run;
 use crate::status::{RunKind, RunStatus};
@@ -21,8 +23,16 @@ const MAX_SLEEP: SignedDuration = SignedDuration::from_secs(60);
 /// After a store error, how long the loop waits before trying again.
 const STORE_RETRY: SignedDuration = SignedDuration::from_secs(1);
 
-/// How often the loop prunes run history.
+/// How often the loop prunes all run history (age, and every job's count).
 const PRUNE_EVERY: SignedDuration = SignedDuration::from_mins(10);
+
+/// How often the loop trims the history of the jobs it claimed since the
+/// last time, so history stays near what it keeps between full prunes
+/// instead of growing for ten minutes and shrinking at once.
+const TRIM_EVERY: SignedDuration = SignedDuration::from_secs(10);
+
+/// The most jobs trimmed in one store call.
+const TRIM_BATCH: usize = 500;
 
 pub(super) async fn run_loop(inner: Arc<Inner>) {
     match inner.store.broken_jobs().await {
@@ -36,6 +46,9 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
     let mut state = inner.state.subscribe();
     let mut leases = inner.keeper.watch();
     let mut next_prune = inner.clock.now();
+    let mut next_trim = inner.clock.now();
+    // Jobs claimed here since the last trim or prune: their history grew.
+    let mut claimed_since: HashSet<JobId> = HashSet::new();
     let mut next_alert_check = inner.clock.now();
     loop {
         let current = *state.borrow_and_update();
@@ -67,6 +80,11 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
                 Ok(n) => tracing::debug!(deleted = n, "pruned run history"),
                 Err(e) => inner.events.store_error("pruning run history", &e),
             }
+            claimed_since.clear();
+        }
+        if now >= next_trim {
+            next_trim = later(now, TRIM_EVERY);
+            trim_claimed(&inner, &mut claimed_since).await;
         }
         if now >= next_alert_check {
             next_alert_check = later(now, super::alerts::ALERT_EVERY);
@@ -83,6 +101,9 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
             Ok(claims) => {
                 let n = claims.len();
                 for claim in claims {
+                    if !claimed_since.contains(&claim.job.id) {
+                        claimed_since.insert(claim.job.id.clone());
+                    }
                     handle_claim(&inner, claim);
                 }
                 n
@@ -120,6 +141,26 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
             _ = state.changed() => {}
             _ = leases.wait_for(Option::is_none) => {}
             _ = inner.wake.notified() => {}
+        }
+    }
+}
+
+/// Trims the history of the jobs claimed since the last time to the newest
+/// `keep_per_job` finished runs each, a batch of jobs per store call.
+async fn trim_claimed(inner: &Inner, claimed: &mut HashSet<JobId>) {
+    if claimed.is_empty() {
+        return;
+    }
+    let jobs: Vec<JobId> = claimed.drain().collect();
+    for batch in jobs.chunks(TRIM_BATCH) {
+        match inner.store.prune_jobs(batch, inner.retention.keep_per_job).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(deleted = n, jobs = batch.len(), "trimmed run history"),
+            Err(e) => {
+                // The next full prune catches up; nothing is lost by waiting.
+                inner.events.store_error("trimming run history", &e);
+                return;
+            }
         }
     }
 }
