@@ -66,7 +66,9 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
         }
         applied.extend(q.fetch_all(&mut *tx).await?);
     }
-    let mut last: Vec<&Run> = Vec::new();
+    // The jobs' last run and status, from their latest applied finish (a
+    // map: a batch holds thousands of runs, one or more per job).
+    let mut last: HashMap<&str, &Run> = HashMap::new();
     for run in &unique {
         let was_applied = applied.contains(&run.id.to_string());
         if !run.status.is_finished() {
@@ -80,12 +82,12 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
                 .await?;
             continue;
         }
-        match last.iter_mut().find(|l| l.job_id == run.job_id) {
-            Some(l) if l.finished_at <= run.finished_at => *l = run,
-            Some(_) => {}
-            None => last.push(run),
+        let entry = last.entry(run.job_id.as_str()).or_insert(run);
+        if entry.finished_at <= run.finished_at {
+            *entry = run;
         }
     }
+    let last: Vec<&Run> = last.into_values().collect();
     for chunk in last.chunks(100) {
         let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
         let sql = format!(
