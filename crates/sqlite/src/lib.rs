@@ -126,6 +126,10 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(busy_timeout)
             .synchronous(SqliteSynchronous::Normal)
+            // The claim and the writer write up to 100 rows a statement, a
+            // statement text per row count: sqlx's default cache of 100
+            // prepared statements evicted them in turn, re-preparing each.
+            .statement_cache_capacity(1024)
             .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal });
         let pool_options = SqlitePoolOptions::new()
             // An in-memory database exists per connection: keep exactly one.
