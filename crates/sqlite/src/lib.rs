@@ -139,17 +139,20 @@ impl SqliteStore {
             .max_lifetime(if memory { None } else { Some(Duration::from_secs(3600)) });
         // Switching a new file to WAL takes a lock that SQLite does not wait
         // for: processes opening a new file at once see "busy" and try again.
-        let mut attempt = 0;
-        let pool = loop {
-            match pool_options.clone().connect_with(options.clone()).await {
-                Ok(pool) => break pool,
-                Err(e) if attempt < 10 && store_error(&shown, "opening the database", &e).is_transient() => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+        let connect = || async {
+            let mut attempt = 0;
+            loop {
+                match pool_options.clone().connect_with(options.clone()).await {
+                    Ok(pool) => return Ok(pool),
+                    Err(e) if attempt < 10 && store_error(&shown, "opening the database", &e).is_transient() => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                    }
+                    Err(e) => return Err(fail("opening the database", e)),
                 }
-                Err(e) => return Err(fail("opening the database", e)),
             }
         };
+        let pool = connect().await?;
 
         check_schema_version(&pool, &shown).await?;
         // Two processes opening a new file at once (a server and a CLI) both
@@ -175,6 +178,19 @@ impl SqliteStore {
                 }
             }
         }
+        // A connection that read the schema while another process was still
+        // migrating the file keeps that schema, and prepares with it: sqlx
+        // takes a `SELECT *`'s columns from that stale prepare, SQLite
+        // re-prepares at the first step with the new column, and sqlx's
+        // worker panics on a row wider than its columns ("index out of
+        // bounds: the len is 13 but the index is 13"). Connections opened
+        // now, with every migration applied, read the schema as it is.
+        let pool = if memory {
+            pool
+        } else {
+            pool.close().await;
+            connect().await?
+        };
 
         let changes = Arc::new(watch::Sender::new(0u64));
         let poller = if memory {
