@@ -38,8 +38,12 @@ pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Postgr
 /// The due jobs a claim takes: `$1` now, `$2` the task names, `$3` how
 /// many. Read in the order of the `chime_job_due` index, so a herd due on
 /// one second is not sorted whole on every claim (a test holds the plan).
-pub(crate) const DUE_JOBS: &str = "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-     AND next_run_at <= $1 AND task = ANY($2) ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED";
+pub(crate) const DUE_JOBS: &str = concat!(
+    "SELECT ",
+    chime_sql::job_fields!(),
+    " FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+     AND next_run_at <= $1 AND task = ANY($2) ORDER BY next_run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+);
 
 /// A lease renewed inside a transaction, and what the same statement read.
 pub(crate) struct Renewed {
@@ -113,11 +117,13 @@ impl PostgresStore {
         let waiting: Vec<RunRow> = if !waiting {
             Vec::new()
         } else {
-            sqlx::query_as(
-                "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+            sqlx::query_as(concat!(
+                "SELECT ",
+                chime_sql::run_fields_of_r!(),
+                " FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
              WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= $1 \
-             AND (j.id IS NULL OR j.task = ANY($2)) ORDER BY r.scheduled_for LIMIT $3 FOR UPDATE OF r SKIP LOCKED",
-            )
+             AND (j.id IS NULL OR j.task = ANY($2)) ORDER BY r.scheduled_for LIMIT $3 FOR UPDATE OF r SKIP LOCKED"
+            ))
             .bind(now_us)
             .bind(&tasks)
             .bind(limit)
@@ -128,11 +134,12 @@ impl PostgresStore {
         let mut claims = Vec::with_capacity(waiting.len());
         for row in waiting {
             let run_id = row.id.clone();
-            let job: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1")
-                .bind(&row.job_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
+            let job: Option<JobRow> =
+                sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = $1"))
+                    .bind(&row.job_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
             let job = job.map_or(Err(CancelledBy::JobMissing), |j| j.decode().map_err(|_| CancelledBy::Unreadable));
             match (job, row.decode()) {
                 (Ok(job), Ok(mut run)) => {
@@ -286,11 +293,12 @@ impl PostgresStore {
         let now_us = self.tx_now(&mut tx, now).await?;
         let now = self.instant(now_us)?;
         // The job's row lock serializes this with claims and other requests.
-        let row: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(fail)?;
+        let row: Option<JobRow> =
+            sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = $1 FOR UPDATE"))
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(fail)?;
         let job: Job = self.decode(row.ok_or_else(|| Error::JobNotFound(id.clone()))?)?;
         if let Some(lease) = lease {
             let held: Option<i64> = sqlx::query_scalar("SELECT epoch FROM chime_node WHERE id = $1 AND epoch = $2")
@@ -376,13 +384,16 @@ impl PostgresStore {
         if job.is_none() {
             return Err(Error::JobNotFound(id.clone()));
         }
-        let existing: Option<RunRow> =
-            sqlx::query_as("SELECT * FROM chime_run WHERE job_id = $1 AND scheduled_for = $2 FOR UPDATE")
-                .bind(id.as_str())
-                .bind(micros(at))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
+        let existing: Option<RunRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            chime_sql::run_fields!(),
+            " FROM chime_run WHERE job_id = $1 AND scheduled_for = $2 FOR UPDATE"
+        ))
+        .bind(id.as_str())
+        .bind(micros(at))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
         let existing = existing.map(RunRow::decode).transpose().map_err(|problem| Error::Store {
             message: format!("{}: the run of {id:?} at {at} does not decode: {problem}", self.shown),
             transient: false,

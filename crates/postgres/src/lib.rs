@@ -393,11 +393,15 @@ impl PostgresStore {
         // Twice at most: a new id that another node inserts between our
         // look and our insert is then seen, and decided as any taken id.
         for _ in 0..2 {
-            let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = $1 FOR UPDATE")
-                .bind(job.id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(fail)?;
+            let existing: Option<JobRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                chime_sql::job_fields!(),
+                " FROM chime_job WHERE id = $1 FOR UPDATE"
+            ))
+            .bind(job.id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(fail)?;
             let new = existing.is_none();
             let version = match (existing, on_conflict) {
                 (None, _) => 1,
@@ -457,7 +461,7 @@ impl PostgresStore {
     }
 
     async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
-        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = $1")
+        sqlx::query_as::<_, JobRow>(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = $1"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -509,7 +513,14 @@ impl JobStore for PostgresStore {
             Some(true) => "AND paused IS NOT NULL",
             Some(false) => "AND paused IS NULL",
         };
-        let sql = format!("SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT $1 OFFSET $2");
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                chime_sql::job_fields!(),
+                " FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT $1 OFFSET $2"
+            ),
+            paused = paused
+        );
         let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
             .bind(filter.offset.min(i64::MAX as usize) as i64)
@@ -646,7 +657,7 @@ impl JobStore for PostgresStore {
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
         // Reads see this store's own writes.
         self.run_writes.flush().await?;
-        let mut sql = String::from("SELECT * FROM chime_run WHERE TRUE");
+        let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE TRUE"));
         let mut n = 0;
         let mut next = || {
             n += 1;
@@ -746,10 +757,11 @@ impl JobStore for PostgresStore {
     }
 
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
-        let rows: Vec<JobRow> = sqlx::query_as("SELECT * FROM chime_job ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing jobs", e))?;
+        let rows: Vec<JobRow> =
+            sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("listing jobs", e))?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {

@@ -158,8 +158,40 @@ pub fn reason_json(run: &Run) -> Option<String> {
     run.reason.as_ref().map(Reason::to_json)
 }
 
+/// The columns [`JobRow`] reads, for `concat!("SELECT ", job_fields!(), " FROM chime_job …")`.
+///
+/// Named, never `*`: a column that a newer chime adds must not change the
+/// statements of a node still running. sqlx takes a statement's columns from
+/// its prepare; after another process alters the table, SQLite re-prepares
+/// `SELECT *` at the next step with one column more than sqlx knows, and
+/// sqlx-sqlite's worker panics on the row (PostgreSQL refuses the cached
+/// plan instead: "cached plan must not change result type").
+#[macro_export]
+macro_rules! job_fields {
+    () => {
+        "id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken"
+    };
+}
+
+/// The columns [`RunRow`] reads, as [`job_fields!`] (and why).
+#[macro_export]
+macro_rules! run_fields {
+    () => {
+        "id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, reason, output, late_result"
+    };
+}
+
+/// [`run_fields!`] of `chime_run` aliased `r`.
+#[macro_export]
+macro_rules! run_fields_of_r {
+    () => {
+        "r.id, r.job_id, r.scheduled_for, r.kind, r.status, r.started_at, r.finished_at, r.attempt, r.node, r.epoch, \
+         r.error, r.reason, r.output, r.late_result"
+    };
+}
+
 /// The columns of `chime_run` in the order [`bind_run!`] binds them.
-pub const RUN_COLUMNS: &str = "(id, job_id, scheduled_for, kind, status, started_at, finished_at, attempt, node, epoch, error, reason, output, late_result)";
+pub const RUN_COLUMNS: &str = concat!("(", run_fields!(), ")");
 
 /// How many values [`bind_run!`] binds per run.
 pub const RUN_VALUES: usize = 14;

@@ -15,8 +15,12 @@ use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_
 /// The due jobs a claim takes: now, the task names (a JSON array), how many.
 /// Read in the order of the `chime_job_due` index, so a herd due on one
 /// second is not sorted whole on every claim (a test holds the plan).
-const DUE_JOBS: &str = "SELECT * FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-     AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?";
+const DUE_JOBS: &str = concat!(
+    "SELECT ",
+    chime_sql::job_fields!(),
+    " FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
+     AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?"
+);
 
 /// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn task_list(tasks: &[Arc<str>]) -> String {
@@ -166,11 +170,13 @@ impl SqliteStore {
         tasks: &str,
     ) -> Result<Vec<Claim>> {
         let fail = |e| self.err("claiming requested runs", e);
-        let waiting: Vec<RunRow> = sqlx::query_as(
-            "SELECT r.* FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+        let waiting: Vec<RunRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            chime_sql::run_fields_of_r!(),
+            " FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
              WHERE r.status = 'pending' AND r.node IS NULL AND r.scheduled_for <= ? \
-             AND (j.id IS NULL OR j.task IN (SELECT value FROM json_each(?))) ORDER BY r.scheduled_for LIMIT ?",
-        )
+             AND (j.id IS NULL OR j.task IN (SELECT value FROM json_each(?))) ORDER BY r.scheduled_for LIMIT ?"
+        ))
         .bind(micros(req.now))
         .bind(tasks)
         .bind(req.limit.min(i64::MAX as usize) as i64)
@@ -216,7 +222,7 @@ impl SqliteStore {
     }
 
     async fn read_job_in(&self, conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRow>> {
-        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = ?")
+        sqlx::query_as::<_, JobRow>(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = ?"))
             .bind(id)
             .fetch_optional(conn)
             .await
@@ -329,12 +335,16 @@ impl SqliteStore {
         if self.read_job_in(&mut tx, id.as_str()).await?.is_none() {
             return Err(Error::JobNotFound(id.clone()));
         }
-        let existing: Option<RunRow> = sqlx::query_as("SELECT * FROM chime_run WHERE job_id = ? AND scheduled_for = ?")
-            .bind(id.as_str())
-            .bind(micros(at))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(fail)?;
+        let existing: Option<RunRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            chime_sql::run_fields!(),
+            " FROM chime_run WHERE job_id = ? AND scheduled_for = ?"
+        ))
+        .bind(id.as_str())
+        .bind(micros(at))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(fail)?;
         let existing = existing.map(RunRow::decode).transpose().map_err(|problem| Error::Store {
             message: format!("{}: the run of {id:?} at {at} does not decode: {problem}", self.location),
             transient: false,

@@ -233,11 +233,12 @@ impl SqliteStore {
     /// `add_job` inside the caller's write transaction (dropping it rolls back).
     async fn add_in(&self, tx: &mut SqliteConnection, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
         let (args, trigger, options) = encode(&job)?;
-        let existing: Option<JobRow> = sqlx::query_as("SELECT * FROM chime_job WHERE id = ?")
-            .bind(job.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err("adding a job", e))?;
+        let existing: Option<JobRow> =
+            sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = ?"))
+                .bind(job.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err("adding a job", e))?;
         let version = match (existing, on_conflict) {
             (None, _) => 1,
             (Some(_), ConflictPolicy::Error) => return Err(Error::JobExists(job.id)),
@@ -287,7 +288,7 @@ impl SqliteStore {
     }
 
     async fn read_job(&self, id: &JobId) -> Result<Option<JobRow>> {
-        sqlx::query_as::<_, JobRow>("SELECT * FROM chime_job WHERE id = ?")
+        sqlx::query_as::<_, JobRow>(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job WHERE id = ?"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
@@ -373,7 +374,14 @@ impl JobStore for SqliteStore {
             Some(true) => "AND paused IS NOT NULL",
             Some(false) => "AND paused IS NULL",
         };
-        let sql = format!("SELECT * FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?");
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                chime_sql::job_fields!(),
+                " FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?"
+            ),
+            paused = paused
+        );
         let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
             .bind(filter.offset.min(i64::MAX as usize) as i64)
@@ -502,7 +510,7 @@ impl JobStore for SqliteStore {
 
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
         self.flush_runs().await?;
-        let mut sql = String::from("SELECT * FROM chime_run WHERE 1 = 1");
+        let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE 1 = 1"));
         if query.job_id.is_some() {
             sql.push_str(" AND job_id = ?");
         }
@@ -598,10 +606,11 @@ impl JobStore for SqliteStore {
     }
 
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
-        let rows: Vec<JobRow> = sqlx::query_as("SELECT * FROM chime_job ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing jobs", e))?;
+        let rows: Vec<JobRow> =
+            sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("listing jobs", e))?;
         Ok(rows
             .into_iter()
             .filter_map(|r| {

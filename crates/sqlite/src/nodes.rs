@@ -125,9 +125,14 @@ impl SqliteStore {
             .await
             .map_err(fail)?;
         let orphans: Vec<Orphan> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT r.*, j.options AS job_options FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
+            concat!(
+                "SELECT ",
+                chime_sql::run_fields_of_r!(),
+                ", j.options AS job_options FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
              WHERE r.status IN {IN_FLIGHT} AND r.node IS NOT NULL \
              AND NOT EXISTS (SELECT 1 FROM chime_node n WHERE n.id = r.node AND n.epoch IS r.epoch)"
+            ),
+            IN_FLIGHT = IN_FLIGHT
         )))
         .fetch_all(&mut *tx)
         .await

@@ -245,3 +245,55 @@ async fn a_hand_edited_reason_or_kind_is_a_clear_outcome_and_the_run_is_kept() {
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run").fetch_one(&mut conn).await.unwrap();
     assert_eq!(kept, 3, "nothing is deleted");
 }
+
+/// A newer chime adding columns to a file that an older node is still
+/// serving (a rolling upgrade): the older node's statements name their
+/// columns, so it keeps reading and claiming. With `SELECT *` each cached
+/// statement came back from SQLite's re-prepare a column wider than sqlx
+/// knew, and sqlx-sqlite's worker panicked on the row.
+#[tokio::test]
+async fn columns_added_by_another_process_do_not_break_a_running_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    let mut due = job("due");
+    due.state.next_run_at = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1));
+    store.add_job(due, ConflictPolicy::Error).await.unwrap();
+    store.add_job(job("later"), ConflictPolicy::Error).await.unwrap();
+    // Prepare (and cache) every read before the schema changes.
+    let node = chime_core::NodeRegistration::this_process(std::sync::Arc::from("n"));
+    let lease = store.register_node(&node, jiff::SignedDuration::from_secs(30), jiff::Timestamp::now()).await.unwrap();
+    let history = chime_core::RunQuery { limit: Some(10), ..Default::default() };
+    for _ in 0..4 {
+        assert_eq!(store.list_jobs(&chime_core::JobFilter::default()).await.unwrap().len(), 2);
+        store.get_job(&chime_core::JobId::new("later").unwrap()).await.unwrap().unwrap();
+        store.history(&history).await.unwrap();
+    }
+
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    for table in ["chime_job", "chime_run"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER TABLE {table} ADD COLUMN from_a_newer_chime TEXT")))
+            .execute(&mut other)
+            .await
+            .unwrap();
+    }
+
+    for _ in 0..4 {
+        assert_eq!(store.list_jobs(&chime_core::JobFilter::default()).await.unwrap().len(), 2);
+        store.get_job(&chime_core::JobId::new("later").unwrap()).await.unwrap().unwrap();
+    }
+    let tasks = [std::sync::Arc::from("noop")];
+    let request = chime_core::ClaimRequest {
+        now: jiff::Timestamp::now(),
+        limit: 10,
+        lease: &lease,
+        ttl: jiff::SignedDuration::from_secs(30),
+        tasks: &tasks,
+    };
+    let claims = store.acquire_due(&request).await.unwrap();
+    assert_eq!(claims.len(), 1, "the due job is claimed");
+    for _ in 0..4 {
+        assert_eq!(store.history(&history).await.unwrap().len(), 1);
+    }
+}
