@@ -12,12 +12,11 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::PostgresStore;
 
-/// `n` rows of `$k` placeholders for [`RUN_COLUMNS`], numbered after the
-/// statement's first `after` parameters.
-fn run_rows(n: usize, after: usize) -> String {
+/// `n` rows of `$k` placeholders for [`RUN_COLUMNS`].
+fn run_rows(n: usize) -> String {
     (0..n)
         .map(|row| {
-            let cells: Vec<String> = (1..=RUN_VALUES).map(|c| format!("${}", after + row * RUN_VALUES + c)).collect();
+            let cells: Vec<String> = (1..=RUN_VALUES).map(|c| format!("${}", row * RUN_VALUES + c)).collect();
             format!("({})", cells.join(", "))
         })
         .collect::<Vec<_>>()
@@ -30,7 +29,7 @@ pub(crate) async fn insert_run<'c, E: sqlx::Executor<'c, Database = sqlx::Postgr
 ) -> sqlx::Result<u64> {
     let sql = format!(
         "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
-        run_rows(1, 0)
+        run_rows(1)
     );
     Ok(bind_run!(sqlx::query(AssertSqlSafe(sql)), run).execute(e).await?.rows_affected())
 }
@@ -222,38 +221,33 @@ impl PostgresStore {
             planned.push((job, runs, uncounted));
         }
 
-        // The next fire time is runtime state: the version is not bumped. It
-        // is written by the statement that inserts the first runs, to save a
-        // round trip inside the transaction that holds the jobs' row locks.
-        let nexts: Vec<Option<i64>> = planned.iter().map(|(j, _, _)| j.state.next_run_at.map(micros)).collect();
-        let ids: Vec<String> = planned.iter().map(|(j, _, _)| j.id.as_str().to_owned()).collect();
-        const ADVANCE: &str = "UPDATE chime_job SET next_run_at = v.next FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(id, next) \
-                               WHERE chime_job.id = v.id";
         let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
         let mut inserted = HashSet::new();
-        if all_runs.is_empty() {
-            sqlx::query(ADVANCE).bind(&ids).bind(&nexts).execute(&mut *tx).await.map_err(fail)?;
-        }
         // 100 rows of 14 values stay well under PostgreSQL's 65,535 parameters.
-        for (n, chunk) in all_runs.chunks(100).enumerate() {
-            let first = n == 0;
-            let insert = format!(
+        for chunk in all_runs.chunks(100) {
+            let sql = format!(
                 "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
-                run_rows(chunk.len(), if first { 2 } else { 0 })
+                run_rows(chunk.len())
             );
-            let sql = match first {
-                true => format!("WITH advanced AS ({ADVANCE}), inserted AS ({insert}) SELECT id FROM inserted"),
-                false => insert,
-            };
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-            if first {
-                q = q.bind(&ids).bind(&nexts);
-            }
             for run in chunk {
                 q = bind_run!(q, run);
             }
             inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
         }
+
+        // The next fire time is runtime state: the version is not bumped.
+        let nexts: Vec<Option<i64>> = planned.iter().map(|(j, _, _)| j.state.next_run_at.map(micros)).collect();
+        let ids: Vec<String> = planned.iter().map(|(j, _, _)| j.id.as_str().to_owned()).collect();
+        sqlx::query(
+            "UPDATE chime_job SET next_run_at = v.next FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(id, next) \
+             WHERE chime_job.id = v.id",
+        )
+        .bind(&ids)
+        .bind(&nexts)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
 
         claims.extend(planned.into_iter().map(|(job, runs, uncounted)| {
