@@ -8,6 +8,8 @@
 //! each with its own `PostgresStore` (its own connection pool) and node lease
 //! on the one schema: what K `chime serve` nodes on one database do.
 
+mod reads;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,6 +114,9 @@ fn main() {
         [w, n] => (w.as_str(), n.parse::<usize>().unwrap_or_else(|_| usage(&format!("N must be a number, not {n:?}")))),
         _ => usage("expected WORKLOAD N [--store memory|sqlite|postgres] [--nodes K]"),
     };
+    if workload == "reads" && store_kind() != StoreKind::Sqlite {
+        usage("reads is a SQLite workload: add --store sqlite");
+    }
     if nodes() > 1 && (workload != "w3" || store_kind() != StoreKind::Postgres) {
         usage("--nodes K (more than one) is for w3 on --store postgres");
     }
@@ -129,6 +134,7 @@ fn main() {
             "w4" => w4_idle(n).await,
             "w5" => w5_next_fire(n),
             "claims" => claims(n).await,
+            "reads" => reads::reads(n).await,
             other => usage(&format!("unknown workload {other:?}")),
         }
     });
@@ -147,7 +153,7 @@ fn main() {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5|claims N [--store memory|sqlite|postgres] [--nodes K]"
+        "error: {problem}\nusage: chime-bench w1|w2|w3|w4|w5|claims|reads N [--store memory|sqlite|postgres] [--nodes K]"
     );
     std::process::exit(2);
 }

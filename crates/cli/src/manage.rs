@@ -409,7 +409,7 @@ pub(crate) async fn stats(args: StatsArgs) -> Result<(), CliError> {
     }
     let runs = value.get("runs").filter(|r| r.is_object()).unwrap_or(&value);
     if args.id.is_none() {
-        for key in ["jobs", "paused", "finished", "broken"] {
+        for key in ["jobs", "paused", "finished", "broken", "runs_window"] {
             out!("{key:<16}{}", value[key]);
         }
     }

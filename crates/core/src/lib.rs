@@ -123,10 +123,10 @@ pub use crate::node::{
 };
 pub use crate::plan::{Decision, FirePlan, MAX_DUE_TIMES, PlannedRun, plan_fire};
 pub use crate::reason::{AlertNotice, CancelledBy, Reason, Stage};
-pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, cap_error};
+pub use crate::run::{JobStats, MAX_ERROR_LEN, Run, RunQuery, RunTimes, cap_error};
 pub use crate::scheduler::{
-    ADD_BATCH, DEFAULT_SHUTDOWN_GRACE, JobPatch, REMOVED_FROM_CODE, RemoveMode, Scheduler, SchedulerBuilder,
-    SchedulerState, SchedulerStats, ShutdownMode, SyncReport,
+    ADD_BATCH, DEFAULT_SHUTDOWN_GRACE, JobPatch, REMOVED_FROM_CODE, RemoveMode, STATS_WINDOW, Scheduler,
+    SchedulerBuilder, SchedulerState, SchedulerStats, ShutdownMode, SyncReport,
 };
 pub use crate::status::{RunKind, RunStatus, UnknownStatus};
 pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStore};

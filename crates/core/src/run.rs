@@ -215,9 +215,39 @@ pub struct JobStats {
     pub last_success_at: Option<Timestamp>,
 }
 
+/// What [`JobStats`] reads of a run: its status and its times. A store can
+/// read these four columns alone for [`JobStore::recent_stats`](crate::JobStore::recent_stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunTimes {
+    /// The run's status.
+    pub status: RunStatus,
+    /// When it was due.
+    pub scheduled_for: Timestamp,
+    /// When its first attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When it was decided.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl From<&Run> for RunTimes {
+    fn from(run: &Run) -> RunTimes {
+        RunTimes {
+            status: run.status,
+            scheduled_for: run.scheduled_for,
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+        }
+    }
+}
+
 impl JobStats {
     /// Computes the figures from runs, in any order.
     pub fn from_runs<'a>(runs: impl IntoIterator<Item = &'a Run>) -> JobStats {
+        JobStats::from_times(runs.into_iter().map(RunTimes::from))
+    }
+
+    /// Computes the figures from the status and times of runs, in any order.
+    pub fn from_times(runs: impl IntoIterator<Item = RunTimes>) -> JobStats {
         let mut s = JobStats::default();
         let mut durations = Vec::new();
         let mut lateness = Vec::new();
@@ -237,11 +267,11 @@ impl JobStats {
                 _ => {}
             }
             s.last_run_at = s.last_run_at.max(run.started_at);
-            if let Some(d) = run.duration() {
-                durations.push(d.as_secs_f64());
+            if let (Some(started), Some(finished)) = (run.started_at, run.finished_at) {
+                durations.push(finished.duration_since(started).as_secs_f64());
             }
-            if let Some(l) = run.lateness() {
-                lateness.push(l.as_secs_f64());
+            if let Some(started) = run.started_at {
+                lateness.push(started.duration_since(run.scheduled_for).as_secs_f64());
             }
         }
         let executed = s.succeeded + s.failed;

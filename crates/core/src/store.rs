@@ -179,6 +179,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// Figures over a job's retained runs.
     async fn job_stats(&self, id: &JobId) -> Result<JobStats>;
 
+    /// Figures over the newest `newest` runs of all jobs (by scheduled time,
+    /// then id), with how many runs were read: fewer when the store holds
+    /// fewer. By default from [`history`](Self::history); the SQL stores read
+    /// only the four columns of [`RunTimes`](crate::RunTimes).
+    async fn recent_stats(&self, newest: usize) -> Result<(JobStats, usize)> {
+        let runs = self.history(&RunQuery { limit: Some(newest), ..RunQuery::default() }).await?;
+        Ok((JobStats::from_runs(&runs), runs.len()))
+    }
+
     /// Deletes finished runs beyond the newest `keep_per_job` of each job, and
     /// those scheduled before `older_than`. Returns how many were deleted.
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64>;

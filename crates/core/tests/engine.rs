@@ -1093,7 +1093,36 @@ async fn history_is_bounded_per_job_and_stats_add_up() {
     h.wait_for("its run", |e| matches!(e, Event::RunSucceeded { .. })).await;
     let all = h.scheduler.scheduler_stats().await.unwrap();
     assert_eq!((all.jobs, all.paused, all.finished, all.broken, all.running_here), (2, 1, 1, 0, 0));
-    assert_eq!((all.runs.runs, all.runs.succeeded), (101, 101));
+    assert_eq!((all.runs.runs, all.runs.succeeded, all.runs_window), (101, 101, 101));
+}
+
+#[tokio::test]
+async fn scheduler_stats_cover_the_newest_runs_only() {
+    // Eleven jobs a second behind by 1,000 s: each claim records its 1,000
+    // newest due times (999 missed, one run), 11,000 runs in all.
+    let keep_all = |b: chime_core::SchedulerBuilder| {
+        b.store(chime_core::MemoryStore::with_history_limit(10_000)).history_retention(10_000, None)
+    };
+    let h = Harness::with(keep_all);
+    for i in 0..11 {
+        h.add(Job::new(&format!("j{i}"), "record", Trigger::every("1s").unwrap()).unwrap()).await;
+    }
+    h.advance(SignedDuration::from_secs(1_000));
+    h.scheduler.start().unwrap();
+    // (Polled, not awaited as events: 11,000 of them overflow the channel.)
+    let everything = RunQuery { limit: Some(usize::MAX), ..RunQuery::default() };
+    within("every job's run", async {
+        while h.scheduler.history(&everything).await.unwrap().iter().filter(|r| r.status.is_finished()).count() < 11_000
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let all = h.scheduler.scheduler_stats().await.unwrap();
+    assert_eq!(all.runs_window, chime_core::STATS_WINDOW);
+    assert_eq!(all.runs.runs, chime_core::STATS_WINDOW as u64);
+    assert_eq!(all.runs.succeeded, 11, "every job's one run is among the newest");
+    assert_eq!(all.runs.missed, chime_core::STATS_WINDOW as u64 - 11);
 }
 
 #[tokio::test]

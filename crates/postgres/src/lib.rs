@@ -716,6 +716,18 @@ impl JobStore for PostgresStore {
         Ok(JobStats::from_runs(&runs))
     }
 
+    async fn recent_stats(&self, newest: usize) -> Result<(JobStats, usize)> {
+        self.run_writes.flush().await?;
+        let json: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT COALESCE(json_agg(json_build_array(id, status, scheduled_for, started_at, finished_at)), '[]')::text FROM ({}$1) newest", chime_sql::NEWEST_RUN_TIMES)))
+            .bind(newest.min(i64::MAX as usize) as i64)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err("reading the newest runs", e))?;
+        let times = chime_sql::run_times(&json)
+            .map_err(|problem| Error::Store { message: format!("{}: {problem}", self.shown), transient: false })?;
+        Ok((JobStats::from_times(times.iter().copied()), times.len()))
+    }
+
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
         let done = sqlx::query(AssertSqlSafe(format!(
             "DELETE FROM chime_run WHERE status NOT IN {IN_FLIGHT} AND (scheduled_for < $1 OR id IN ( \
@@ -805,5 +817,44 @@ mod tests {
         assert_eq!(first_in_search_path("\"my \"\"s\"\", public"), "my \"s\"");
         assert_eq!(first_in_search_path("chime_x"), "chime_x");
         assert_eq!(first_in_search_path("\"$user\", public"), "$user");
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use chime_testkit::pg::{self, DropSchema};
+
+    use crate::PostgresStore;
+
+    /// `job_counts` (every `/metrics` scrape) was a sequential scan of every
+    /// job row; each state's count now reads its own partial index.
+    #[tokio::test]
+    #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+    async fn job_counts_read_each_state_from_its_own_index() {
+        let url = pg::database_url();
+        let schema = pg::unique_schema("chime_plan");
+        let _cleanup = DropSchema::new(&url, &schema);
+        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let pool = store.pool();
+        sqlx::query(
+            "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, paused, version) \
+             SELECT 'job-' || g, 't', 'null', '{}', '{}', 1000, CASE WHEN g % 1000 = 0 THEN 'p' END, 1 \
+             FROM generate_series(1, 20000) g",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE chime_job").execute(pool).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", chime_sql::JOB_COUNTS)))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        for index in ["chime_job_broken", "chime_job_paused", "chime_job_finished"] {
+            assert!(plan.contains(index), "{index}:\n{plan}");
+        }
+        assert!(plan.matches("Seq Scan").count() <= 1, "only the total may read every row:\n{plan}");
+        let counts = sqlx::query_as(chime_sql::JOB_COUNTS).fetch_one(pool).await.unwrap();
+        assert_eq!(chime_sql::job_counts(counts).paused, 20);
     }
 }

@@ -510,21 +510,7 @@ impl JobStore for SqliteStore {
 
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
         self.flush_runs().await?;
-        let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE 1 = 1"));
-        if query.job_id.is_some() {
-            sql.push_str(" AND job_id = ?");
-        }
-        if !query.statuses.is_empty() {
-            sql.push_str(&format!(" AND status IN ({})", vec!["?"; query.statuses.len()].join(", ")));
-        }
-        if query.since.is_some() {
-            sql.push_str(" AND scheduled_for >= ?");
-        }
-        if query.until.is_some() {
-            sql.push_str(" AND scheduled_for < ?");
-        }
-        sql.push_str(" ORDER BY scheduled_for DESC, id DESC LIMIT ? OFFSET ?");
-        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(history_sql(query)));
         if let Some(id) = &query.job_id {
             q = q.bind(id.as_str());
         }
@@ -562,6 +548,21 @@ impl JobStore for SqliteStore {
             return Err(Error::JobNotFound(id.clone()));
         }
         Ok(JobStats::from_runs(&runs))
+    }
+
+    async fn recent_stats(&self, newest: usize) -> Result<(JobStats, usize)> {
+        self.flush_runs().await?;
+        let json: String = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT json_group_array(json_array(id, status, scheduled_for, started_at, finished_at)) FROM ({}?)",
+            chime_sql::NEWEST_RUN_TIMES
+        )))
+        .bind(newest.min(i64::MAX as usize) as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.err("reading the newest runs", e))?;
+        let times = chime_sql::run_times(&json)
+            .map_err(|problem| Error::Store { message: format!("{}: {problem}", self.location), transient: false })?;
+        Ok((JobStats::from_times(times.iter().copied()), times.len()))
     }
 
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
@@ -618,5 +619,67 @@ impl JobStore for SqliteStore {
                 r.decode().err().map(|problem| BrokenJob { id, problem })
             })
             .collect())
+    }
+}
+
+/// The statement [`JobStore::history`] runs for `query`: its filters as
+/// placeholders, bound in the order they appear here, then limit and offset.
+fn history_sql(query: &RunQuery) -> String {
+    let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE 1 = 1"));
+    if query.job_id.is_some() {
+        sql.push_str(" AND job_id = ?");
+    }
+    if !query.statuses.is_empty() {
+        sql.push_str(&format!(" AND status IN ({})", vec!["?"; query.statuses.len()].join(", ")));
+    }
+    if query.since.is_some() {
+        sql.push_str(" AND scheduled_for >= ?");
+    }
+    if query.until.is_some() {
+        sql.push_str(" AND scheduled_for < ?");
+    }
+    sql.push_str(" ORDER BY scheduled_for DESC, id DESC LIMIT ? OFFSET ?");
+    sql
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    async fn plan(store: &SqliteStore, sql: &str, binds: &[i64]) -> Vec<String> {
+        let mut q = sqlx::query_as::<_, (i64, i64, i64, String)>(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+        for b in binds {
+            q = q.bind(*b);
+        }
+        q.fetch_all(&store.pool).await.unwrap().into_iter().map(|(_, _, _, step)| step).collect()
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("plan.db").display())).await.unwrap();
+        (dir, store)
+    }
+
+    /// One pass over every job row took 200 ms at 1,000,000 jobs, on every
+    /// `/metrics` scrape.
+    #[tokio::test]
+    async fn job_counts_read_indexes_not_job_rows() {
+        let (_dir, store) = store().await;
+        let steps = plan(&store, chime_sql::JOB_COUNTS, &[]).await;
+        for index in ["chime_job_broken", "chime_job_paused", "chime_job_finished"] {
+            assert!(steps.iter().any(|s| s.contains(&format!("COVERING INDEX {index}"))), "{index}: {steps:?}");
+        }
+        let rows_read = steps.iter().filter(|s| s.contains("chime_job") && !s.contains("COVERING INDEX"));
+        assert_eq!(rows_read.count(), 0, "{steps:?}");
+    }
+
+    /// With `scheduled_for` alone indexed, the runs of one second were sorted
+    /// whole for the newest page ("USE TEMP B-TREE FOR RIGHT PART OF ORDER BY").
+    #[tokio::test]
+    async fn newest_runs_come_in_index_order_without_a_sort() {
+        let (_dir, store) = store().await;
+        let steps = plan(&store, &history_sql(&RunQuery::default()), &[100, 0]).await;
+        assert!(steps.iter().any(|s| s.contains("chime_run_time")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
     }
 }

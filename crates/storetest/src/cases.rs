@@ -483,6 +483,35 @@ pub async fn prune_jobs_trims_only_the_listed_jobs(h: &Harness) {
     assert_eq!(store.prune_jobs(&[], 3).await.unwrap(), 0);
 }
 
+/// `recent_stats` figures the newest runs of all jobs, by scheduled time
+/// then id, exactly as the same runs read through `history` would, and says
+/// how many it read.
+pub async fn recent_stats_cover_the_newest_runs_of_all_jobs(h: &Harness) {
+    let store = h.store().await;
+    assert_eq!(store.recent_stats(10).await.unwrap(), (chime_core::JobStats::default(), 0), "an empty store");
+    let node: Arc<str> = Arc::from("n");
+    for (n, name) in ["a", "b"].into_iter().enumerate() {
+        add(&store, job(name, 10, 10)).await;
+        for i in 0..6 {
+            let status = [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Missed][(i as usize + n) % 3];
+            let run =
+                finished(Run::pending(id(name), at(i * 10 + n as i64), RunKind::Scheduled, &node), status, i, i + 1);
+            store.insert_run(run).await.unwrap();
+        }
+    }
+    store.insert_run(Run::pending(id("a"), at(100), RunKind::Scheduled, &node)).await.unwrap();
+    for newest in [1, 5, 8, 13, 100] {
+        let runs = store.history(&RunQuery { limit: Some(newest), ..RunQuery::default() }).await.unwrap();
+        let (stats, read) = store.recent_stats(newest).await.unwrap();
+        assert_eq!(read, runs.len(), "newest {newest}");
+        assert_eq!(stats, chime_core::JobStats::from_runs(&runs), "newest {newest}");
+    }
+    let (stats, read) = store.recent_stats(5).await.unwrap();
+    assert_eq!(read, 5);
+    assert_eq!(stats.runs, 4, "the newest is in flight, and not a figure");
+    assert_eq!(stats.last_run_at, Some(at(5)), "{stats:?}");
+}
+
 /// Adding and removing a job moves the store's change signal.
 pub async fn the_change_signal_fires(h: &Harness) {
     let store = h.store().await;

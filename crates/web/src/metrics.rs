@@ -15,6 +15,19 @@
 //! cannot mix their figures. Every registry belongs to its [`Metrics`], not to
 //! the process: several schedulers (or tests) in one process keep separate
 //! figures.
+//!
+//! # A million jobs
+//!
+//! Per-job series are for a few hundred jobs, not a million: each costs
+//! memory here and in Prometheus, and listing every job at each scrape would
+//! make a scrape O(all jobs). So at most [`PER_JOB_SERIES`] jobs get series
+//! of their own: the first that finish runs here (a removed job frees its
+//! place); the runs of any other job are counted under `job=""`, which
+//! Prometheus reads as no `job` label, so sums over jobs stay whole. The
+//! scrape-time per-job gauges (last-success age, alerting) are read only
+//! while the store holds at most [`PER_JOB_SERIES`] jobs; past that they are
+//! left out and `chime_per_job_series_limited` is 1. A scrape then costs
+//! the same with 1,001 jobs as with 1,000,000.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -35,6 +48,9 @@ pub(crate) const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// Runs in progress remembered for their durations; a run whose end is
 /// never seen here (its lease lost elsewhere) is forgotten past this many.
 const MAX_STARTED: usize = 100_000;
+
+/// The most jobs with series of their own; see the module's documentation.
+pub(crate) const PER_JOB_SERIES: usize = 1_000;
 
 /// Histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 11] = [0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 3600.0];
@@ -91,8 +107,26 @@ struct State {
     /// time-ordered: past [`MAX_STARTED`] the oldest go first.
     started: std::collections::BTreeMap<chime_core::RunId, Timestamp>,
     /// job → when its newest success finished, as far as this node knows
-    /// (the store's newest `succeeded` run at start, then the events).
+    /// (the store's newest `succeeded` run at start, then the events); only
+    /// for the jobs in `own_series`.
     last_success: HashMap<String, Timestamp>,
+    /// The jobs with series of their own, at most [`PER_JOB_SERIES`].
+    own_series: std::collections::HashSet<String>,
+}
+
+impl State {
+    /// The `job` label for a run of `job`: its id while it has (or can take)
+    /// a place among the [`PER_JOB_SERIES`], else `""`.
+    fn label(&mut self, job: &str) -> String {
+        if self.own_series.contains(job) {
+            return job.to_owned();
+        }
+        if self.own_series.len() < PER_JOB_SERIES {
+            self.own_series.insert(job.to_owned());
+            return job.to_owned();
+        }
+        String::new()
+    }
 }
 
 impl Default for Metrics {
@@ -157,15 +191,17 @@ impl Metrics {
 
     fn record(&self, event: &Event, now: Timestamp) {
         if let (Some(outcome), Some(job_id)) = (event.run_outcome(), event.job_id()) {
-            let job = job_id.to_string();
+            let job = self.state().label(job_id.as_str());
             // A success carries its duration; other ends are timed from the
             // run's start, when this node saw it (missed and skipped runs never started).
             let took = match event {
                 Event::RunSucceeded { run_id, duration, .. } => {
                     let mut s = self.state();
                     s.started.remove(run_id);
-                    let at = s.last_success.entry(job.clone()).or_insert(now);
-                    *at = (*at).max(now);
+                    if !job.is_empty() {
+                        let at = s.last_success.entry(job.clone()).or_insert(now);
+                        *at = (*at).max(now);
+                    }
                     Some(duration.as_secs_f64())
                 }
                 Event::RunFailed { run_id, .. }
@@ -185,8 +221,8 @@ impl Metrics {
         match event {
             Event::RunStarted { job_id, run_id, scheduled_for, attempt: 1 } => {
                 let late = now.duration_since(*scheduled_for).as_secs_f64().max(0.0);
-                self.lateness.get_or_create(&JobLabel { job: job_id.to_string() }).observe(late);
                 let mut s = self.state();
+                self.lateness.get_or_create(&JobLabel { job: s.label(job_id.as_str()) }).observe(late);
                 s.started.insert(*run_id, now);
                 while s.started.len() > MAX_STARTED {
                     s.started.pop_first();
@@ -197,7 +233,9 @@ impl Metrics {
                 for status in RunStatus::ALL {
                     self.runs.remove(&JobStatusLabels { job: job.clone(), status: status.as_str() });
                 }
-                self.state().last_success.remove(&job);
+                let mut s = self.state();
+                s.last_success.remove(&job);
+                s.own_series.remove(&job);
                 let label = JobLabel { job };
                 self.duration.remove(&label);
                 self.lateness.remove(&label);
@@ -236,8 +274,19 @@ impl Metrics {
             }
             reg.register("chime_jobs", "Jobs by state", by_state);
         }
-        let jobs = store.list_jobs(&JobFilter::default()).await;
-        if let Ok(jobs) = &jobs {
+        // Per-job gauges only while the jobs are few; see the module's documentation.
+        let jobs = store.list_jobs(&few_jobs()).await;
+        let too_many = jobs.as_ref().is_ok_and(|j| j.len() > PER_JOB_SERIES);
+        let limited = Gauge::<i64>::default();
+        limited.set(i64::from(too_many));
+        reg.register(
+            "chime_per_job_series_limited",
+            "1 when the store holds more jobs than have series of their own (the per-job gauges are then left out)",
+            limited,
+        );
+        if let Ok(jobs) = &jobs
+            && !too_many
+        {
             let age = Family::<JobLabel, FloatGauge>::default();
             {
                 let s = self.state();
@@ -300,6 +349,11 @@ impl Metrics {
     }
 }
 
+/// Enough jobs to tell whether there are more than [`PER_JOB_SERIES`].
+fn few_jobs() -> JobFilter {
+    JobFilter { limit: Some(PER_JOB_SERIES + 1), ..JobFilter::default() }
+}
+
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -308,7 +362,10 @@ fn count(n: usize) -> i64 {
 /// the events keep up to date (the later of the two wins).
 async fn seed_last_success(scheduler: &Scheduler, metrics: &std::sync::Weak<Metrics>) {
     let store = scheduler.store();
-    let Ok(jobs) = store.list_jobs(&JobFilter::default()).await else { return };
+    let Ok(jobs) = store.list_jobs(&few_jobs()).await else { return };
+    if jobs.len() > PER_JOB_SERIES {
+        return;
+    }
     for job in jobs {
         let query = RunQuery {
             job_id: Some(job.id.clone()),
@@ -320,7 +377,53 @@ async fn seed_last_success(scheduler: &Scheduler, metrics: &std::sync::Weak<Metr
         let Some(at) = runs.first().and_then(|r| r.finished_at) else { continue };
         let Some(metrics) = metrics.upgrade() else { return };
         let mut s = metrics.state();
+        if s.label(job.id.as_str()).is_empty() {
+            continue;
+        }
         let known = s.last_success.entry(job.id.to_string()).or_insert(at);
         *known = (*known).max(at);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chime_core::{JobId, RunId};
+    use jiff::SignedDuration;
+
+    use super::*;
+
+    fn success(job: &str) -> Event {
+        Event::RunSucceeded { job_id: JobId::new(job).unwrap(), run_id: RunId::new(), duration: SignedDuration::ZERO }
+    }
+
+    fn exposition(metrics: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &metrics.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn past_the_limit_runs_are_counted_without_a_job_label_until_a_job_is_removed() {
+        let metrics = Metrics::default();
+        let now = Timestamp::UNIX_EPOCH;
+        for i in 0..PER_JOB_SERIES {
+            metrics.record(&success(&format!("job-{i}")), now);
+        }
+        metrics.record(&success("one-too-many"), now);
+        metrics.record(&success("one-too-many"), now);
+        metrics.record(&success("job-0"), now);
+        let text = exposition(&metrics);
+        assert!(text.contains("chime_runs_total{job=\"\",status=\"succeeded\"} 2\n"), "{text}");
+        assert!(text.contains("chime_runs_total{job=\"job-0\",status=\"succeeded\"} 2\n"), "{text}");
+        assert!(!text.contains("one-too-many"), "{text}");
+        assert_eq!(metrics.state().last_success.len(), PER_JOB_SERIES);
+
+        // A removed job frees its place for the next job that finishes a run.
+        metrics.record(&Event::JobRemoved { job_id: JobId::new("job-0").unwrap() }, now);
+        metrics.record(&success("one-too-many"), now);
+        let text = exposition(&metrics);
+        assert!(text.contains("chime_runs_total{job=\"one-too-many\",status=\"succeeded\"} 1\n"), "{text}");
+        assert!(!text.contains("job=\"job-0\""), "{text}");
+        assert_eq!(metrics.state().own_series.len(), PER_JOB_SERIES);
     }
 }

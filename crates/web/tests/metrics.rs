@@ -205,3 +205,27 @@ async fn promtool_finds_the_exposition_clean() {
     );
     s.shutdown(chime_core::ShutdownMode::Cancel).await;
 }
+
+/// Past 1,000 jobs the per-job gauges are left out (a scrape does not list
+/// every job) and say so; at 1,000 they are back.
+#[tokio::test]
+async fn past_a_thousand_jobs_the_scrape_leaves_out_per_job_gauges_and_says_so() {
+    let clock = ManualClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let s = scheduler(&clock, "m");
+    let app = chime_web::router(chime_web::Handle::new(s.clone()));
+    let watched = Job::new("watched", "noop", Trigger::every("1h").unwrap())
+        .unwrap()
+        .with_alert_after(jiff::SignedDuration::from_mins(90));
+    let others = (0..1_000).map(|i| Job::new(&format!("job-{i}"), "noop", Trigger::every("1h").unwrap()).unwrap());
+    s.add_jobs(std::iter::once(watched).chain(others), ConflictPolicy::Error).await.unwrap();
+
+    let (_, text) = support::get(&app, "/metrics").await;
+    assert_eq!(value(&text, "chime_per_job_series_limited"), Some(1.0), "{text}");
+    assert_eq!(value(&text, "chime_job_alerting{job=\"watched\"}"), None, "{text}");
+    assert_eq!(value(&text, "chime_jobs{state=\"active\"}"), Some(1001.0), "the counts stay whole: {text}");
+
+    s.remove_job("job-0", chime_core::RemoveMode::Cancel).await.unwrap();
+    let (_, text) = support::get(&app, "/metrics").await;
+    assert_eq!(value(&text, "chime_per_job_series_limited"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "chime_job_alerting{job=\"watched\"}"), Some(0.0), "{text}");
+}

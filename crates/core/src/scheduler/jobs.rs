@@ -35,6 +35,13 @@ const GAP_WALK: usize = 1_000;
 /// How many jobs [`Scheduler::add_jobs`] hands the store at once.
 pub const ADD_BATCH: usize = 1_000;
 
+/// How many of the newest runs [`Scheduler::scheduler_stats`] computes its
+/// run figures over. Every retained run would be exact but unbounded: a p95
+/// over ten million runs cannot answer a dashboard or a scrape in time, and
+/// the newest runs are what such a figure is read for. One job's
+/// [`Scheduler::stats`] still reads all of that job's retained runs.
+pub const STATS_WINDOW: usize = 10_000;
+
 /// Figures for the whole scheduler; see [`Scheduler::scheduler_stats`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct SchedulerStats {
@@ -48,8 +55,12 @@ pub struct SchedulerStats {
     pub broken: usize,
     /// Runs in progress in this process.
     pub running_here: usize,
-    /// Over every retained run of every job.
+    /// Over the newest [`STATS_WINDOW`] runs of all jobs (every retained
+    /// run when there are fewer).
     pub runs: JobStats,
+    /// How many of the newest runs `runs` was computed over, at most
+    /// [`STATS_WINDOW`]: all the store holds when fewer.
+    pub runs_window: usize,
 }
 
 impl Scheduler {
@@ -509,21 +520,23 @@ impl Scheduler {
     }
 
     /// Figures for the whole scheduler: jobs by state, runs in progress here,
-    /// and [`JobStats`] over every retained run.
+    /// and [`JobStats`] over the newest [`STATS_WINDOW`] runs. Its cost does
+    /// not grow with the number of jobs or of retained runs.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn scheduler_stats(&self) -> Result<SchedulerStats> {
         let counts = self.job_counts().await?;
-        let runs = self.inner.store.history(&RunQuery { limit: Some(usize::MAX), ..RunQuery::default() }).await?;
+        let (runs, runs_window) = self.inner.store.recent_stats(STATS_WINDOW).await?;
         Ok(SchedulerStats {
             jobs: counts.jobs,
             paused: counts.paused,
             finished: counts.finished,
             broken: counts.broken,
             running_here: self.running_here(),
-            runs: JobStats::from_runs(&runs),
+            runs,
+            runs_window,
         })
     }
 

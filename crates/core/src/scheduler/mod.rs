@@ -27,7 +27,7 @@ mod jobs;
 mod sync;
 
 pub use builder::SchedulerBuilder;
-pub use jobs::{ADD_BATCH, JobPatch, SchedulerStats};
+pub use jobs::{ADD_BATCH, JobPatch, STATS_WINDOW, SchedulerStats};
 pub use sync::{REMOVED_FROM_CODE, SyncReport};
 
 /// Where the scheduler is in its life.
