@@ -527,8 +527,9 @@ impl Scheduler {
     ///
     /// A store error.
     pub async fn scheduler_stats(&self) -> Result<SchedulerStats> {
-        let counts = self.job_counts().await?;
-        let (runs, runs_window) = self.inner.store.recent_stats(STATS_WINDOW).await?;
+        // Two reads, side by side: a SQL store answers each on its own connection.
+        let (counts, recent) = tokio::join!(self.job_counts(), self.inner.store.recent_stats(STATS_WINDOW));
+        let (counts, (runs, runs_window)) = (counts?, recent?);
         Ok(SchedulerStats {
             jobs: counts.jobs,
             paused: counts.paused,
