@@ -204,7 +204,7 @@ async fn a_hand_edited_row_with_a_1ns_interval_or_a_zero_step_is_marked_broken_n
 }
 
 #[tokio::test]
-async fn a_hand_edited_reason_or_kind_is_a_clear_outcome_and_the_run_is_kept() {
+async fn a_hand_edited_reason_kind_or_status_is_a_clear_outcome_and_the_run_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("chime.db");
     let path = path.to_str().unwrap();
@@ -242,6 +242,18 @@ async fn a_hand_edited_reason_or_kind_is_a_clear_outcome_and_the_run_is_kept() {
     sqlx::query("UPDATE chime_run SET kind = 'sometimes' WHERE job_id = 'c'").execute(&mut conn).await.unwrap();
     let e = store.history(&chime_core::RunQuery::default()).await.unwrap_err().to_string();
     assert!(e.contains("unknown run kind \"sometimes\""), "{e}");
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(kept, 3, "nothing is deleted");
+
+    // The scheduler's stats read the newest runs' status and times alone: a
+    // status edited into nonsense is named with its run, and kept.
+    let (stats, read) = store.recent_stats(10).await.unwrap();
+    assert_eq!((stats.missed, read), (3, 3), "the kind is not a figure");
+    sqlx::query("UPDATE chime_run SET status = 'sort of' WHERE job_id = 'b'").execute(&mut conn).await.unwrap();
+    let b: String =
+        sqlx::query_scalar("SELECT id FROM chime_run WHERE job_id = 'b'").fetch_one(&mut conn).await.unwrap();
+    let e = store.recent_stats(10).await.unwrap_err().to_string();
+    assert!(e.contains(&format!("run {b} does not decode")) && e.contains("sort of"), "{e}");
     let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run").fetch_one(&mut conn).await.unwrap();
     assert_eq!(kept, 3, "nothing is deleted");
 }
