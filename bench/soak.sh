@@ -2,7 +2,9 @@
 # Soak: `chime serve` on SQLite with 200 command jobs every second
 # (history_keep = 100); every 10 s, one line: seconds since start, the
 # database's size with its WAL, the rows of chime_run, the server's CPU
-# seconds and RSS. Usage: bench/soak.sh [CHIME_BINARY] [SECONDS]
+# seconds and RSS, and the p50 / p99 / max lateness (start minus scheduled
+# time) of the runs scheduled in the last 10 s that have started.
+# Usage: bench/soak.sh [CHIME_BINARY] [SECONDS]
 # (default target/release/chime, 600 s).
 set -euo pipefail
 bin="$(realpath "${1:-target/release/chime}")"
@@ -23,8 +25,18 @@ while [ $(( $(date +%s) - start )) -lt "$duration" ]; do
     size=$(du -cb "$dir"/soak.db* 2>/dev/null | tail -1 | cut -f1)
     cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-    rows=$(python3 -c "import sqlite3, sys; print(sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True).execute('SELECT COUNT(*) FROM chime_run').fetchone()[0])" "$dir/soak.db")
-    echo "t=$(( $(date +%s) - start )) size=$size rows=$rows cpu_s=$cpu rss_kb=$rss"
+    runs=$(python3 - "$dir/soak.db" <<'PY'
+import sqlite3, sys, time
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = db.execute("SELECT COUNT(*) FROM chime_run").fetchone()[0]
+since = int((time.time() - 10) * 1e6)
+late = sorted(r[0] / 1000 for r in db.execute(
+    "SELECT started_at - scheduled_for FROM chime_run WHERE scheduled_for >= ? AND started_at IS NOT NULL", (since,)))
+pick = lambda p: late[min(len(late) - 1, int(len(late) * p))] if late else float("nan")
+print(f"rows={rows} late_ms_p50={pick(0.5):.1f} late_ms_p99={pick(0.99):.1f} late_ms_max={pick(1.0):.1f} started={len(late)}")
+PY
+)
+    echo "t=$(( $(date +%s) - start )) size=$size $runs cpu_s=$cpu rss_kb=$rss"
 done
 kill -TERM "$pid"
 wait "$pid" || true

@@ -107,6 +107,15 @@ impl JobRuns {
     }
 }
 
+/// Counts a job being stored into the indexes beside the map: `due` when it
+/// is active with a next run, `paused` when paused.
+fn index(due: &mut BTreeSet<(Timestamp, JobId)>, paused: &mut usize, job: &Job) {
+    if let (Some(at), false) = (job.state.next_run_at, job.is_paused()) {
+        due.insert((at, job.id.clone()));
+    }
+    *paused += usize::from(job.is_paused());
+}
+
 impl Default for MemoryStore {
     fn default() -> Self {
         MemoryStore::new()
@@ -143,10 +152,7 @@ impl Inner {
                 self.due.remove(&(at, job.id.clone()));
             }
         }
-        if let (Some(at), false) = (job.state.next_run_at, job.is_paused()) {
-            self.due.insert((at, job.id.clone()));
-        }
-        self.paused += usize::from(job.is_paused());
+        index(&mut self.due, &mut self.paused, &job);
         self.jobs.insert(job.id.clone(), Box::new(job));
     }
 
@@ -274,15 +280,22 @@ impl JobStore for MemoryStore {
                 return Err(Error::JobExists(taken.id.clone()));
             }
             for job in &mut jobs {
-                if let Some(existing) = inner.jobs.get(&job.id) {
-                    if on_conflict == ConflictPolicy::KeepExisting {
-                        *job = (**existing).clone();
+                let inner = &mut *inner;
+                // A new id (the usual case) is hashed once more, not three times.
+                let existing = match inner.jobs.entry(job.id.clone()) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        job.state.version = 1;
+                        index(&mut inner.due, &mut inner.paused, job);
+                        slot.insert(Box::new(job.clone()));
                         continue;
                     }
-                    job.state.version = existing.state.version + 1;
-                } else {
-                    job.state.version = 1;
+                    std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                };
+                if on_conflict == ConflictPolicy::KeepExisting {
+                    *job = (**existing).clone();
+                    continue;
                 }
+                job.state.version = existing.state.version + 1;
                 inner.put(job.clone());
             }
         }

@@ -103,8 +103,10 @@ impl Scheduler {
     /// naming an id given twice. Nothing is stored when a job is invalid.
     pub async fn add_jobs(&self, jobs: impl IntoIterator<Item = Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
         let now = self.inner.clock.now();
-        let mut checked = Vec::new();
-        let mut seen = std::collections::HashSet::with_hasher(foldhash::fast::RandomState::default());
+        let jobs = jobs.into_iter();
+        let mut checked = Vec::with_capacity(jobs.size_hint().0);
+        let mut seen =
+            std::collections::HashSet::with_capacity_and_hasher(checked.capacity(), foldhash::fast::RandomState::default());
         for mut job in jobs {
             job.validate()?;
             if !seen.insert(job.id.clone()) {
@@ -120,7 +122,9 @@ impl Scheduler {
             checked.push(job);
         }
         drop(seen);
-        let mut stored = Vec::with_capacity(checked.len());
+        // One batch (the usual call) goes to the store as it is: each job
+        // moved once less, 400 bytes apiece.
+        let mut stored = Vec::new();
         let mut rest = checked.into_iter();
         loop {
             let batch: Vec<Job> = rest.by_ref().take(ADD_BATCH).collect();
@@ -131,7 +135,11 @@ impl Scheduler {
             for job in &added {
                 self.inner.events.emit(Event::JobAdded { job_id: job.id.clone() });
             }
-            stored.extend(added);
+            if stored.is_empty() {
+                stored = added;
+            } else {
+                stored.extend(added);
+            }
         }
         tracing::info!(jobs = stored.len(), "jobs added");
         Ok(stored)
