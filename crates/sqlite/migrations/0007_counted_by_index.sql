@@ -1,10 +1,10 @@
 -- Jobs by state (`job_counts`, read by every /metrics scrape and the stats)
 -- were one pass over every job row: 200 ms for 1,000,000 jobs. Each state but
 -- "active" now has a partial index holding only its own jobs, so counting
--- it reads that index alone (nothing when no job is paused; the index holds
--- the columns of its condition, so no job row is read to check them), and the total
--- is a count of the primary key's index. A claim, which moves next_run_at
--- of active jobs, writes none of these.
+-- it reads that index alone (nothing when no job is paused). Each index holds
+-- the columns of its condition, so no job row is read to check them, and
+-- the total is a count of the primary key's index. A claim, which moves
+-- next_run_at of active jobs, writes none of these.
 CREATE INDEX chime_job_paused ON chime_job (paused, broken) WHERE paused IS NOT NULL AND broken IS NULL;
 CREATE INDEX chime_job_finished ON chime_job (next_run_at, paused, broken) WHERE next_run_at IS NULL AND paused IS NULL AND broken IS NULL;
 CREATE INDEX chime_job_broken ON chime_job (broken) WHERE broken IS NOT NULL;

@@ -21,9 +21,10 @@
 //! Per-job series are for a few hundred jobs, not a million: each costs
 //! memory here and in Prometheus, and listing every job at each scrape would
 //! make a scrape O(all jobs). So at most [`PER_JOB_SERIES`] jobs get series
-//! of their own: the first that finish runs here (a removed job frees its
-//! place); the runs of any other job are counted under `job=""`, which
-//! Prometheus reads as no `job` label, so sums over jobs stay whole. The
+//! of their own: the first whose runs start or finish here. A job removed
+//! here frees its place at once; one removed through another node, at the
+//! next scrape that lists every job. The runs of any other job are counted
+//! under an empty `job` label, so sums over jobs stay whole. The
 //! scrape-time per-job gauges (last-success age, alerting) are read only
 //! while the store holds at most [`PER_JOB_SERIES`] jobs; past that they are
 //! left out and `chime_per_job_series_limited` is 1. A scrape then costs
@@ -228,20 +229,37 @@ impl Metrics {
                     s.started.pop_first();
                 }
             }
-            Event::JobRemoved { job_id } => {
-                let job = job_id.to_string();
-                for status in RunStatus::ALL {
-                    self.runs.remove(&JobStatusLabels { job: job.clone(), status: status.as_str() });
-                }
-                let mut s = self.state();
-                s.last_success.remove(&job);
-                s.own_series.remove(&job);
-                let label = JobLabel { job };
-                self.duration.remove(&label);
-                self.lateness.remove(&label);
-            }
+            Event::JobRemoved { job_id } => self.forget(job_id.to_string()),
             _ => {}
         }
+    }
+
+    /// Drops the series of jobs with a place of their own that are no longer
+    /// stored (removed through another node: no `JobRemoved` reaches this
+    /// one), given every stored job. A job added after that listing whose
+    /// run already ended here starts its series again at its next run: a
+    /// counter reset, which Prometheus's `rate` and `increase` allow for.
+    fn forget_gone(&self, stored: &[chime_core::Job]) {
+        let stored: std::collections::HashSet<&str> = stored.iter().map(|j| j.id.as_str()).collect();
+        let gone: Vec<String> =
+            self.state().own_series.iter().filter(|j| !stored.contains(j.as_str())).cloned().collect();
+        for job in gone {
+            self.forget(job);
+        }
+    }
+
+    /// Drops every series of `job` and its place among the [`PER_JOB_SERIES`].
+    fn forget(&self, job: String) {
+        for status in RunStatus::ALL {
+            self.runs.remove(&JobStatusLabels { job: job.clone(), status: status.as_str() });
+        }
+        let mut s = self.state();
+        s.last_success.remove(&job);
+        s.own_series.remove(&job);
+        drop(s);
+        let label = JobLabel { job };
+        self.duration.remove(&label);
+        self.lateness.remove(&label);
     }
 
     /// The Prometheus text exposition.
@@ -287,6 +305,7 @@ impl Metrics {
         if let Ok(jobs) = &jobs
             && !too_many
         {
+            self.forget_gone(jobs);
             let age = Family::<JobLabel, FloatGauge>::default();
             {
                 let s = self.state();
@@ -425,5 +444,14 @@ mod tests {
         assert!(text.contains("chime_runs_total{job=\"one-too-many\",status=\"succeeded\"} 1\n"), "{text}");
         assert!(!text.contains("job=\"job-0\""), "{text}");
         assert_eq!(metrics.state().own_series.len(), PER_JOB_SERIES);
+
+        // Jobs removed through another node are forgotten at a scrape that
+        // lists every stored job.
+        let kept = chime_core::Job::new("job-1", "noop", chime_core::Trigger::every("1h").unwrap()).unwrap();
+        metrics.forget_gone(&[kept]);
+        assert_eq!(metrics.state().own_series.iter().collect::<Vec<_>>(), ["job-1"]);
+        let text = exposition(&metrics);
+        assert!(text.contains("job=\"job-1\"") && !text.contains("job=\"job-2\""), "{text}");
+        assert!(text.contains("chime_runs_total{job=\"\",status=\"succeeded\"} 2\n"), "{text}");
     }
 }
