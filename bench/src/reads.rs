@@ -60,7 +60,7 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
 
     // The store calls behind the figures, timed alone.
     let store = std::sync::Arc::clone(scheduler.store());
-    let (mut counts_ms, mut recent_ms) = (Vec::new(), Vec::new());
+    let (mut counts_ms, mut recent_ms, mut alerts_ms) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..=ROUNDS {
         let t = Instant::now();
         store.job_counts().await.expect("job counts");
@@ -68,10 +68,16 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
         let t = Instant::now();
         store.recent_stats(chime_core::STATS_WINDOW).await.expect("the newest runs' figures");
         recent_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        // What `/health?jobs=true` and the minutely alert check read (a
+        // stopped scheduler's `/health` answers 503 before reading it).
+        let t = Instant::now();
+        scheduler.alerts().await.expect("the alerts");
+        alerts_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let calls = json!({
         "job_counts_p50_ms": crate::percentile(&mut counts_ms, 0.5),
         "recent_stats_p50_ms": crate::percentile(&mut recent_ms, 0.5),
+        "alerts_p50_ms": crate::percentile(&mut alerts_ms, 0.5),
     });
 
     let mut timings = serde_json::Map::new();

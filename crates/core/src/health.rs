@@ -179,7 +179,7 @@ impl Scheduler {
     ///
     /// A store error.
     pub async fn alerts(&self) -> Result<Vec<Alert>> {
-        let jobs = self.store().list_jobs(&JobFilter::default()).await?;
+        let jobs = self.store().list_jobs(&JobFilter { with_alerts: true, ..JobFilter::default() }).await?;
         alerts_of(&**self.store(), &jobs, self.clock().now()).await
     }
 

@@ -315,8 +315,12 @@ impl JobStore for MemoryStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let inner = self.lock();
-        let mut jobs: Vec<&Job> =
-            inner.jobs.values().map(|j| &**j).filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p)).collect();
+        let mut jobs: Vec<&Job> = inner
+            .jobs
+            .values()
+            .map(|j| &**j)
+            .filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p) && (!filter.with_alerts || j.has_alerts()))
+            .collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)).cloned().collect())
     }

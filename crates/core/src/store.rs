@@ -46,6 +46,10 @@ pub struct JobFilter {
     pub limit: Option<usize>,
     /// Skip this many first.
     pub offset: usize,
+    /// Only jobs with an alert option (`alert_after` or `alert_on_failures`):
+    /// what the alert checks read. The SQL stores find them through an index
+    /// of their own rather than by reading every job.
+    pub with_alerts: bool,
 }
 
 /// Where jobs and runs live.

@@ -517,18 +517,20 @@ impl JobStore for PostgresStore {
             concat!(
                 "SELECT ",
                 chime_sql::job_fields!(),
-                " FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT $1 OFFSET $2"
+                " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT $1 OFFSET $2"
             ),
-            paused = paused
+            paused = paused,
+            alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
         );
+        let (limit, offset) = chime_sql::listing_page(filter);
         let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
-            .bind(filter.offset.min(i64::MAX as usize) as i64)
+            .bind(limit)
+            .bind(offset)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err("listing jobs", e))?;
         // A row that does not decode is reported by `broken_jobs`, not here.
-        Ok(rows.into_iter().filter_map(|r| r.decode().ok()).collect())
+        Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {

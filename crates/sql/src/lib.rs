@@ -248,6 +248,38 @@ macro_rules! bind_run {
     }};
 }
 
+/// The condition of the `chime_job_alerting` partial index, word for word
+/// (a planner uses a partial index only for a query that repeats its
+/// condition): every job with an alert option, and any row whose options
+/// merely mention `"alert` (edited by hand), which [`listed`] drops.
+#[macro_export]
+macro_rules! may_alert {
+    () => {
+        "options LIKE '%\"alert_%'"
+    };
+}
+
+/// The `LIMIT` and `OFFSET` to bind for a job listing: with
+/// `with_alerts` the page is cut by [`listed`] after the exact check.
+pub fn listing_page(filter: &chime_core::JobFilter) -> (i64, i64) {
+    if filter.with_alerts {
+        (i64::MAX, 0)
+    } else {
+        (
+            filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64),
+            filter.offset.min(i64::MAX as usize) as i64,
+        )
+    }
+}
+
+/// The jobs of a listing from its decoded rows; see [`listing_page`].
+pub fn listed(jobs: impl Iterator<Item = Job>, filter: &chime_core::JobFilter) -> Vec<Job> {
+    if !filter.with_alerts {
+        return jobs.collect();
+    }
+    jobs.filter(Job::has_alerts).skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)).collect()
+}
+
 /// Jobs by state in one query, no row decoded, each count from an index of
 /// its own (the partial indexes of the `counted_by_index` migration, so no
 /// count reads every job row): `broken` counts the rows

@@ -369,27 +369,15 @@ impl JobStore for SqliteStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let paused = match filter.paused {
-            None => "",
-            Some(true) => "AND paused IS NOT NULL",
-            Some(false) => "AND paused IS NULL",
-        };
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                chime_sql::job_fields!(),
-                " FROM chime_job WHERE broken IS NULL {paused} ORDER BY id LIMIT ? OFFSET ?"
-            ),
-            paused = paused
-        );
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(filter.limit.map_or(i64::MAX, |l| l.min(i64::MAX as usize) as i64))
-            .bind(filter.offset.min(i64::MAX as usize) as i64)
+        let (limit, offset) = chime_sql::listing_page(filter);
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(list_jobs_sql(filter)))
+            .bind(limit)
+            .bind(offset)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err("listing jobs", e))?;
         // A row that does not decode is reported by `broken_jobs`, not here.
-        Ok(rows.into_iter().filter_map(|r| r.decode().ok()).collect())
+        Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {
@@ -622,6 +610,25 @@ impl JobStore for SqliteStore {
     }
 }
 
+/// The statement [`JobStore::list_jobs`] runs for `filter`, binding
+/// [`chime_sql::listing_page`]'s limit and offset.
+fn list_jobs_sql(filter: &JobFilter) -> String {
+    let paused = match filter.paused {
+        None => "",
+        Some(true) => "AND paused IS NOT NULL",
+        Some(false) => "AND paused IS NULL",
+    };
+    format!(
+        concat!(
+            "SELECT ",
+            chime_sql::job_fields!(),
+            " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT ? OFFSET ?"
+        ),
+        paused = paused,
+        alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
+    )
+}
+
 /// The statement [`JobStore::history`] runs for `query`: its filters as
 /// placeholders, bound in the order they appear here, then limit and offset.
 fn history_sql(query: &RunQuery) -> String {
@@ -671,6 +678,17 @@ mod plan_tests {
         }
         let rows_read = steps.iter().filter(|s| s.contains("chime_job") && !s.contains("COVERING INDEX"));
         assert_eq!(rows_read.count(), 0, "{steps:?}");
+    }
+
+    /// The alert checks (every minute) read every job before.
+    #[tokio::test]
+    async fn jobs_with_alerts_are_found_through_their_index() {
+        let (_dir, store) = store().await;
+        for paused in [None, Some(false)] {
+            let filter = JobFilter { with_alerts: true, paused, ..JobFilter::default() };
+            let steps = plan(&store, &list_jobs_sql(&filter), &[1, 0]).await;
+            assert!(steps.iter().any(|s| s.contains("INDEX chime_job_alerting")), "{steps:?}");
+        }
     }
 
     /// With `scheduled_for` alone indexed, the runs of one second were sorted

@@ -512,6 +512,34 @@ pub async fn recent_stats_cover_the_newest_runs_of_all_jobs(h: &Harness) {
     assert_eq!(stats.last_run_at, Some(at(5)), "{stats:?}");
 }
 
+/// `with_alerts` lists exactly the jobs with an alert option, paused or
+/// not as asked, and pages after that check.
+pub async fn listing_jobs_with_alerts_finds_exactly_those(h: &Harness) {
+    let store = h.store().await;
+    let hour = SignedDuration::from_hours(1);
+    add(&store, job("a", 10, 10).with_alert_after(hour)).await;
+    let mut b = job("b", 10, 10);
+    b.options.alert_on_failures = Some(3);
+    add(&store, b).await;
+    add(&store, job("c", 10, 10)).await;
+    // A hook job: named by an alerting job's `on_alert`, without alerts of its own.
+    add(&store, job("alert-hook", 10, 10)).await;
+    let mut d = job("d", 10, 10).with_alert_after(hour);
+    d.options.on_alert = Some(id("alert-hook"));
+    add(&store, d).await;
+    let mut e = job("e", 10, 10).with_alert_after(hour);
+    e.state.paused = Some("by hand".into());
+    add(&store, e).await;
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id.to_string()).collect::<Vec<_>>();
+    let alerting = JobFilter { with_alerts: true, ..JobFilter::default() };
+    assert_eq!(ids(store.list_jobs(&alerting).await.unwrap()), ["a", "b", "d", "e"]);
+    let active = JobFilter { paused: Some(false), ..alerting.clone() };
+    assert_eq!(ids(store.list_jobs(&active).await.unwrap()), ["a", "b", "d"]);
+    let page = JobFilter { limit: Some(1), offset: 1, ..alerting };
+    assert_eq!(ids(store.list_jobs(&page).await.unwrap()), ["b"]);
+    assert_eq!(ids(store.list_jobs(&JobFilter::default()).await.unwrap()), ["a", "alert-hook", "b", "c", "d", "e"]);
+}
+
 /// Adding and removing a job moves the store's change signal.
 pub async fn the_change_signal_fires(h: &Harness) {
     let store = h.store().await;

@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             retention_prunes_finished_runs,
             prune_jobs_trims_only_the_listed_jobs,
             recent_stats_cover_the_newest_runs_of_all_jobs,
+            listing_jobs_with_alerts_finds_exactly_those,
             the_change_signal_fires,
             an_unknown_task_name_is_kept,
             nodes_register_renew_and_release,

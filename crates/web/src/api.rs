@@ -158,7 +158,7 @@ async fn list_jobs(State(h): State<Handle>, query: Result<Query<ListJobs>, Query
         Some(other) => return Err(ApiError::malformed(format!("status {other:?}: expected paused or active"))),
     };
     let (limit, offset) = page(q.limit, q.offset)?;
-    let filter = JobFilter { paused, limit: Some(limit), offset };
+    let filter = JobFilter { paused, limit: Some(limit), offset, ..JobFilter::default() };
     let jobs = h.scheduler.store().list_jobs(&filter).await?;
     Ok(Json(Value::Array(jobs.iter().map(redact::job).collect())).into_response())
 }

@@ -27,7 +27,7 @@ pub(super) const ALERT_EVERY: SignedDuration = SignedDuration::from_mins(1);
 /// Queues the hook run of each job newly in alert; returns how many.
 pub(super) async fn notify(inner: &Inner, now: Timestamp) -> Result<usize> {
     let store = &inner.store;
-    let jobs = store.list_jobs(&JobFilter::default()).await?;
+    let jobs = store.list_jobs(&JobFilter { with_alerts: true, ..JobFilter::default() }).await?;
     let mut queued = 0;
     for job in jobs.iter().filter(|j| j.options.on_alert.is_some()) {
         let Some(alert) = check_job(&**store, job, now).await? else { continue };
