@@ -508,22 +508,8 @@ impl JobStore for PostgresStore {
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let paused = match filter.paused {
-            None => "",
-            Some(true) => "AND paused IS NOT NULL",
-            Some(false) => "AND paused IS NULL",
-        };
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                chime_sql::job_fields!(),
-                " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT $1 OFFSET $2"
-            ),
-            paused = paused,
-            alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
-        );
         let (limit, offset) = chime_sql::listing_page(filter);
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(sql))
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(list_jobs_sql(filter)))
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
@@ -822,6 +808,25 @@ mod tests {
     }
 }
 
+/// The statement [`JobStore::list_jobs`] runs for `filter`, binding
+/// [`chime_sql::listing_page`]'s limit and offset.
+fn list_jobs_sql(filter: &JobFilter) -> String {
+    let paused = match filter.paused {
+        None => "",
+        Some(true) => "AND paused IS NOT NULL",
+        Some(false) => "AND paused IS NULL",
+    };
+    format!(
+        concat!(
+            "SELECT ",
+            chime_sql::job_fields!(),
+            " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT $1 OFFSET $2"
+        ),
+        paused = paused,
+        alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
+    )
+}
+
 #[cfg(test)]
 mod plan_tests {
     use chime_testkit::pg::{self, DropSchema};
@@ -861,5 +866,49 @@ mod plan_tests {
         assert!(plan.matches("Seq Scan").count() <= 1, "only the total may read every row:\n{plan}");
         let counts = sqlx::query_as(chime_sql::JOB_COUNTS).fetch_one(pool).await.unwrap();
         assert_eq!(chime_sql::job_counts(counts).paused, 20);
+    }
+
+    /// The alert checks (every minute) read every job before; the newest
+    /// runs of one second were sorted whole.
+    #[tokio::test]
+    #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
+    async fn alerting_jobs_and_the_newest_runs_come_from_their_indexes() {
+        let url = pg::database_url();
+        let schema = pg::unique_schema("chime_plan");
+        let _cleanup = DropSchema::new(&url, &schema);
+        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let pool = store.pool();
+        sqlx::query(
+            "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, version) \
+             SELECT 'job-' || g, 't', 'null', '{}', \
+                    CASE WHEN g % 1000 = 0 THEN '{\"alert_after\":\"1h\"}' ELSE '{}' END, 1000, 1 \
+             FROM generate_series(1, 20000) g",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO chime_run (id, job_id, scheduled_for, kind, status, attempt) \
+             SELECT 'run-' || g, 'job-' || g, 1000, 'scheduled', 'succeeded', 1 FROM generate_series(1, 20000) g",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE").execute(pool).await.unwrap();
+        let explain = |sql: String| async move {
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                .bind(100_i64)
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+            plan.join("\n")
+        };
+        let filter = chime_core::JobFilter { with_alerts: true, ..chime_core::JobFilter::default() };
+        let plan = explain(super::list_jobs_sql(&filter)).await;
+        assert!(plan.contains("chime_job_alerting") && !plan.contains("Seq Scan"), "{plan}");
+        let newest = format!("{}$1 OFFSET $2", chime_sql::NEWEST_RUN_TIMES);
+        let plan = explain(newest).await;
+        assert!(plan.contains("chime_run_time") && !plan.contains("Sort"), "{plan}");
     }
 }
