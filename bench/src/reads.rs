@@ -47,12 +47,7 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
     let start = Instant::now();
     let store = chime_sqlite::SqliteStore::open(&location).await.expect("the bench store");
     let open_s = start.elapsed().as_secs_f64();
-    let scheduler = Scheduler::builder()
-        .store(store)
-        .tasks(crate::registry(None, Default::default()))
-        .timezone("UTC")
-        .unwrap()
-        .build();
+    let scheduler = scheduler_on(store);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let addr = listener.local_addr().unwrap();
     let app = chime_web::router(chime_web::Handle::new(scheduler.clone()));
@@ -118,6 +113,11 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
     })
 }
 
+/// A scheduler (not started) on `store`, with the bench's `noop` task.
+fn scheduler_on(store: chime_sqlite::SqliteStore) -> Scheduler {
+    Scheduler::builder().store(store).tasks(crate::registry(None, Default::default())).timezone("UTC").unwrap().build()
+}
+
 /// How many jobs the file holds, if it is a chime store already.
 async fn stored_jobs(location: &str) -> Option<i64> {
     if !std::path::Path::new(location).exists() {
@@ -130,12 +130,7 @@ async fn stored_jobs(location: &str) -> Option<i64> {
 /// Fills a new store file with `n` jobs and their runs.
 async fn build(location: &str, n: usize) -> serde_json::Value {
     let store = chime_sqlite::SqliteStore::open(location).await.expect("a new store");
-    let scheduler = Scheduler::builder()
-        .store(store)
-        .tasks(crate::registry(None, Default::default()))
-        .timezone("UTC")
-        .unwrap()
-        .build();
+    let scheduler = scheduler_on(store);
     let hour = Timestamp::now().as_second() / 3600 * 3600;
     let start = Instant::now();
     for first in (0..n).step_by(chime_core::ADD_BATCH) {

@@ -12,7 +12,7 @@ CREATE INDEX chime_job_broken ON chime_job (id) WHERE broken IS NOT NULL;
 -- The alert checks (every minute on every node, and /health?jobs=true) read
 -- only jobs with an alert option: this index finds them (and the odd job
 -- whose options merely mention "alert", dropped after decoding) without
--- reading every job. The condition is chime_sql's `may_alert!`, word for word.
+-- reading every job. The condition is chime_sql's `MAY_ALERT`, word for word.
 CREATE INDEX chime_job_alerting ON chime_job (id) WHERE options LIKE '%"alert_%' AND broken IS NULL;
 
 -- History reads newest first in (scheduled_for, id) order. With scheduled_for

@@ -419,20 +419,14 @@ impl PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use chime_testkit::pg::{self, DropSchema};
-
     use super::DUE_JOBS;
-    use crate::PostgresStore;
 
     /// With only `next_run_at` indexed, PostgreSQL sorted every due job on
     /// each claim: 17 ms for a herd of 20,000 on one second, for a batch of 64.
     #[tokio::test]
     #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
     async fn the_claim_reads_a_herd_of_due_jobs_in_index_order_without_sorting_it() {
-        let url = pg::database_url();
-        let schema = pg::unique_schema("chime_plan");
-        let _cleanup = DropSchema::new(&url, &schema);
-        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let (_cleanup, store) = crate::plan_tests::plan_store().await;
         let pool = store.pool();
         sqlx::query(
             "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, version) \

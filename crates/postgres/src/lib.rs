@@ -509,7 +509,7 @@ impl JobStore for PostgresStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let (limit, offset) = chime_sql::listing_page(filter);
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(list_jobs_sql(filter)))
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(chime_sql::list_jobs_sql(filter, "LIMIT $1 OFFSET $2")))
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
@@ -711,9 +711,7 @@ impl JobStore for PostgresStore {
             .fetch_one(&self.pool)
             .await
             .map_err(|e| self.err("reading the newest runs", e))?;
-        let times = chime_sql::run_times(&json)
-            .map_err(|problem| Error::Store { message: format!("{}: {problem}", self.shown), transient: false })?;
-        Ok((JobStats::from_times(times.iter().copied()), times.len()))
+        chime_sql::recent_stats(&json, &self.shown)
     }
 
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
@@ -808,30 +806,19 @@ mod tests {
     }
 }
 
-/// The statement [`JobStore::list_jobs`] runs for `filter`, binding
-/// [`chime_sql::listing_page`]'s limit and offset.
-fn list_jobs_sql(filter: &JobFilter) -> String {
-    let paused = match filter.paused {
-        None => "",
-        Some(true) => "AND paused IS NOT NULL",
-        Some(false) => "AND paused IS NULL",
-    };
-    format!(
-        concat!(
-            "SELECT ",
-            chime_sql::job_fields!(),
-            " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT $1 OFFSET $2"
-        ),
-        paused = paused,
-        alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
-    )
-}
-
 #[cfg(test)]
-mod plan_tests {
+pub(crate) mod plan_tests {
     use chime_testkit::pg::{self, DropSchema};
 
     use crate::PostgresStore;
+
+    /// A store in a schema of its own, dropped with the guard.
+    pub(crate) async fn plan_store() -> (DropSchema, PostgresStore) {
+        let url = pg::database_url();
+        let schema = pg::unique_schema("chime_plan");
+        let cleanup = DropSchema::new(&url, &schema);
+        (cleanup, PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap())
+    }
 
     /// `job_counts` (every `/metrics` scrape) was a sequential scan of every
     /// job row; each state's count now reads its own partial index. A pause
@@ -840,10 +827,7 @@ mod plan_tests {
     #[tokio::test]
     #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
     async fn job_counts_read_each_state_from_its_own_index() {
-        let url = pg::database_url();
-        let schema = pg::unique_schema("chime_plan");
-        let _cleanup = DropSchema::new(&url, &schema);
-        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let (_cleanup, store) = plan_store().await;
         let pool = store.pool();
         sqlx::query(
             "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, paused, version) \
@@ -873,10 +857,7 @@ mod plan_tests {
     #[tokio::test]
     #[cfg_attr(not(chime_pg_test), ignore = "needs DATABASE_URL (a PostgreSQL server) or CHIME_REQUIRE_PG=1")]
     async fn alerting_jobs_and_the_newest_runs_come_from_their_indexes() {
-        let url = pg::database_url();
-        let schema = pg::unique_schema("chime_plan");
-        let _cleanup = DropSchema::new(&url, &schema);
-        let store = PostgresStore::connect(&pg::with_schema(&url, &schema)).await.unwrap();
+        let (_cleanup, store) = plan_store().await;
         let pool = store.pool();
         sqlx::query(
             "INSERT INTO chime_job (id, task, args, trigger, options, next_run_at, version) \
@@ -905,7 +886,7 @@ mod plan_tests {
             plan.join("\n")
         };
         let filter = chime_core::JobFilter { with_alerts: true, ..chime_core::JobFilter::default() };
-        let plan = explain(super::list_jobs_sql(&filter)).await;
+        let plan = explain(chime_sql::list_jobs_sql(&filter, "LIMIT $1 OFFSET $2")).await;
         assert!(plan.contains("chime_job_alerting") && !plan.contains("Seq Scan"), "{plan}");
         let newest = format!("{}$1 OFFSET $2", chime_sql::NEWEST_RUN_TIMES);
         let plan = explain(newest).await;

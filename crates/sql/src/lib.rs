@@ -177,6 +177,16 @@ pub fn run_times(json: &str) -> std::result::Result<Vec<chime_core::RunTimes>, S
         .collect()
 }
 
+/// `JobStore::recent_stats` from a store's aggregate of [`NEWEST_RUN_TIMES`]:
+/// the figures and how many runs were read, or a store error naming the
+/// store at `location` and the run that does not decode.
+pub fn recent_stats(json: &str, location: &str) -> Result<(chime_core::JobStats, usize)> {
+    let times = run_times(json)
+        .map_err(|problem| Error::Store { message: format!("{location}: {problem}"), transient: false })?;
+    let read = times.len();
+    Ok((chime_core::JobStats::from_times(times), read))
+}
+
 /// The ids of runs in flight as stored, for `plan_fire`. An id edited into
 /// nonsense by hand still counts (as the nil id): it is a run in flight.
 pub fn run_ids(ids: &[String]) -> Vec<RunId> {
@@ -252,11 +262,22 @@ macro_rules! bind_run {
 /// (a planner uses a partial index only for a query that repeats its
 /// condition): every job with an alert option, and any row whose options
 /// merely mention `"alert` (edited by hand), which [`listed`] drops.
-#[macro_export]
-macro_rules! may_alert {
-    () => {
-        "options LIKE '%\"alert_%'"
+const MAY_ALERT: &str = "options LIKE '%\"alert_%'";
+
+/// The statement a SQL store's `list_jobs` runs for `filter`, ending in
+/// `page`, the store's `LIMIT … OFFSET …` with its placeholders, to which
+/// it binds [`listing_page`]'s limit and offset.
+pub fn list_jobs_sql(filter: &chime_core::JobFilter, page: &str) -> String {
+    let paused = match filter.paused {
+        None => "",
+        Some(true) => "AND paused IS NOT NULL",
+        Some(false) => "AND paused IS NULL",
     };
+    let alerts = if filter.with_alerts { format!("AND {MAY_ALERT}") } else { String::new() };
+    format!(
+        concat!("SELECT ", job_fields!(), " FROM chime_job WHERE broken IS NULL {} {} ORDER BY id {}"),
+        paused, alerts, page
+    )
 }
 
 /// The `LIMIT` and `OFFSET` to bind for a job listing: with

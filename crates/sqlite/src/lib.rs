@@ -370,7 +370,7 @@ impl JobStore for SqliteStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let (limit, offset) = chime_sql::listing_page(filter);
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(list_jobs_sql(filter)))
+        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(chime_sql::list_jobs_sql(filter, "LIMIT ? OFFSET ?")))
             .bind(limit)
             .bind(offset)
             .fetch_all(&self.pool)
@@ -548,9 +548,7 @@ impl JobStore for SqliteStore {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.err("reading the newest runs", e))?;
-        let times = chime_sql::run_times(&json)
-            .map_err(|problem| Error::Store { message: format!("{}: {problem}", self.location), transient: false })?;
-        Ok((JobStats::from_times(times.iter().copied()), times.len()))
+        chime_sql::recent_stats(&json, &self.location)
     }
 
     async fn prune(&self, keep_per_job: usize, older_than: Option<Timestamp>) -> Result<u64> {
@@ -610,25 +608,6 @@ impl JobStore for SqliteStore {
     }
 }
 
-/// The statement [`JobStore::list_jobs`] runs for `filter`, binding
-/// [`chime_sql::listing_page`]'s limit and offset.
-fn list_jobs_sql(filter: &JobFilter) -> String {
-    let paused = match filter.paused {
-        None => "",
-        Some(true) => "AND paused IS NOT NULL",
-        Some(false) => "AND paused IS NULL",
-    };
-    format!(
-        concat!(
-            "SELECT ",
-            chime_sql::job_fields!(),
-            " FROM chime_job WHERE broken IS NULL {paused} {alerts} ORDER BY id LIMIT ? OFFSET ?"
-        ),
-        paused = paused,
-        alerts = if filter.with_alerts { concat!("AND ", chime_sql::may_alert!()) } else { "" },
-    )
-}
-
 /// The statement [`JobStore::history`] runs for `query`: its filters as
 /// placeholders, bound in the order they appear here, then limit and offset.
 fn history_sql(query: &RunQuery) -> String {
@@ -686,7 +665,7 @@ mod plan_tests {
         let (_dir, store) = store().await;
         for paused in [None, Some(false)] {
             let filter = JobFilter { with_alerts: true, paused, ..JobFilter::default() };
-            let steps = plan(&store, &list_jobs_sql(&filter), &[1, 0]).await;
+            let steps = plan(&store, &chime_sql::list_jobs_sql(&filter, "LIMIT ? OFFSET ?"), &[1, 0]).await;
             assert!(steps.iter().any(|s| s.contains("INDEX chime_job_alerting")), "{steps:?}");
         }
     }
