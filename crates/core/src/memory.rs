@@ -145,6 +145,14 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// The jobs `filter` admits, in no order.
+    fn admitted<'a>(&'a self, filter: &'a JobFilter) -> impl Iterator<Item = &'a Job> + 'a {
+        self.jobs.values().map(|j| &**j).filter(|j| {
+            let in_flight = self.runs.get(&j.id).is_some_and(|r| r.in_flight > 0);
+            filter.admits(j, in_flight)
+        })
+    }
+
     fn put(&mut self, job: Job) {
         if let Some(old) = self.jobs.get(&job.id) {
             self.paused -= usize::from(old.is_paused());
@@ -315,14 +323,19 @@ impl JobStore for MemoryStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let inner = self.lock();
-        let mut jobs: Vec<&Job> = inner
-            .jobs
-            .values()
-            .map(|j| &**j)
-            .filter(|j| filter.paused.is_none_or(|p| j.is_paused() == p) && (!filter.with_alerts || j.has_alerts()))
-            .collect();
+        let mut jobs: Vec<&Job> = inner.admitted(filter).collect();
         jobs.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(jobs.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)).cloned().collect())
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+        Ok(self.lock().admitted(filter).count())
+    }
+
+    async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
+        let inner = self.lock();
+        let tasks: std::collections::BTreeSet<&str> = inner.jobs.values().map(|j| &*j.task).collect();
+        Ok(tasks.into_iter().take(limit).map(str::to_owned).collect())
     }
 
     async fn update_job(&self, mut job: Job) -> Result<Job> {

@@ -11,6 +11,7 @@ use crate::id::JobId;
 use crate::job::Job;
 use crate::node::{ClaimRequest, Lease, NodeInfo, NodeRegistration, SweptRun};
 use crate::run::{JobStats, Run, RunQuery};
+use crate::status::RunStatus;
 
 /// What `add_job` does when the id is taken.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +51,82 @@ pub struct JobFilter {
     /// what the alert checks read. The SQL stores find them through an index
     /// of their own rather than by reading every job.
     pub with_alerts: bool,
+    /// Only jobs in this state.
+    pub status: Option<JobStatus>,
+    /// Only jobs of this task (the exact name).
+    pub task: Option<String>,
+    /// Only jobs whose id, name or task contains this text, ASCII letters
+    /// in either case (`Backup` finds `nightly-backup`); other characters
+    /// match only themselves. `%` and `_` are plain characters here.
+    pub search: Option<String>,
+}
+
+impl JobFilter {
+    /// Whether `job` passes every condition of the filter but its paging.
+    /// `in_flight`: whether the job has a run pending or running now.
+    pub fn admits(&self, job: &Job, in_flight: bool) -> bool {
+        self.paused.is_none_or(|p| job.is_paused() == p)
+            && (!self.with_alerts || job.has_alerts())
+            && self.status.is_none_or(|s| s.holds(job, in_flight))
+            && self.task.as_deref().is_none_or(|t| *job.task == *t)
+            && self.search.as_deref().is_none_or(|text| found_by(job, text))
+    }
+}
+
+/// Whether `text` is in the job's id, name or task, ASCII letters in either
+/// case: the SQL stores compare the same way (SQLite's `lower` folds only
+/// ASCII; PostgreSQL's would follow the locale, so it is not used).
+fn found_by(job: &Job, text: &str) -> bool {
+    let needle = text.to_ascii_lowercase();
+    [job.id.as_str(), job.name.as_deref().unwrap_or(""), &job.task]
+        .iter()
+        .any(|hay| hay.to_ascii_lowercase().contains(&needle))
+}
+
+/// A state a job listing can be narrowed to (the dashboard's filter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Not paused, with a next fire time.
+    Active,
+    /// Paused.
+    Paused,
+    /// Not paused, and its trigger has no more fire times.
+    Finished,
+    /// With a run pending or running now.
+    Running,
+    /// Whose last run [`failed`](JobStatus::FAILING): failed, timed out or
+    /// was abandoned.
+    Failing,
+}
+
+impl JobStatus {
+    /// Every state, in the order the dashboard shows them.
+    pub const ALL: [JobStatus; 5] =
+        [JobStatus::Active, JobStatus::Paused, JobStatus::Running, JobStatus::Failing, JobStatus::Finished];
+
+    /// The last statuses that make a job [`JobStatus::Failing`].
+    pub const FAILING: [RunStatus; 3] = [RunStatus::Failed, RunStatus::TimedOut, RunStatus::Abandoned];
+
+    /// The lowercase name used in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Active => "active",
+            JobStatus::Paused => "paused",
+            JobStatus::Finished => "finished",
+            JobStatus::Running => "running",
+            JobStatus::Failing => "failing",
+        }
+    }
+
+    /// Whether `job` is in this state; `in_flight`: whether it has a run
+    /// pending or running now.
+    pub fn holds(self, job: &Job, in_flight: bool) -> bool {
+        match self {
+            JobStatus::Active | JobStatus::Paused | JobStatus::Finished => job.status() == self.as_str(),
+            JobStatus::Running => in_flight,
+            JobStatus::Failing => job.state.last_status.is_some_and(|s| JobStatus::FAILING.contains(&s)),
+        }
+    }
 }
 
 /// Where jobs and runs live.
@@ -84,6 +161,23 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Jobs, ordered by id. Broken rows are left out (see `broken_jobs`).
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
+
+    /// How many jobs `filter` lists, its `limit` and `offset` aside. By
+    /// default a full listing; the memory store counts without copying a
+    /// job and the SQL stores with `COUNT(*)`.
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+        let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
+        Ok(self.list_jobs(&all).await?.len())
+    }
+
+    /// The tasks of the stored jobs (broken rows aside), in order, at most
+    /// `limit` of them: the dashboard's task filter. By default a full
+    /// listing.
+    async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
+        let jobs = self.list_jobs(&JobFilter::default()).await?;
+        let tasks: std::collections::BTreeSet<&str> = jobs.iter().map(|j| &*j.task).collect();
+        Ok(tasks.into_iter().take(limit).map(str::to_owned).collect())
+    }
 
     /// Replaces a job if its version is still `job.state.version`; the stored
     /// version is then incremented. Returns the stored job.

@@ -55,7 +55,7 @@ use chime_core::{
     BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease, NodeInfo,
     NodeRegistration, Result, Run, RunQuery, RunStatus, SweptRun,
 };
-use chime_sql::{IN_FLIGHT, JobRow, RunRow, encode, micros};
+use chime_sql::{Dialect, IN_FLIGHT, JobRow, RunRow, encode, micros};
 use jiff::{SignedDuration, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Executor as _, PgConnection};
@@ -509,14 +509,38 @@ impl JobStore for PostgresStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let (limit, offset) = chime_sql::listing_page(filter);
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(chime_sql::list_jobs_sql(filter, "LIMIT $1 OFFSET $2")))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing jobs", e))?;
+        let (sql, texts) = chime_sql::list_jobs_sql(filter, Dialect::Postgres);
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        let rows: Vec<JobRow> =
+            query.bind(limit).bind(offset).fetch_all(&self.pool).await.map_err(|e| self.err("listing jobs", e))?;
         // A row that does not decode is reported by `broken_jobs`, not here.
         Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+        if filter.with_alerts {
+            // The index's condition only narrows; the exact check decodes.
+            let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
+            return Ok(self.list_jobs(&all).await?.len());
+        }
+        let (sql, texts) = chime_sql::count_jobs_sql(filter, Dialect::Postgres);
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        let count: i64 = query.fetch_one(&self.pool).await.map_err(|e| self.err("counting jobs", e))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
+        sqlx::query_scalar(AssertSqlSafe(chime_sql::job_tasks_sql(Dialect::Postgres)))
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing tasks", e))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {
@@ -886,7 +910,7 @@ pub(crate) mod plan_tests {
             plan.join("\n")
         };
         let filter = chime_core::JobFilter { with_alerts: true, ..chime_core::JobFilter::default() };
-        let plan = explain(chime_sql::list_jobs_sql(&filter, "LIMIT $1 OFFSET $2")).await;
+        let plan = explain(chime_sql::list_jobs_sql(&filter, chime_sql::Dialect::Postgres).0).await;
         assert!(plan.contains("chime_job_alerting") && !plan.contains("Seq Scan"), "{plan}");
         let newest = format!("{}$1 OFFSET $2", chime_sql::NEWEST_RUN_TIMES);
         let plan = explain(newest).await;

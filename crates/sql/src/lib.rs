@@ -264,20 +264,101 @@ macro_rules! bind_run {
 /// merely mention `"alert` (edited by hand), which [`listed`] drops.
 const MAY_ALERT: &str = "options LIKE '%\"alert_%'";
 
-/// The statement a SQL store's `list_jobs` runs for `filter`, ending in
-/// `page`, the store's `LIMIT … OFFSET …` with its placeholders, to which
-/// it binds [`listing_page`]'s limit and offset.
-pub fn list_jobs_sql(filter: &chime_core::JobFilter, page: &str) -> String {
-    let paused = match filter.paused {
+/// Where the SQL of the two stores differs in a job listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// `?` placeholders; `instr`; `lower` folds ASCII letters only.
+    Sqlite,
+    /// `$n` placeholders; `strpos`; `lower` would follow the locale, so
+    /// ASCII letters are folded with `translate`.
+    Postgres,
+}
+
+impl Dialect {
+    /// The `n`-th placeholder, from 1.
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => "?".to_owned(),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// Whether `column`, ASCII letters folded to lower case, contains the
+    /// `n`-th placeholder's text (bound already folded), as
+    /// `JobFilter::admits` compares.
+    fn contains(self, column: &str, n: usize) -> String {
+        let p = self.placeholder(n);
+        match self {
+            Dialect::Sqlite => format!("instr(lower({column}), {p}) > 0"),
+            Dialect::Postgres => format!(
+                "strpos(translate({column}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz'), {p}) > 0"
+            ),
+        }
+    }
+}
+
+/// The conditions of a job listing or count (after `broken IS NULL`) for
+/// `filter`, and the texts to bind to their placeholders, in order.
+fn job_conditions(filter: &chime_core::JobFilter, dialect: Dialect) -> (String, Vec<String>) {
+    use chime_core::JobStatus;
+    let mut sql = String::new();
+    let mut texts = Vec::new();
+    match filter.paused {
+        None => {}
+        Some(true) => sql.push_str(" AND paused IS NOT NULL"),
+        Some(false) => sql.push_str(" AND paused IS NULL"),
+    }
+    if filter.with_alerts {
+        sql.push_str(&format!(" AND {MAY_ALERT}"));
+    }
+    sql.push_str(match filter.status {
         None => "",
-        Some(true) => "AND paused IS NOT NULL",
-        Some(false) => "AND paused IS NULL",
-    };
-    let alerts = if filter.with_alerts { format!("AND {MAY_ALERT}") } else { String::new() };
-    format!(
-        concat!("SELECT ", job_fields!(), " FROM chime_job WHERE broken IS NULL {} {} ORDER BY id {}"),
-        paused, alerts, page
-    )
+        Some(JobStatus::Active) => " AND paused IS NULL AND next_run_at IS NOT NULL",
+        Some(JobStatus::Paused) => " AND paused IS NOT NULL",
+        Some(JobStatus::Finished) => " AND paused IS NULL AND next_run_at IS NULL",
+        Some(JobStatus::Running) => " AND id IN (SELECT job_id FROM chime_run WHERE status IN ('pending', 'running'))",
+        // The condition of the `chime_job_failing` index, word for word.
+        Some(JobStatus::Failing) => " AND last_status IN ('failed', 'timed_out', 'abandoned')",
+    });
+    if let Some(task) = &filter.task {
+        texts.push(task.clone());
+        sql.push_str(&format!(" AND task = {}", dialect.placeholder(texts.len())));
+    }
+    if let Some(text) = &filter.search {
+        let needle = text.to_ascii_lowercase();
+        let mut any = Vec::new();
+        for column in ["id", "COALESCE(name, '')", "task"] {
+            texts.push(needle.clone());
+            any.push(dialect.contains(column, texts.len()));
+        }
+        sql.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    (sql, texts)
+}
+
+/// The statement a SQL store's `list_jobs` runs for `filter`, and the texts
+/// to bind first; after them it binds [`listing_page`]'s limit and offset.
+pub fn list_jobs_sql(filter: &chime_core::JobFilter, dialect: Dialect) -> (String, Vec<String>) {
+    let (conditions, texts) = job_conditions(filter, dialect);
+    let (limit, offset) = (dialect.placeholder(texts.len() + 1), dialect.placeholder(texts.len() + 2));
+    let sql = format!(
+        concat!("SELECT ", job_fields!(), " FROM chime_job WHERE broken IS NULL{} ORDER BY id LIMIT {} OFFSET {}"),
+        conditions, limit, offset
+    );
+    (sql, texts)
+}
+
+/// The statement a SQL store's `count_jobs` runs for `filter` (without
+/// `with_alerts`, whose exact check needs the decoded job), and the texts
+/// to bind.
+pub fn count_jobs_sql(filter: &chime_core::JobFilter, dialect: Dialect) -> (String, Vec<String>) {
+    let (conditions, texts) = job_conditions(filter, dialect);
+    (format!("SELECT COUNT(*) FROM chime_job WHERE broken IS NULL{conditions}"), texts)
+}
+
+/// The tasks of the stored jobs, in order: bind the limit.
+pub fn job_tasks_sql(dialect: Dialect) -> String {
+    format!("SELECT DISTINCT task FROM chime_job WHERE broken IS NULL ORDER BY task LIMIT {}", dialect.placeholder(1))
 }
 
 /// The `LIMIT` and `OFFSET` to bind for a job listing: with

@@ -59,6 +59,7 @@ use tokio::sync::watch;
 
 use crate::rows::{IN_FLIGHT, JobRow, RunRow, encode, micros};
 use crate::writer::SqliteBatch;
+use chime_sql::Dialect;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -370,14 +371,38 @@ impl JobStore for SqliteStore {
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         let (limit, offset) = chime_sql::listing_page(filter);
-        let rows: Vec<JobRow> = sqlx::query_as(AssertSqlSafe(chime_sql::list_jobs_sql(filter, "LIMIT ? OFFSET ?")))
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing jobs", e))?;
+        let (sql, texts) = chime_sql::list_jobs_sql(filter, Dialect::Sqlite);
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        let rows: Vec<JobRow> =
+            query.bind(limit).bind(offset).fetch_all(&self.pool).await.map_err(|e| self.err("listing jobs", e))?;
         // A row that does not decode is reported by `broken_jobs`, not here.
         Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+        if filter.with_alerts {
+            // The index's condition only narrows; the exact check decodes.
+            let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
+            return Ok(self.list_jobs(&all).await?.len());
+        }
+        let (sql, texts) = chime_sql::count_jobs_sql(filter, Dialect::Sqlite);
+        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
+        for text in texts {
+            query = query.bind(text);
+        }
+        let count: i64 = query.fetch_one(&self.pool).await.map_err(|e| self.err("counting jobs", e))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
+        sqlx::query_scalar(AssertSqlSafe(chime_sql::job_tasks_sql(Dialect::Sqlite)))
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing tasks", e))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {
@@ -659,13 +684,24 @@ mod plan_tests {
         assert_eq!(rows_read.count(), 0, "{steps:?}");
     }
 
+    /// The dashboard's chips and task list read every job row before.
+    #[tokio::test]
+    async fn failing_jobs_and_tasks_are_read_through_their_indexes() {
+        let (_dir, store) = store().await;
+        let failing = JobFilter { status: Some(chime_core::JobStatus::Failing), ..JobFilter::default() };
+        let steps = plan(&store, &chime_sql::count_jobs_sql(&failing, Dialect::Sqlite).0, &[]).await;
+        assert!(steps.iter().any(|s| s.contains("COVERING INDEX chime_job_failing")), "{steps:?}");
+        let steps = plan(&store, &chime_sql::job_tasks_sql(Dialect::Sqlite), &[10]).await;
+        assert!(steps.iter().any(|s| s.contains("COVERING INDEX chime_job_task")), "{steps:?}");
+    }
+
     /// The alert checks (every minute) read every job before.
     #[tokio::test]
     async fn jobs_with_alerts_are_found_through_their_index() {
         let (_dir, store) = store().await;
         for paused in [None, Some(false)] {
             let filter = JobFilter { with_alerts: true, paused, ..JobFilter::default() };
-            let steps = plan(&store, &chime_sql::list_jobs_sql(&filter, "LIMIT ? OFFSET ?"), &[1, 0]).await;
+            let steps = plan(&store, &chime_sql::list_jobs_sql(&filter, Dialect::Sqlite).0, &[1, 0]).await;
             assert!(steps.iter().any(|s| s.contains("INDEX chime_job_alerting")), "{steps:?}");
         }
     }

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chime_core::{
-    AlertNotice, Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStore, Lease, NodeRegistration, Reason,
-    RetryPolicy, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
+    AlertNotice, Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStatus, JobStore, Lease,
+    NodeRegistration, Reason, RetryPolicy, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -538,6 +538,67 @@ pub async fn listing_jobs_with_alerts_finds_exactly_those(h: &Harness) {
     let page = JobFilter { limit: Some(1), offset: 1, ..alerting };
     assert_eq!(ids(store.list_jobs(&page).await.unwrap()), ["b"]);
     assert_eq!(ids(store.list_jobs(&JobFilter::default()).await.unwrap()), ["a", "alert-hook", "b", "c", "d", "e"]);
+}
+
+/// The dashboard's filters: by state, by task and by search, counted and
+/// paged by the store, the same in every store (ASCII letters in either
+/// case; `%` and `_` plain characters; other letters only as written).
+pub async fn listing_jobs_by_state_task_and_search(h: &Harness) {
+    let store = h.store().await;
+    add(&store, job("run-me", 10, 10)).await;
+    add(&store, job("Nightly-Backup", 10, 20).with_name("copy 50%_off")).await;
+    let mut mail = job("mailer", 10, 20).with_name("Über mail");
+    mail.task = "mail".into();
+    add(&store, mail).await;
+    let mut failing = job("flaky", 10, 20);
+    failing.state.last_status = Some(RunStatus::TimedOut);
+    add(&store, failing).await;
+    let mut paused = job("held", 10, 20);
+    paused.state.paused = Some("by hand".into());
+    paused.state.last_status = Some(RunStatus::Succeeded);
+    add(&store, paused).await;
+    let mut done = job("done", 10, 20);
+    done.state.next_run_at = None;
+    add(&store, done).await;
+    let lease = lease(&store, "a").await;
+    claim_and_start(&store, &lease, at(10)).await;
+
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id.to_string()).collect::<Vec<_>>();
+    let check = |filter: JobFilter, expected: &'static [&'static str]| {
+        let store = store.clone();
+        async move {
+            let listed = ids(store.list_jobs(&filter).await.unwrap());
+            assert_eq!(listed, expected, "{filter:?}");
+            assert_eq!(store.count_jobs(&filter).await.unwrap(), expected.len(), "{filter:?}");
+        }
+    };
+    let status = |s| JobFilter { status: Some(s), ..JobFilter::default() };
+    let search = |text: &str| JobFilter { search: Some(text.into()), ..JobFilter::default() };
+    check(status(JobStatus::Active), &["Nightly-Backup", "flaky", "mailer", "run-me"]).await;
+    check(status(JobStatus::Paused), &["held"]).await;
+    check(status(JobStatus::Finished), &["done"]).await;
+    check(status(JobStatus::Running), &["run-me"]).await;
+    check(status(JobStatus::Failing), &["flaky"]).await;
+    check(JobFilter { task: Some("mail".into()), ..JobFilter::default() }, &["mailer"]).await;
+    check(JobFilter { task: Some("mai".into()), ..JobFilter::default() }, &[]).await;
+    // By id, name or task, ASCII letters in either case.
+    check(search("BACKUP"), &["Nightly-Backup"]).await;
+    check(search("50%_OFF"), &["Nightly-Backup"]).await;
+    check(search("MAIL"), &["mailer"]).await;
+    check(search("%"), &["Nightly-Backup"]).await;
+    check(search("_"), &["Nightly-Backup"]).await;
+    check(search("Über"), &["mailer"]).await;
+    check(search("über"), &[]).await;
+    check(search("'; DROP TABLE chime_job; --"), &[]).await;
+    let both = JobFilter { search: Some("e".into()), status: Some(JobStatus::Active), ..JobFilter::default() };
+    check(both.clone(), &["mailer", "run-me"]).await;
+    // Paging cuts the listing; the count is of all it finds.
+    let page = JobFilter { limit: Some(1), offset: 1, ..both };
+    assert_eq!(ids(store.list_jobs(&page).await.unwrap()), ["run-me"]);
+    assert_eq!(store.count_jobs(&page).await.unwrap(), 2);
+    assert_eq!(store.count_jobs(&JobFilter::default()).await.unwrap(), 6);
+    assert_eq!(store.job_tasks(10).await.unwrap(), ["mail", "task"]);
+    assert_eq!(store.job_tasks(1).await.unwrap(), ["mail"]);
 }
 
 /// Adding and removing a job moves the store's change signal.

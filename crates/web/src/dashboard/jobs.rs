@@ -3,17 +3,18 @@
 //! `jobs.json`, the same view's rows as JSON, which the page polls to keep
 //! its rows fresh without reloading.
 //!
-//! The store lists jobs by id only, so the search and the filters run in
-//! memory over the whole list (fast enough for tens of thousands of jobs);
-//! what is sent is one page of [`PAGE_SIZE`] rows.
+//! The store searches, filters, counts and pages (`JobFilter`), so a page
+//! reads one page of [`PAGE_SIZE`] jobs, not every job; the chips' counts
+//! come from the store's indexes (a search reads every job row once). The
+//! broken rows, which are few, are searched here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use askama::Template;
 use axum::Json;
 use axum::extract::{OriginalUri, Query, State};
 use axum::response::{IntoResponse, Response};
-use chime_core::{BrokenJob, Job, JobFilter, JobId, Run, RunQuery, RunStatus};
+use chime_core::{BrokenJob, Job, JobFilter, JobId, JobStatus, Run, RunQuery, RunStatus};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
@@ -97,16 +98,18 @@ impl View {
     }
 }
 
-fn in_state(job: &Job, state: StateFilter, running: &HashMap<JobId, u32>) -> bool {
-    match state {
-        StateFilter::Active => job.status() == "active",
-        StateFilter::Paused => job.is_paused(),
-        StateFilter::Running => running.contains_key(&job.id),
-        StateFilter::Failing => {
-            matches!(job.state.last_status, Some(RunStatus::Failed | RunStatus::TimedOut | RunStatus::Abandoned))
+impl StateFilter {
+    /// The store's filter for this state; none for broken rows, which the
+    /// store cannot list as jobs.
+    fn status(self) -> Option<JobStatus> {
+        match self {
+            StateFilter::Active => Some(JobStatus::Active),
+            StateFilter::Paused => Some(JobStatus::Paused),
+            StateFilter::Running => Some(JobStatus::Running),
+            StateFilter::Failing => Some(JobStatus::Failing),
+            StateFilter::Finished => Some(JobStatus::Finished),
+            StateFilter::Broken => None,
         }
-        StateFilter::Finished => job.status() == "finished",
-        StateFilter::Broken => false,
     }
 }
 
@@ -187,10 +190,13 @@ struct Selection {
     tasks: Vec<String>,
 }
 
+/// The most tasks the task filter offers.
+const MAX_TASKS: usize = 200;
+
 async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
     let s = &h.scheduler;
-    let jobs = s.store().list_jobs(&JobFilter::default()).await?;
-    let broken: Vec<BrokenJob> = h.broken.get(s.store().as_ref()).await?;
+    let store = s.store();
+    let broken: Vec<BrokenJob> = h.broken.get(store.as_ref()).await?;
     // Runs in flight are few; ask for them all at once rather than per job.
     let in_flight = s
         .history(&RunQuery {
@@ -205,17 +211,32 @@ async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
     }
     let now = s.clock().now();
 
-    let tasks: BTreeSet<&str> = jobs.iter().map(|j| &*j.task).collect();
-    let found: Vec<&Job> = jobs.iter().filter(|j| view.finds(j.id.as_str(), j.name(), &j.task)).collect();
-    let broken: Vec<&BrokenJob> = broken.iter().filter(|b| view.finds(&b.id, &b.id, "")).collect();
-    let mut counts = Counts { all: found.len() + broken.len(), broken: broken.len(), ..Counts::default() };
-    for job in &found {
-        counts.active += usize::from(in_state(job, StateFilter::Active, &running));
-        counts.paused += usize::from(in_state(job, StateFilter::Paused, &running));
-        counts.running += usize::from(in_state(job, StateFilter::Running, &running));
-        counts.failing += usize::from(in_state(job, StateFilter::Failing, &running));
-        counts.finished += usize::from(in_state(job, StateFilter::Finished, &running));
-    }
+    // The search and the task filter go to the store, which counts and
+    // pages (through its indexes, without a search); no page reads every job.
+    let found = JobFilter { search: view.q.clone(), task: view.task.clone(), ..JobFilter::default() };
+    let in_state = |status| {
+        let filter = JobFilter { status: Some(status), ..found.clone() };
+        async move { store.count_jobs(&filter).await }
+    };
+    let broken: Vec<&BrokenJob> =
+        broken.iter().filter(|b| view.task.is_none() && view.finds(&b.id, &b.id, "")).collect();
+    let (all, running_jobs, failing) =
+        tokio::try_join!(store.count_jobs(&found), in_state(JobStatus::Running), in_state(JobStatus::Failing))?;
+    let (active, paused, finished) = if found.search.is_none() && found.task.is_none() {
+        let c = store.job_counts().await?;
+        (c.active, c.paused, c.finished)
+    } else {
+        tokio::try_join!(in_state(JobStatus::Active), in_state(JobStatus::Paused), in_state(JobStatus::Finished))?
+    };
+    let counts = Counts {
+        all: all + broken.len(),
+        active,
+        paused,
+        running: running_jobs,
+        failing,
+        finished,
+        broken: broken.len(),
+    };
 
     let skip = (view.page - 1) * PAGE_SIZE;
     let (total, rows, broken) = match view.state {
@@ -229,22 +250,24 @@ async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
             (broken.len(), Vec::new(), rows)
         }
         state => {
-            let chosen: Vec<&Job> =
-                found.into_iter().filter(|j| state.is_none_or(|st| in_state(j, st, &running))).collect();
+            let status = state.and_then(StateFilter::status);
+            let total = state.map_or(all, |st| counts.get(st));
+            let page = JobFilter { status, limit: Some(PAGE_SIZE), offset: skip, ..found.clone() };
             let mut rows = Vec::new();
-            for job in chosen.iter().skip(skip).take(PAGE_SIZE) {
-                rows.push(job_row(h, job, running.get(&job.id).copied().unwrap_or(0), now).await?);
+            for job in store.list_jobs(&page).await? {
+                rows.push(job_row(h, &job, running.get(&job.id).copied().unwrap_or(0), now).await?);
             }
             // Without a state filter, the broken rows follow the jobs on the last page.
-            let broken = if state.is_none() && skip + PAGE_SIZE > chosen.len() {
+            let broken = if state.is_none() && skip + PAGE_SIZE > total {
                 broken.iter().map(|b| BrokenRow { id: b.id.clone(), problem: b.problem.clone() }).collect()
             } else {
                 Vec::new()
             };
-            (chosen.len(), rows, broken)
+            (total, rows, broken)
         }
     };
-    Ok(Selection { now, counts, total, rows, broken, tasks: tasks.into_iter().map(str::to_owned).collect() })
+    let tasks = store.job_tasks(MAX_TASKS).await?;
+    Ok(Selection { now, counts, total, rows, broken, tasks })
 }
 
 async fn job_row(h: &Handle, job: &Job, running: u32, now: Timestamp) -> Result<JobRow, ApiError> {
