@@ -179,15 +179,13 @@ struct Chip {
     current: bool,
 }
 
-/// The view worked out over every job: the page's rows, the chips' counts
-/// and the tasks to filter by.
+/// The view: the page's rows and the chips' counts.
 struct Selection {
     now: Timestamp,
     counts: Counts,
     total: usize,
     rows: Vec<JobRow>,
     broken: Vec<BrokenRow>,
-    tasks: Vec<String>,
 }
 
 /// The most tasks the task filter offers.
@@ -266,8 +264,7 @@ async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
             (total, rows, broken)
         }
     };
-    let tasks = store.job_tasks(MAX_TASKS).await?;
-    Ok(Selection { now, counts, total, rows, broken, tasks })
+    Ok(Selection { now, counts, total, rows, broken })
 }
 
 async fn job_row(h: &Handle, job: &Job, running: u32, now: Timestamp) -> Result<JobRow, ApiError> {
@@ -399,7 +396,8 @@ pub(crate) async fn index(
         q: view.q.clone().unwrap_or_default(),
         state: view.state_word(),
         task: view.task.clone().unwrap_or_default(),
-        tasks: sel.tasks,
+        // Read for the page only, not for its poll: the store may read every job row.
+        tasks: h.scheduler.store().job_tasks(MAX_TASKS).await?,
         chips,
         total: sel.total,
         pager,
