@@ -129,7 +129,9 @@ pub use crate::scheduler::{
     SchedulerBuilder, SchedulerState, SchedulerStats, ShutdownMode, SyncReport,
 };
 pub use crate::status::{RunKind, RunStatus, UnknownStatus};
-pub use crate::store::{BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStatus, JobStore};
+pub use crate::store::{
+    BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStatus, JobStore, StatusCounts, count_listed,
+};
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{
     CalendarTrigger, CalendarUnit, CombinedTrigger, CronTrigger, DateTrigger, IntervalTrigger, Trigger, Zone,

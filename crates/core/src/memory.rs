@@ -147,10 +147,12 @@ impl MemoryStore {
 impl Inner {
     /// The jobs `filter` admits, in no order.
     fn admitted<'a>(&'a self, filter: &'a JobFilter) -> impl Iterator<Item = &'a Job> + 'a {
-        self.jobs.values().map(|j| &**j).filter(|j| {
-            let in_flight = self.runs.get(&j.id).is_some_and(|r| r.in_flight > 0);
-            filter.admits(j, in_flight)
-        })
+        self.jobs.values().map(|j| &**j).filter(|j| filter.admits(j, self.in_flight(&j.id)))
+    }
+
+    /// Whether the job has a run pending or running now.
+    fn in_flight(&self, id: &JobId) -> bool {
+        self.runs.get(id).is_some_and(|r| r.in_flight > 0)
     }
 
     fn put(&mut self, job: Job) {
@@ -328,8 +330,16 @@ impl JobStore for MemoryStore {
         Ok(jobs.into_iter().skip(filter.offset).take(filter.limit.unwrap_or(usize::MAX)).cloned().collect())
     }
 
-    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
-        Ok(self.lock().admitted(filter).count())
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<crate::store::StatusCounts> {
+        let inner = self.lock();
+        let mut counts = crate::store::StatusCounts::default();
+        for job in inner.jobs.values() {
+            let in_flight = inner.in_flight(&job.id);
+            if filter.admits(job, in_flight) {
+                counts.add(job, in_flight);
+            }
+        }
+        Ok(counts)
     }
 
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {

@@ -129,6 +129,76 @@ impl JobStatus {
     }
 }
 
+/// [`JobStore::count_jobs`] from full listings: the default, and what a
+/// store does for a filter its queries cannot count.
+///
+/// # Errors
+///
+/// The store's error.
+pub async fn count_listed<S: JobStore + ?Sized>(store: &S, filter: &JobFilter) -> Result<StatusCounts> {
+    let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
+    let running = JobFilter { status: Some(JobStatus::Running), ..all.clone() };
+    let running: std::collections::HashSet<JobId> =
+        store.list_jobs(&running).await?.into_iter().map(|j| j.id).collect();
+    let mut counts = StatusCounts::default();
+    for job in store.list_jobs(&all).await? {
+        counts.add(&job, running.contains(&job.id));
+    }
+    Ok(counts)
+}
+
+/// How many jobs a filter admits, in all and in each state; see
+/// [`JobStore::count_jobs`]. A job is in one of active, paused and
+/// finished, and may also be running, failing or both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    /// Every job the filter admits.
+    pub all: usize,
+    /// Not paused, with a next fire time.
+    pub active: usize,
+    /// Paused.
+    pub paused: usize,
+    /// Not paused, with no more fire times.
+    pub finished: usize,
+    /// With a run pending or running now.
+    pub running: usize,
+    /// Whose last run failed, timed out or was abandoned.
+    pub failing: usize,
+}
+
+impl StatusCounts {
+    /// The jobs in `status`.
+    pub fn get(&self, status: JobStatus) -> usize {
+        match status {
+            JobStatus::Active => self.active,
+            JobStatus::Paused => self.paused,
+            JobStatus::Finished => self.finished,
+            JobStatus::Running => self.running,
+            JobStatus::Failing => self.failing,
+        }
+    }
+
+    /// Counts one more job; `in_flight`: whether it has a run pending or running now.
+    pub fn add(&mut self, job: &Job, in_flight: bool) {
+        self.all += 1;
+        for status in JobStatus::ALL {
+            if status.holds(job, in_flight) {
+                *self.slot(status) += 1;
+            }
+        }
+    }
+
+    fn slot(&mut self, status: JobStatus) -> &mut usize {
+        match status {
+            JobStatus::Active => &mut self.active,
+            JobStatus::Paused => &mut self.paused,
+            JobStatus::Finished => &mut self.finished,
+            JobStatus::Running => &mut self.running,
+            JobStatus::Failing => &mut self.failing,
+        }
+    }
+}
+
 /// Where jobs and runs live.
 ///
 /// Every store passes the same conformance suite (`chime-storetest`), and
@@ -162,12 +232,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// Jobs, ordered by id. Broken rows are left out (see `broken_jobs`).
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>>;
 
-    /// How many jobs `filter` lists, its `limit` and `offset` aside. By
-    /// default a full listing; the memory store counts without copying a
-    /// job and the SQL stores with `COUNT(*)`.
-    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
-        let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
-        Ok(self.list_jobs(&all).await?.len())
+    /// How many jobs `filter` lists, its `limit` and `offset` aside: in all
+    /// and in each [`JobStatus`] (the dashboard's chips). By default full
+    /// listings; the memory store counts without copying a job, and the SQL
+    /// stores in one statement: through their indexes without a search or
+    /// task filter, else in one pass over the rows the filter reads.
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<StatusCounts> {
+        count_listed(self, filter).await
     }
 
     /// The tasks of the stored jobs (broken rows aside), in order, at most

@@ -53,7 +53,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chime_core::{
     BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease, NodeInfo,
-    NodeRegistration, Result, Run, RunQuery, RunStatus, SweptRun,
+    NodeRegistration, Result, Run, RunQuery, RunStatus, StatusCounts, SweptRun,
 };
 use chime_sql::{Dialect, IN_FLIGHT, JobRow, RunRow, encode, micros};
 use jiff::{SignedDuration, Timestamp};
@@ -520,27 +520,17 @@ impl JobStore for PostgresStore {
         Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
     }
 
-    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<StatusCounts> {
         if filter.with_alerts {
             // The index's condition only narrows; the exact check decodes.
-            let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
-            return Ok(self.list_jobs(&all).await?.len());
+            return chime_core::count_listed(self, filter).await;
         }
-        let (sql, texts) = chime_sql::count_jobs_sql(filter, Dialect::Postgres);
-        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
-        for text in texts {
-            query = query.bind(text);
-        }
-        let count: i64 = query.fetch_one(&self.pool).await.map_err(|e| self.err("counting jobs", e))?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        let sql = chime_sql::count_jobs_sql(filter, Dialect::Postgres);
+        chime_sql::fetch_counts(&self.pool, sql).await.map_err(|e| self.err("counting jobs", e))
     }
 
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
-        sqlx::query_scalar(AssertSqlSafe(chime_sql::job_tasks_sql(Dialect::Postgres)))
-            .bind(limit.min(i64::MAX as usize) as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing tasks", e))
+        chime_sql::fetch_tasks(&self.pool, Dialect::Postgres, limit).await.map_err(|e| self.err("listing tasks", e))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {

@@ -50,7 +50,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chime_core::{
     BrokenJob, Claim, ClaimRequest, ConflictPolicy, Error, Job, JobFilter, JobId, JobStats, JobStore, Lease, NodeInfo,
-    NodeRegistration, Result, Run, RunQuery, RunStatus, SweptRun,
+    NodeRegistration, Result, Run, RunQuery, RunStatus, StatusCounts, SweptRun,
 };
 use jiff::{SignedDuration, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -382,27 +382,17 @@ impl JobStore for SqliteStore {
         Ok(chime_sql::listed(rows.into_iter().filter_map(|r| r.decode().ok()), filter))
     }
 
-    async fn count_jobs(&self, filter: &JobFilter) -> Result<usize> {
+    async fn count_jobs(&self, filter: &JobFilter) -> Result<StatusCounts> {
         if filter.with_alerts {
             // The index's condition only narrows; the exact check decodes.
-            let all = JobFilter { limit: None, offset: 0, ..filter.clone() };
-            return Ok(self.list_jobs(&all).await?.len());
+            return chime_core::count_listed(self, filter).await;
         }
-        let (sql, texts) = chime_sql::count_jobs_sql(filter, Dialect::Sqlite);
-        let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
-        for text in texts {
-            query = query.bind(text);
-        }
-        let count: i64 = query.fetch_one(&self.pool).await.map_err(|e| self.err("counting jobs", e))?;
-        Ok(usize::try_from(count).unwrap_or(0))
+        let sql = chime_sql::count_jobs_sql(filter, Dialect::Sqlite);
+        chime_sql::fetch_counts(&self.pool, sql).await.map_err(|e| self.err("counting jobs", e))
     }
 
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
-        sqlx::query_scalar(AssertSqlSafe(chime_sql::job_tasks_sql(Dialect::Sqlite)))
-            .bind(limit.min(i64::MAX as usize) as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err("listing tasks", e))
+        chime_sql::fetch_tasks(&self.pool, Dialect::Sqlite, limit).await.map_err(|e| self.err("listing tasks", e))
     }
 
     async fn update_job(&self, job: Job) -> Result<Job> {
@@ -684,13 +674,20 @@ mod plan_tests {
         assert_eq!(rows_read.count(), 0, "{steps:?}");
     }
 
-    /// The dashboard's chips read every job row before.
+    /// The dashboard's chips read every job row before: without a search,
+    /// each state is counted through its index, and no job row is read.
     #[tokio::test]
-    async fn failing_jobs_are_counted_through_their_index() {
+    async fn the_chips_are_counted_through_indexes() {
         let (_dir, store) = store().await;
-        let failing = JobFilter { status: Some(chime_core::JobStatus::Failing), ..JobFilter::default() };
-        let steps = plan(&store, &chime_sql::count_jobs_sql(&failing, Dialect::Sqlite).0, &[]).await;
-        assert!(steps.iter().any(|s| s.contains("COVERING INDEX chime_job_failing")), "{steps:?}");
+        let steps = plan(&store, &chime_sql::count_jobs_sql(&JobFilter::default(), Dialect::Sqlite).0, &[]).await;
+        for index in ["chime_job_broken", "chime_job_paused", "chime_job_finished", "chime_job_failing"] {
+            assert!(steps.iter().any(|s| s.contains(&format!("COVERING INDEX {index}"))), "{index}: {steps:?}");
+        }
+        // Running: the in-flight runs' index, then each such job's row by id.
+        assert!(steps.iter().any(|s| s.contains("chime_run_in_flight")), "{steps:?}");
+        let by_id = |s: &String| s.starts_with("SEARCH chime_job") && s.ends_with("(id=?)");
+        let rows_read = steps.iter().filter(|s| s.contains("chime_job") && !s.contains("COVERING INDEX") && !by_id(s));
+        assert_eq!(rows_read.count(), 0, "{steps:?}");
     }
 
     /// The alert checks (every minute) read every job before.

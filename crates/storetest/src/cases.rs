@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chime_core::{
     AlertNotice, Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStatus, JobStore, Lease,
-    NodeRegistration, Reason, RetryPolicy, Run, RunKind, RunQuery, RunStatus, Trigger, Zone, plan_fire,
+    NodeRegistration, Reason, RetryPolicy, Run, RunKind, RunQuery, RunStatus, StatusCounts, Trigger, Zone, plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -569,7 +569,14 @@ pub async fn listing_jobs_by_state_task_and_search(h: &Harness) {
         async move {
             let listed = ids(store.list_jobs(&filter).await.unwrap());
             assert_eq!(listed, expected, "{filter:?}");
-            assert_eq!(store.count_jobs(&filter).await.unwrap(), expected.len(), "{filter:?}");
+            let counts = store.count_jobs(&filter).await.unwrap();
+            assert_eq!(counts.all, expected.len(), "{filter:?}");
+            // Each state's count is what a listing in that state finds.
+            for s in JobStatus::ALL.into_iter().filter(|_| filter.status.is_none()) {
+                let within = JobFilter { status: Some(s), ..filter.clone() };
+                let listed = store.list_jobs(&within).await.unwrap().len();
+                assert_eq!(counts.get(s), listed, "{s:?} in {filter:?}: {counts:?}");
+            }
         }
     };
     let status = |s| JobFilter { status: Some(s), ..JobFilter::default() };
@@ -595,8 +602,20 @@ pub async fn listing_jobs_by_state_task_and_search(h: &Harness) {
     // Paging cuts the listing; the count is of all it finds.
     let page = JobFilter { limit: Some(1), offset: 1, ..both };
     assert_eq!(ids(store.list_jobs(&page).await.unwrap()), ["run-me"]);
-    assert_eq!(store.count_jobs(&page).await.unwrap(), 2);
-    assert_eq!(store.count_jobs(&JobFilter::default()).await.unwrap(), 6);
+    assert_eq!(store.count_jobs(&page).await.unwrap().all, 2);
+    // The chips: through the indexes without a search, in one pass with one.
+    let chips = |all, active, paused, finished, running, failing| StatusCounts {
+        all,
+        active,
+        paused,
+        finished,
+        running,
+        failing,
+    };
+    assert_eq!(store.count_jobs(&JobFilter::default()).await.unwrap(), chips(6, 4, 1, 1, 1, 1));
+    assert_eq!(store.count_jobs(&search("e")).await.unwrap(), chips(4, 2, 1, 1, 1, 0));
+    let mail = JobFilter { task: Some("mail".into()), ..JobFilter::default() };
+    assert_eq!(store.count_jobs(&mail).await.unwrap(), chips(1, 1, 0, 0, 0, 0));
     assert_eq!(store.job_tasks(10).await.unwrap(), ["mail", "task"]);
     assert_eq!(store.job_tasks(1).await.unwrap(), ["mail"]);
 }

@@ -209,30 +209,19 @@ async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
     }
     let now = s.clock().now();
 
-    // The search and the task filter go to the store, which counts and
-    // pages (through its indexes, without a search); no page reads every job.
+    // The search and the task filter go to the store, which counts (in one
+    // statement) and pages; no page reads every job.
     let found = JobFilter { search: view.q.clone(), task: view.task.clone(), ..JobFilter::default() };
-    let in_state = |status| {
-        let filter = JobFilter { status: Some(status), ..found.clone() };
-        async move { store.count_jobs(&filter).await }
-    };
     let broken: Vec<&BrokenJob> =
         broken.iter().filter(|b| view.task.is_none() && view.finds(&b.id, &b.id, "")).collect();
-    let (all, running_jobs, failing) =
-        tokio::try_join!(store.count_jobs(&found), in_state(JobStatus::Running), in_state(JobStatus::Failing))?;
-    let (active, paused, finished) = if found.search.is_none() && found.task.is_none() {
-        let c = store.job_counts().await?;
-        (c.active, c.paused, c.finished)
-    } else {
-        tokio::try_join!(in_state(JobStatus::Active), in_state(JobStatus::Paused), in_state(JobStatus::Finished))?
-    };
+    let c = store.count_jobs(&found).await?;
     let counts = Counts {
-        all: all + broken.len(),
-        active,
-        paused,
-        running: running_jobs,
-        failing,
-        finished,
+        all: c.all + broken.len(),
+        active: c.active,
+        paused: c.paused,
+        running: c.running,
+        failing: c.failing,
+        finished: c.finished,
         broken: broken.len(),
     };
 
@@ -249,7 +238,7 @@ async fn select(h: &Handle, view: &View) -> Result<Selection, ApiError> {
         }
         state => {
             let status = state.and_then(StateFilter::status);
-            let total = state.map_or(all, |st| counts.get(st));
+            let total = state.map_or(c.all, |st| counts.get(st));
             let page = JobFilter { status, limit: Some(PAGE_SIZE), offset: skip, ..found.clone() };
             let mut rows = Vec::new();
             for job in store.list_jobs(&page).await? {
