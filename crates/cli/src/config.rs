@@ -753,7 +753,7 @@ fn job_from(mut s: JobSection, defaults: &JobOptions, zone: Option<&str>) -> Res
         return Err(errors);
     };
     let mut job = Job::new(&s.id, task, trigger).map_err(|e| vec![("id", e.to_string())])?;
-    job.name = s.name;
+    job.name = s.name.map(String::into_boxed_str);
     job.args = args;
     job.options = options;
     Ok(job)

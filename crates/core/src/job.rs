@@ -198,7 +198,7 @@ pub struct Job {
     pub id: JobId,
     /// A display name; the id when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<Box<str>>,
     /// The name of the registered task that runs. Shared: a million jobs of
     /// one task hold one copy of its name.
     pub task: Arc<str>,
@@ -221,7 +221,7 @@ pub struct JobState {
     /// The next scheduled time; none when paused or finished.
     pub next_run_at: Option<Timestamp>,
     /// Why the job is paused; none when it is not.
-    pub paused: Option<String>,
+    pub paused: Option<Box<str>>,
     /// When the last run started.
     pub last_run_at: Option<Timestamp>,
     /// How the last run ended.
@@ -231,7 +231,7 @@ pub struct JobState {
     /// For jobs defined in code: a hash of the definition at the last
     /// `Scheduler::sync`, to tell a code change from a runtime edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code_hash: Option<String>,
+    pub code_hash: Option<Box<str>>,
 }
 
 impl Job {
@@ -259,7 +259,7 @@ impl Job {
 
     /// Sets the display name.
     pub fn with_name(mut self, name: &str) -> Job {
-        self.name = Some(name.to_owned());
+        self.name = Some(name.into());
         self
     }
 

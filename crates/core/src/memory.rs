@@ -39,6 +39,9 @@ use crate::run::{JobStats, Run, RunQuery};
 use crate::status::RunStatus;
 use crate::store::{Claim, ConflictPolicy, JobFilter, JobStore};
 
+mod table;
+use table::JobTable;
+
 /// A `HashMap` with foldhash: job ids are hashed on every claim and update.
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -55,9 +58,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Boxed so that growing the map moves 24-byte entries, and a million
-    /// jobs do not pay for the map's spare capacity at full job size.
-    jobs: FoldMap<JobId, Box<Job>>,
+    /// Boxed so that growing the table moves 8-byte entries, and a million
+    /// jobs do not pay for its spare capacity at full job size.
+    jobs: JobTable,
     due: BTreeSet<(Timestamp, JobId)>,
     runs: FoldMap<JobId, JobRuns>,
     unclaimed: BTreeSet<(Timestamp, RunId, JobId)>,
@@ -147,7 +150,7 @@ impl MemoryStore {
 impl Inner {
     /// The jobs `filter` admits, in no order.
     fn admitted<'a>(&'a self, filter: &'a JobFilter) -> impl Iterator<Item = &'a Job> + 'a {
-        self.jobs.values().map(|j| &**j).filter(|j| filter.admits(j, self.in_flight(&j.id)))
+        self.jobs.values().filter(|j| filter.admits(j, self.in_flight(&j.id)))
     }
 
     /// Whether the job has a run pending or running now.
@@ -163,7 +166,7 @@ impl Inner {
             }
         }
         index(&mut self.due, &mut self.paused, &job);
-        self.jobs.insert(job.id.clone(), Box::new(job));
+        self.jobs.insert(Box::new(job));
     }
 
     fn take(&mut self, id: &JobId) -> Option<Job> {
@@ -269,7 +272,7 @@ impl JobStore for MemoryStore {
             if let Some(existing) = inner.jobs.get(&job.id) {
                 match on_conflict {
                     ConflictPolicy::Error => return Err(Error::JobExists(job.id)),
-                    ConflictPolicy::KeepExisting => return Ok((**existing).clone()),
+                    ConflictPolicy::KeepExisting => return Ok(existing.clone()),
                     ConflictPolicy::Replace => job.state.version = existing.state.version + 1,
                 }
             } else {
@@ -292,14 +295,14 @@ impl JobStore for MemoryStore {
             for job in &mut jobs {
                 let inner = &mut *inner;
                 // A new id (the usual case) is hashed once more, not three times.
-                let existing = match inner.jobs.entry(job.id.clone()) {
-                    std::collections::hash_map::Entry::Vacant(slot) => {
+                let existing = match inner.jobs.entry(&job.id) {
+                    hashbrown::hash_table::Entry::Vacant(slot) => {
                         job.state.version = 1;
                         index(&mut inner.due, &mut inner.paused, job);
                         slot.insert(Box::new(job.clone()));
                         continue;
                     }
-                    std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+                    hashbrown::hash_table::Entry::Occupied(slot) => slot.into_mut(),
                 };
                 if on_conflict == ConflictPolicy::KeepExisting {
                     *job = (**existing).clone();
@@ -320,7 +323,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn get_job(&self, id: &JobId) -> Result<Option<Job>> {
-        Ok(self.lock().jobs.get(id).map(|j| (**j).clone()))
+        Ok(self.lock().jobs.get(id).cloned())
     }
 
     async fn list_jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
@@ -394,7 +397,7 @@ impl JobStore for MemoryStore {
         for key in waiting {
             inner.unclaimed.remove(&key);
             let (_, run_id, job_id) = key;
-            let job = inner.jobs.get(&job_id).map(|j| (**j).clone());
+            let job = inner.jobs.get(&job_id).cloned();
             let Some(run) = inner.run_mut(&job_id, run_id) else { continue };
             match job {
                 Some(job) => {

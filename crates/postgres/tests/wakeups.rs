@@ -100,7 +100,7 @@ async fn every_change_wakes(one: &PostgresStore, two: &PostgresStore, tag: &str)
         let change = async {
             let mut j = two.get_job(&chime_core::JobId::new(&format!("{tag}-p")).unwrap()).await.unwrap().unwrap();
             // Paused, resumed, paused: each try a real change.
-            j.state.paused = (i % 2 == 0).then(|| "by the test".to_owned());
+            j.state.paused = (i % 2 == 0).then(|| "by the test".into());
             two.update_job(j).await.unwrap();
         };
         paused.push(wake_time(one, change).await);

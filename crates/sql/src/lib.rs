@@ -74,18 +74,18 @@ impl JobRow {
         let last_status = self.last_status.map(|s| s.parse::<RunStatus>().map_err(|e| e.to_string())).transpose()?;
         Ok(Job {
             id,
-            name: self.name,
+            name: self.name.map(String::into_boxed_str),
             task: Arc::from(self.task),
             args,
             trigger,
             options,
             state: JobState {
                 next_run_at: opt_instant(self.next_run_at)?,
-                paused: self.paused,
+                paused: self.paused.map(String::into_boxed_str),
                 last_run_at: opt_instant(self.last_run_at)?,
                 last_status,
                 version: self.version as u64,
-                code_hash: self.code_hash,
+                code_hash: self.code_hash.map(String::into_boxed_str),
             },
         })
     }

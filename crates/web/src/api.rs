@@ -308,7 +308,7 @@ async fn add_job(State(h): State<Handle>, bytes: Result<Bytes, BytesRejection>) 
     }
     let mut job = Job::new(&new.id, &new.task, trigger(new.trigger)?).map_err(|e| ApiError::invalid(e.to_string()))?;
     policy::http_args(&new.task, &new.args, h.allowed_targets.as_deref())?;
-    job.name = new.name;
+    job.name = new.name.map(String::into_boxed_str);
     job.args = new.args;
     if let Some(options) = new.options {
         job.options = serde_json::from_value::<JobOptions>(options)

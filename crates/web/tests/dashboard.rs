@@ -82,7 +82,7 @@ async fn a_hundred_and_twenty_jobs() -> Scheduler {
         let task = if i % 3 == 0 { "mail" } else { "noop" };
         let mut job = Job::new(&format!("job-{i:03}"), task, Trigger::cron("0 9 * * *").unwrap()).unwrap();
         if i % 10 == 0 {
-            job.state.paused = Some(format!("paused #{i}"));
+            job.state.paused = Some(format!("paused #{i}").into());
         }
         if i == 7 {
             job.name = Some("Nightly billing".into());

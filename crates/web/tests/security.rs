@@ -79,7 +79,7 @@ fn code(v: &Value) -> &str {
 }
 
 async fn paused(s: &Scheduler, id: &str) -> Option<String> {
-    s.get_job(id).await.unwrap().state.paused
+    s.get_job(id).await.unwrap().state.paused.map(String::from)
 }
 
 // ---- Browsers cannot be turned against the server ----

@@ -181,13 +181,13 @@ impl Scheduler {
                 // again (or a resume): another pause keeps it, so that a pause
                 // and a resume over the API cannot revive what the config dropped.
                 if job.state.paused.as_deref() != Some(super::REMOVED_FROM_CODE) {
-                    job.state.paused = Some(reason.clone());
+                    job.state.paused = Some(reason.as_str().into());
                 }
                 job.state.next_run_at = None;
                 Ok(())
             })
             .await?;
-        let reason = job.state.paused.clone().unwrap_or(reason);
+        let reason = job.state.paused.as_deref().map_or(reason, str::to_owned);
         tracing::info!(job_id = %job.id, reason, "job paused");
         self.inner.events.emit(Event::JobPaused { job_id: job.id.clone(), reason });
         Ok(job)
@@ -239,7 +239,7 @@ impl Scheduler {
         let job = self
             .update(id, |job| {
                 if let Some(name) = &patch.name {
-                    job.name = name.clone();
+                    job.name = name.as_deref().map(Box::from);
                 }
                 if let Some(args) = &patch.args {
                     job.args = args.clone();

@@ -93,14 +93,14 @@ impl Scheduler {
             let stored = match self.inner.store.get_job(&job.id).await {
                 Ok(Some(stored)) => stored,
                 Ok(None) => {
-                    job.state.code_hash = Some(hash);
+                    job.state.code_hash = Some(hash.into());
                     fresh.push(job);
                     continue;
                 }
                 Err(Error::BrokenJob { problem, .. }) => {
                     // Code defines this job: its definition replaces the row
                     // that no longer decodes (the history stays).
-                    job.state.code_hash = Some(hash);
+                    job.state.code_hash = Some(hash.into());
                     let id = job.id.clone();
                     self.add_job(job, ConflictPolicy::Replace).await?;
                     tracing::warn!(job_id = %id, %problem, "stored job did not decode; replaced by its definition in code");
@@ -116,7 +116,7 @@ impl Scheduler {
             // adds them, the others keep its rows and go on with those.
             let stored = self.add_jobs(fresh.clone(), ConflictPolicy::KeepExisting).await?;
             for (job, stored) in fresh.into_iter().zip(stored) {
-                let hash = job.state.code_hash.clone().unwrap_or_default();
+                let hash = job.state.code_hash.as_deref().unwrap_or_default().to_owned();
                 if stored.state.code_hash.as_deref() == Some(hash.as_str()) {
                     report.added.push(job.id);
                 } else {
@@ -180,7 +180,7 @@ impl Scheduler {
             } else if definition_changed || force || stored.state.next_run_at.is_none() {
                 stored.state.next_run_at = first_fire(&stored.trigger, now);
             }
-            stored.state.code_hash = Some(hash.clone());
+            stored.state.code_hash = Some(hash.as_str().into());
             Ok(())
         })
         .await?;

@@ -100,7 +100,7 @@ pub(crate) async fn job(
         trigger_written: serde_json::to_string(&job.trigger).unwrap_or_default(),
         zone: zone_words(&job, zone, now),
         status: if running { "running" } else { job.status() },
-        paused: job.state.paused.clone(),
+        paused: job.state.paused.as_deref().map(str::to_owned),
         refused: crate::policy::resume(&job).err().map(|e| e.message),
         reschedulable: job.state.code_hash.is_none(),
         zone_name: zone.name().to_owned(),

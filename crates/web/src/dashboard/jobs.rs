@@ -283,7 +283,7 @@ async fn job_row(h: &Handle, job: &Job, running: u32, now: Timestamp) -> Result<
         task: job.task.to_string(),
         trigger: job.trigger.describe(),
         status: if running > 0 { "running" } else { job.status() },
-        paused: job.state.paused.clone(),
+        paused: job.state.paused.as_deref().map(str::to_owned),
         running,
         next: job.state.next_run_at.map(|t| Shown::new(t, zone, now)),
         last,
