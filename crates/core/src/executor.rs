@@ -3,10 +3,11 @@
 //! every update of it fenced by the lease the run was claimed under.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, later};
@@ -65,7 +66,11 @@ pub(crate) struct Executor {
     pub(crate) events: Events,
     slots: Arc<Semaphore>,
     running: Mutex<HashMap<RunId, InFlight, foldhash::fast::RandomState>>,
-    in_flight: watch::Sender<usize>,
+    /// The length of `running`, to read without its lock. Not a watch: a
+    /// watch's send wakes its eight notifiers, twice a run.
+    count: AtomicUsize,
+    /// Woken when the last run in progress ends (`idle`).
+    idle: Notify,
     /// The newest lease epoch a run update of this node was fenced out
     /// under (0: none yet), for the heartbeat to check its lease at once.
     fenced: watch::Sender<u64>,
@@ -88,7 +93,8 @@ impl Executor {
             events,
             slots: Arc::new(Semaphore::new(max_concurrency)),
             running: Mutex::new(HashMap::default()),
-            in_flight: watch::Sender::new(0),
+            count: AtomicUsize::new(0),
+            idle: Notify::new(),
             fenced: watch::Sender::new(0),
             cancel_grace,
         }
@@ -102,16 +108,21 @@ impl Executor {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             running
                 .insert(run.id, InFlight { job_id: run.job_id.clone(), epoch: run.epoch, cancel: Arc::clone(&cancel) });
-            self.in_flight.send_replace(running.len());
+            self.count.store(running.len(), Ordering::Relaxed);
         }
         let this = Arc::clone(self);
-        tokio::spawn(async move {
+        // Boxed: the run's future is kilobytes (every state of `execute`),
+        // and tokio moves what it spawns, and rewrites its stage, by value.
+        tokio::spawn(Box::pin(async move {
             let run_id = run.id;
             execute(&this, job, run, &cancel).await;
             let mut running = this.running.lock().unwrap_or_else(|p| p.into_inner());
             running.remove(&run_id);
-            this.in_flight.send_replace(running.len());
-        });
+            this.count.store(running.len(), Ordering::Relaxed);
+            if running.is_empty() {
+                this.idle.notify_waiters();
+            }
+        }));
     }
 
     /// Cancels the runs in progress of the jobs `which` selects, `by` whom.
@@ -132,9 +143,17 @@ impl Executor {
         lost.len()
     }
 
-    /// How many runs are in progress, as a signal.
-    pub(crate) fn in_flight(&self) -> watch::Receiver<usize> {
-        self.in_flight.subscribe()
+    /// Returns once no run is in progress.
+    pub(crate) async fn idle(&self) {
+        loop {
+            // Registered before the count is read, so an end in between wakes it.
+            let mut ended = std::pin::pin!(self.idle.notified());
+            ended.as_mut().enable();
+            if self.running_count() == 0 {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// Signals the newest lease epoch a run update was fenced out under.
@@ -160,7 +179,7 @@ impl Executor {
 
     /// How many runs are in progress now.
     pub(crate) fn running_count(&self) -> usize {
-        *self.in_flight.borrow()
+        self.count.load(Ordering::Relaxed)
     }
 
     /// Writes a run's start (or the start of its next attempt). When the
@@ -209,7 +228,12 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
         run.started_at = Some(clock.now());
         return finish(inner, run, RunStatus::Failed, Ended::Error(why), alert.as_deref()).await;
     };
-    let args = Arc::new(job.args.clone());
+    // The job is this run's own unless the claim planned several runs of it.
+    let mut job = job;
+    let args = match Arc::get_mut(&mut job) {
+        Some(owned) => Arc::new(std::mem::take(&mut owned.args)),
+        None => Arc::new(job.args.clone()),
+    };
     let retry = job.options.retry.clone();
 
     run.started_at = Some(clock.now());

@@ -142,7 +142,8 @@ pub(crate) enum Handler {
 /// ```
 #[derive(Clone, Default)]
 pub struct TaskRegistry {
-    tasks: HashMap<Arc<str>, Handler>,
+    /// Looked up on every run: foldhash, not SipHash.
+    tasks: HashMap<Arc<str>, Handler, foldhash::fast::RandomState>,
 }
 
 impl TaskRegistry {

@@ -486,6 +486,40 @@ async fn without_coalesce_every_missed_time_runs() {
     );
 }
 
+/// A run takes its job's arguments: moved to the task when the claim gave
+/// the job one run, shared when it gave it several (here four, uncoalesced).
+#[tokio::test]
+async fn every_run_gets_the_job_arguments() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    let mut h = Harness::with_tasks(
+        |tasks| {
+            tasks.register("echo", move |ctx: JobContext| {
+                s.lock().unwrap().push((ctx.job_id.to_string(), (*ctx.args).clone()));
+                async { Ok::<_, std::io::Error>(()) }
+            });
+        },
+        |b| b,
+    );
+    let args = serde_json::json!({"to": "ops", "n": [1, 2]});
+    let every = Job::new("every", "echo", Trigger::cron("0 * * * *").unwrap()).unwrap().with_args(args.clone());
+    h.add(every.with_coalesce(false).with_max_instances(10)).await;
+    h.add(Job::new("once", "echo", Trigger::cron("30 * * * *").unwrap()).unwrap().with_args(args.clone())).await;
+    h.scheduler.start().unwrap();
+    h.scheduler.pause();
+    h.wait_for("pause", |e| matches!(e, Event::SchedulerPaused)).await;
+    h.advance(hours(3));
+    h.scheduler.resume();
+    // every: 00:00 to 03:00, four runs; once: 02:30 (the other half hours coalesced).
+    h.wait_for_runs_to_finish(5).await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let expected: Vec<_> = ["every", "every", "every", "every", "once"].map(|j| (j.to_owned(), args.clone())).into();
+    assert_eq!(seen, expected);
+    // The stored job keeps them.
+    assert_eq!(h.scheduler.get_job("every").await.unwrap().args, args);
+}
+
 #[tokio::test]
 async fn times_past_the_misfire_grace_time_are_recorded_as_missed() {
     let mut h = Harness::new();

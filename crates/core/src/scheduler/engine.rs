@@ -48,7 +48,7 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
     let mut next_prune = inner.clock.now();
     let mut next_trim = inner.clock.now();
     // Jobs claimed here since the last trim or prune: their history grew.
-    let mut claimed_since: HashSet<JobId> = HashSet::new();
+    let mut claimed_since: HashSet<JobId, foldhash::fast::RandomState> = HashSet::default();
     let mut next_alert_check = inner.clock.now();
     loop {
         let current = *state.borrow_and_update();
@@ -147,7 +147,7 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
 
 /// Trims the history of the jobs claimed since the last time to the newest
 /// `keep_per_job` finished runs each, a batch of jobs per store call.
-async fn trim_claimed(inner: &Inner, claimed: &mut HashSet<JobId>) {
+async fn trim_claimed(inner: &Inner, claimed: &mut HashSet<JobId, foldhash::fast::RandomState>) {
     if claimed.is_empty() {
         return;
     }
@@ -167,23 +167,34 @@ async fn trim_claimed(inner: &Inner, claimed: &mut HashSet<JobId>) {
 
 fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
     let Claim { job, runs, uncounted } = claim;
-    let job = Arc::new(job);
     if uncounted > 0 {
         tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
     }
     let fired = runs.iter().any(|r| r.kind == RunKind::Scheduled);
+    let finished = (fired && job.state.next_run_at.is_none() && !job.is_paused()).then(|| job.id.clone());
+    let mut pending = Vec::with_capacity(runs.len());
     for run in runs {
         match run.status {
-            RunStatus::Pending => inner.executor.dispatch(Arc::clone(&job), run),
+            RunStatus::Pending => pending.push(run),
             RunStatus::Missed | RunStatus::Skipped => report_not_run(&inner.events, &run),
             other => {
                 tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
             }
         }
     }
-    if fired && job.state.next_run_at.is_none() && !job.is_paused() {
-        tracing::info!(job_id = %job.id, "job finished: its trigger has no more fire times");
-        inner.events.emit(Event::JobFinished { job_id: job.id.clone() });
+    // The last run takes the job itself, so that a job of one run is that
+    // run's alone (its arguments then move to the task instead of a copy).
+    let job = Arc::new(job);
+    let last = pending.pop();
+    for run in pending {
+        inner.executor.dispatch(Arc::clone(&job), run);
+    }
+    if let Some(run) = last {
+        inner.executor.dispatch(job, run);
+    }
+    if let Some(job_id) = finished {
+        tracing::info!(%job_id, "job finished: its trigger has no more fire times");
+        inner.events.emit(Event::JobFinished { job_id });
     }
 }
 

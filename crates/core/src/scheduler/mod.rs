@@ -223,13 +223,12 @@ impl Scheduler {
         if let Some(task) = task {
             let _ = task.await;
         }
-        let mut in_flight = self.inner.executor.in_flight();
         match mode {
             ShutdownMode::Wait(limit) => {
                 let deadline =
                     later(self.inner.clock.now(), SignedDuration::try_from(limit).unwrap_or(SignedDuration::MAX));
                 tokio::select! {
-                    _ = in_flight.wait_for(|n| *n == 0) => {}
+                    _ = self.inner.executor.idle() => {}
                     _ = self.inner.clock.sleep_until(deadline) => {
                         tracing::warn!("shutdown deadline passed; cancelling the runs still going");
                         self.inner.executor.cancel_jobs(|_| true, CancelledBy::Shutdown);
@@ -238,7 +237,7 @@ impl Scheduler {
             }
             ShutdownMode::Cancel => self.inner.executor.cancel_jobs(|_| true, CancelledBy::Shutdown),
         }
-        let _ = in_flight.wait_for(|n| *n == 0).await;
+        self.inner.executor.idle().await;
         // Only now: runs going on until here still needed the lease.
         self.inner.keeper.stop().await;
         self.inner.state.send_replace(SchedulerState::ShutDown);
