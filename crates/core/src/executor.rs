@@ -266,7 +266,9 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 scheduled_for: run.scheduled_for,
                 attempt: run.attempt,
                 args: Arc::clone(&args),
-                cancel: token.child_token(),
+                // A timeout cancels the attempt alone (a retry may follow),
+                // so it needs a token of its own; without one the run's does.
+                cancel: if job.options.timeout.is_some() { token.child_token() } else { token.clone() },
                 alert: alert.clone(),
                 output: Arc::clone(&output),
             };

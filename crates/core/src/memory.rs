@@ -169,6 +169,20 @@ impl Inner {
         self.jobs.insert(Box::new(job));
     }
 
+    /// Moves a due job (`key` is its entry in `due`) to its next fire
+    /// time, in place: what a claim changes.
+    fn reschedule(&mut self, key: (Timestamp, JobId), next_run_at: Option<Timestamp>) -> &Job {
+        self.due.remove(&key);
+        let (_, id) = key;
+        let job = self.jobs.get_mut(&id).expect("every indexed job exists");
+        job.state.next_run_at = next_run_at;
+        if let Some(at) = next_run_at {
+            // Due means not paused: the index takes it back.
+            self.due.insert((at, id));
+        }
+        job
+    }
+
     fn take(&mut self, id: &JobId) -> Option<Job> {
         let job = self.jobs.remove(id)?;
         self.paused -= usize::from(job.is_paused());
@@ -416,29 +430,30 @@ impl JobStore for MemoryStore {
             }
         }
 
-        let due: Vec<JobId> = inner
+        let due: Vec<(Timestamp, JobId)> = inner
             .due
             .iter()
             .take_while(|(at, _)| *at <= now)
             .filter(|(_, id)| inner.jobs.get(id).is_some_and(|j| req.has_task(&j.task)))
             .take(req.limit.saturating_sub(claims.len()))
-            .map(|(_, id)| id.clone())
+            .cloned()
             .collect();
-        for id in due {
-            let mut job = inner.take(&id).expect("every indexed job exists");
-            let in_flight = inner.runs.get(&id).map_or_else(Vec::new, JobRuns::in_flight_ids);
-            let plan = plan_fire(&job, now, &in_flight);
-            job.state.next_run_at = plan.next_run_at;
+        for key in due {
+            let id = &key.1;
+            let job = inner.jobs.get(id).expect("every indexed job exists");
+            let in_flight = inner.runs.get(id).map_or_else(Vec::new, JobRuns::in_flight_ids);
+            let plan = plan_fire(job, now, &in_flight);
+            let next_run_at = plan.next_run_at;
             let uncounted = plan.uncounted;
-            let mut runs = plan.into_runs(&id, now, &lease);
+            let mut runs = plan.into_runs(id, now, &lease);
             // Runs are unique per scheduled time, as in the SQL stores: a
             // time that already has a run (a backfill, a run recorded by
             // hand) is not run or recorded again.
-            runs.retain(|run| !inner.has_run_at(&id, run.scheduled_for));
+            runs.retain(|run| !inner.has_run_at(id, run.scheduled_for));
             for run in &runs {
                 inner.record(run.clone(), self.history_limit);
             }
-            inner.put(job.clone());
+            let job = inner.reschedule(key, next_run_at).clone();
             claims.push(Claim { job, runs, uncounted });
         }
         Ok(claims)
