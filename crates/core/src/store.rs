@@ -268,6 +268,14 @@ pub trait JobStore: Send + Sync + 'static {
     ///   unchanged. A requested run whose job is gone is recorded `cancelled`.
     async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>>;
 
+    /// How many due jobs a claim takes unless the scheduler is told
+    /// otherwise (`SchedulerBuilder::batch_size`): what suits this store.
+    /// 64 by default: the memory store's lock is then held briefly, so the
+    /// runs finishing meanwhile are not kept waiting.
+    fn claim_batch(&self) -> usize {
+        64
+    }
+
     /// When the next claim of a node with `tasks` would find something: the
     /// earliest next fire time of an active job of those tasks, or the
     /// scheduled time of a run waiting for a node.

@@ -15,12 +15,78 @@ use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_
 /// The due jobs a claim takes: now, the task names (a JSON array), how many.
 /// Read in the order of the `chime_job_due` index, so a herd due on one
 /// second is not sorted whole on every claim (a test holds the plan).
-const DUE_JOBS: &str = concat!(
-    "SELECT ",
-    chime_sql::job_fields!(),
-    " FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL \
-     AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?"
+///
+/// The rows come back as one JSON array ([`due_rows`] reads it): a row at a
+/// time, each crosses sqlx's worker thread on its own, and a batch is
+/// hundreds. A column holding a value of the wrong type (a row edited by
+/// hand: a blob, text in an integer column) comes back null and named in the
+/// last element, so that the row is marked broken rather than failing the
+/// claim of every job. (`SELECT *` inside is read by this statement alone,
+/// column by name, never by sqlx.)
+const DUE_JOBS: &str = "SELECT COALESCE(json_group_array(json_array(id, CASE WHEN typeof(name) = 'text' THEN name END, CASE WHEN typeof(task) = 'text' THEN task END, CASE WHEN typeof(args) = 'text' THEN args END, CASE WHEN typeof(trigger) = 'text' THEN trigger END, CASE WHEN typeof(options) = 'text' THEN options END, CASE WHEN typeof(next_run_at) = 'integer' THEN next_run_at END, CASE WHEN typeof(paused) = 'text' THEN paused END, CASE WHEN typeof(last_run_at) = 'integer' THEN last_run_at END, CASE WHEN typeof(last_status) = 'text' THEN last_status END, CASE WHEN typeof(version) = 'integer' THEN version END, CASE WHEN typeof(code_hash) = 'text' THEN code_hash END, CASE WHEN typeof(name) NOT IN ('text', 'null') THEN ' name' ELSE '' END || CASE WHEN typeof(task) NOT IN ('text') THEN ' task' ELSE '' END || CASE WHEN typeof(args) NOT IN ('text') THEN ' args' ELSE '' END || CASE WHEN typeof(trigger) NOT IN ('text') THEN ' trigger' ELSE '' END || CASE WHEN typeof(options) NOT IN ('text') THEN ' options' ELSE '' END || CASE WHEN typeof(next_run_at) NOT IN ('integer', 'null') THEN ' next_run_at' ELSE '' END || CASE WHEN typeof(paused) NOT IN ('text', 'null') THEN ' paused' ELSE '' END || CASE WHEN typeof(last_run_at) NOT IN ('integer', 'null') THEN ' last_run_at' ELSE '' END || CASE WHEN typeof(last_status) NOT IN ('text', 'null') THEN ' last_status' ELSE '' END || CASE WHEN typeof(version) NOT IN ('integer') THEN ' version' ELSE '' END || CASE WHEN typeof(code_hash) NOT IN ('text', 'null') THEN ' code_hash' ELSE '' END)), '[]') \
+     FROM (SELECT * FROM chime_job WHERE typeof(id) = 'text' AND next_run_at IS NOT NULL AND paused IS NULL \
+     AND broken IS NULL AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?)";
+
+/// A [`DUE_JOBS`] element: the id, the other columns of [`JobRow`] (null
+/// when of the wrong type), and the names of the mistyped columns.
+type DueColumns = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    String,
 );
+
+/// The rows of a [`DUE_JOBS`] answer; a row with a mistyped column is
+/// broken (its `decode` says why).
+fn due_rows(json: &str) -> std::result::Result<Vec<JobRow>, serde_json::Error> {
+    let rows: Vec<DueColumns> = serde_json::from_str(json)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                name,
+                task,
+                args,
+                trigger,
+                options,
+                next_run_at,
+                paused,
+                last_run_at,
+                last_status,
+                version,
+                code_hash,
+                mistyped,
+            )| {
+                JobRow {
+                    id,
+                    name,
+                    task: task.unwrap_or_default(),
+                    args: args.unwrap_or_default(),
+                    trigger: trigger.unwrap_or_default(),
+                    options: options.unwrap_or_default(),
+                    next_run_at,
+                    paused,
+                    last_run_at,
+                    last_status,
+                    version: version.unwrap_or_default(),
+                    code_hash,
+                    broken: (!mistyped.is_empty())
+                        .then(|| format!("a column holds a value of the wrong type:{mistyped}")),
+                }
+            },
+        )
+        .collect())
+}
 
 /// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
 fn task_list(tasks: &[Arc<str>]) -> String {
@@ -61,19 +127,20 @@ impl SqliteStore {
         let fail = |e| self.err("claiming due jobs", e);
         let now = req.now;
         let tasks = task_list(req.tasks);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let Some(lease) = renew(&mut tx, req.lease, req.ttl, now).await.map_err(fail)? else {
             return Err(lost(req.lease));
         };
         let mut claims = self.claim_requested(&mut tx, req, &lease, &tasks).await?;
 
-        let rows: Vec<JobRow> = sqlx::query_as(DUE_JOBS)
+        let due: String = sqlx::query_scalar(DUE_JOBS)
             .bind(micros(now))
             .bind(&tasks)
             .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
-            .fetch_all(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(fail)?;
+        let rows = due_rows(&due).map_err(|e| fail(sqlx::Error::Decode(Box::new(e))))?;
 
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -122,15 +189,34 @@ impl SqliteStore {
         let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
         let mut inserted = std::collections::HashSet::new();
         for chunk in all_runs.chunks(100) {
+            // Not `RETURNING id`: that sends each row across sqlx's worker
+            // thread on its own. The ids are new, so when a time already
+            // had a run (rare) those that exist now are the ones inserted.
             let sql = format!(
-                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id",
+                "INSERT INTO chime_run {RUN_COLUMNS} VALUES {} ON CONFLICT (job_id, scheduled_for) DO NOTHING",
                 run_rows(chunk.len())
             );
-            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            let mut q = sqlx::query(AssertSqlSafe(sql));
             for run in chunk {
                 q = bind_run!(q, run);
             }
-            inserted.extend(q.fetch_all(&mut *tx).await.map_err(fail)?);
+            let ids = chunk.iter().map(|r| r.id.to_string());
+            if q.execute(&mut *tx).await.map_err(fail)?.rows_affected() == chunk.len() as u64 {
+                inserted.extend(ids);
+                continue;
+            }
+            let ids: Vec<String> = ids.collect();
+            let sql = format!(
+                "SELECT COALESCE(json_group_array(id), '[]') FROM chime_run WHERE id IN ({})",
+                vec!["?"; ids.len()].join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(id);
+            }
+            let found: Vec<String> = serde_json::from_str(&q.fetch_one(&mut *tx).await.map_err(fail)?)
+                .map_err(|e| fail(sqlx::Error::Decode(Box::new(e))))?;
+            inserted.extend(found);
         }
 
         // The next fire time is runtime state: the definition's version is
@@ -254,7 +340,7 @@ impl SqliteStore {
     pub(crate) async fn request(&self, id: &JobId, now: Timestamp, lease: Option<&Lease>) -> Result<Run> {
         self.flush_runs().await?;
         let fail = |e| self.err("requesting a run", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let row = self.read_job_in(&mut tx, id.as_str()).await?.ok_or_else(|| Error::JobNotFound(id.clone()))?;
         let job: Job = self.decode(row)?;
         if let Some(lease) = lease {
@@ -304,7 +390,7 @@ impl SqliteStore {
     /// marked (unless it was already), the hook's run queued.
     pub(crate) async fn notify(&self, job: &JobId, episode: Timestamp, mut hook: Run) -> Result<bool> {
         let fail = |e| self.err("notifying an alert", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let marked = sqlx::query(
             "UPDATE chime_job SET alert_notified = ?1 WHERE id = ?2 AND (alert_notified IS NULL OR alert_notified < ?1)",
         )
@@ -331,7 +417,7 @@ impl SqliteStore {
     pub(crate) async fn backfill(&self, id: &JobId, at: Timestamp) -> Result<Option<Run>> {
         self.flush_runs().await?;
         let fail = |e| self.err("requesting a backfill", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         if self.read_job_in(&mut tx, id.as_str()).await?.is_none() {
             return Err(Error::JobNotFound(id.clone()));
         }

@@ -54,7 +54,7 @@ use chime_core::{
 };
 use jiff::{SignedDuration, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
 use tokio::sync::watch;
 
 use crate::rows::{IN_FLIGHT, JobRow, RunRow, encode, micros};
@@ -69,7 +69,15 @@ const CHANGE_POLL: Duration = Duration::from_millis(200);
 /// Jobs and run history in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
+    /// Reads, and the odd single-statement write.
     pool: SqlitePool,
+    /// The one connection every write transaction of this process goes
+    /// through (claims, run history, adds, nodes): they queue for it here
+    /// rather than in SQLite's busy handler, which sleeps a millisecond and
+    /// more each time it finds the file locked. Its `data_version` changes
+    /// only when another connection commits, which is what the change poll
+    /// watches for. For `:memory:` it is `pool` (one connection).
+    writes: SqlitePool,
     /// The file (or `sqlite::memory:`), for error messages.
     location: String,
     changes: Arc<watch::Sender<u64>>,
@@ -193,17 +201,31 @@ impl SqliteStore {
             connect().await?
         };
 
+        let writes = if memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.clone())
+                .await
+                .map_err(|e| fail("opening the write connection", e))?
+        };
+
         let changes = Arc::new(watch::Sender::new(0u64));
         let poller = if memory {
             None
         } else {
-            let mut conn =
-                SqliteConnection::connect_with(&options).await.map_err(|e| fail("opening the change watcher", e))?;
+            // Polled on the write connection: this process's own claims and
+            // run writes do not change it, so they do not wake the loop.
+            let writes = writes.clone();
             let changes = Arc::clone(&changes);
             Some(tokio::spawn(async move {
                 let mut last: Option<i64> = None;
                 loop {
-                    if let Ok(row) = sqlx::query("PRAGMA data_version").fetch_one(&mut conn).await {
+                    if let Ok(row) = sqlx::query("PRAGMA data_version").fetch_one(&writes).await {
                         let version: i64 = row.get(0);
                         if last.is_some_and(|l| l != version) {
                             changes.send_modify(|n| *n += 1);
@@ -215,11 +237,11 @@ impl SqliteStore {
             }))
         };
         let run_writes = chime_sql::writer::RunWriter::spawn(
-            SqliteBatch { pool: pool.clone(), location: shown.clone() },
+            SqliteBatch { pool: writes.clone(), location: shown.clone() },
             shown.clone(),
         );
         tracing::info!(database = %shown, "sqlite store open");
-        Ok(SqliteStore { pool, location: shown, changes, poller, run_writes })
+        Ok(SqliteStore { pool, writes, location: shown, changes, poller, run_writes })
     }
 
     /// The file this store uses.
@@ -347,7 +369,7 @@ pub(crate) fn store_error(location: &str, op: &str, e: &sqlx::Error) -> Error {
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn add_job(&self, job: Job, on_conflict: ConflictPolicy) -> Result<Job> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding a job", e))?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding a job", e))?;
         let job = self.add_in(&mut tx, job, on_conflict).await?;
         tx.commit().await.map_err(|e| self.err("adding a job", e))?;
         self.changed();
@@ -355,7 +377,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn add_jobs(&self, jobs: Vec<Job>, on_conflict: ConflictPolicy) -> Result<Vec<Job>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding jobs", e))?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(|e| self.err("adding jobs", e))?;
         let mut stored = Vec::with_capacity(jobs.len());
         for job in jobs {
             stored.push(self.add_in(&mut tx, job, on_conflict).await?);
@@ -442,6 +464,15 @@ impl JobStore for SqliteStore {
 
     async fn acquire_due(&self, req: &ClaimRequest<'_>) -> Result<Vec<Claim>> {
         self.claim(req).await
+    }
+
+    /// A claim is a handful of statements whose cost hardly depends on how
+    /// many jobs they take, so SQLite drains a herd in fewer, larger batches:
+    /// w3 at 20,000 jobs a second ran 187,000 of 200,000 runs on time at
+    /// 256, against 150,000 at 64 (PostgreSQL, where a claim's rows cross a
+    /// socket, keeps 64).
+    fn claim_batch(&self) -> usize {
+        256
     }
 
     async fn next_due_at(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {

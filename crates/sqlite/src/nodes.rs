@@ -35,7 +35,7 @@ struct Orphan {
 impl SqliteStore {
     pub(crate) async fn register(&self, node: &NodeRegistration, ttl: SignedDuration, now: Timestamp) -> Result<Lease> {
         let fail = |e| self.err("registering a node", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         let held: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM chime_node WHERE id = ?")
             .bind(&*node.id)
             .fetch_optional(&mut *tx)
@@ -118,7 +118,7 @@ impl SqliteStore {
     /// lock serializes sweepers, so the second finds nothing left to decide.
     pub(crate) async fn sweep_expired(&self, now: Timestamp) -> Result<Vec<SweptRun>> {
         let fail = |e| self.err("sweeping expired nodes", e);
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(fail)?;
         sqlx::query("DELETE FROM chime_node WHERE expires_at < ?")
             .bind(micros(now))
             .execute(&mut *tx)

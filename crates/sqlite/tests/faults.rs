@@ -309,3 +309,55 @@ async fn columns_added_by_another_process_do_not_break_a_running_store() {
         assert_eq!(store.history(&history).await.unwrap().len(), 1);
     }
 }
+
+/// A value of the wrong type in a due row (a blob, text in an integer
+/// column, put there by hand) failed the claim's whole read, so that no job
+/// of the file ran again; now that row is marked broken and the others run.
+#[tokio::test]
+async fn a_due_row_with_a_value_of_the_wrong_type_is_marked_broken_and_the_others_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    let due_at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5);
+    for id in ["blob", "text-version", "fine"] {
+        let mut due = job(id);
+        due.state.next_run_at = Some(due_at);
+        store.add_job(due, ConflictPolicy::Error).await.unwrap();
+    }
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("UPDATE chime_job SET args = x'00ff' WHERE id = 'blob'").execute(&mut conn).await.unwrap();
+    sqlx::query("UPDATE chime_job SET version = 'one' WHERE id = 'text-version'").execute(&mut conn).await.unwrap();
+
+    let mut tasks = TaskRegistry::new();
+    tasks.register("noop", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let scheduler = Scheduler::builder().store(store).tasks(tasks).timezone("UTC").unwrap().build();
+    scheduler.start().unwrap();
+    let start = Instant::now();
+    let broken = loop {
+        let broken: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, broken FROM chime_job WHERE broken IS NOT NULL ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let ran: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_run WHERE job_id = 'fine'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if broken.len() == 2 && ran == 1 {
+            break broken;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "broken {broken:?}, runs of the good job {ran}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    scheduler.shutdown(ShutdownMode::Cancel).await;
+    assert_eq!(
+        broken,
+        [
+            ("blob".to_owned(), "a column holds a value of the wrong type: args".to_owned()),
+            ("text-version".to_owned(), "a column holds a value of the wrong type: version".to_owned()),
+        ]
+    );
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chime_job").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(kept, 3, "nothing was deleted");
+}

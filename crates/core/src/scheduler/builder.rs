@@ -28,7 +28,8 @@ pub struct SchedulerBuilder {
     clock: Arc<dyn Clock>,
     max_concurrency: usize,
     node_id: Option<String>,
-    batch_size: usize,
+    /// None: the store's [`JobStore::claim_batch`].
+    batch_size: Option<usize>,
     cancel_grace: SignedDuration,
     retention: Retention,
     node_lease: SignedDuration,
@@ -92,11 +93,13 @@ impl SchedulerBuilder {
         self
     }
 
-    /// How many due jobs one claim takes from the store (default 64). Small
-    /// batches hold the store's lock briefly, so runs that are finishing are
-    /// not kept waiting; a burst is claimed in many quick batches.
+    /// How many due jobs one claim takes from the store (default: what the
+    /// store suits, [`JobStore::claim_batch`]: 64 in memory and on
+    /// PostgreSQL, 256 on SQLite). Small batches hold the store's lock
+    /// briefly, so runs that are finishing are not kept waiting; a burst is
+    /// claimed in many quick batches.
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n.max(1);
+        self.batch_size = Some(n.max(1));
         self
     }
 
@@ -161,6 +164,7 @@ impl SchedulerBuilder {
     pub fn build(self) -> Scheduler {
         let node: Arc<str> = Arc::from(self.node_id.unwrap_or_else(default_node_id));
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let batch_size = self.batch_size.unwrap_or_else(|| store.claim_batch());
         let events = Events(broadcast::Sender::new(1024));
         let executor = Arc::new(Executor::new(
             Arc::clone(&store),
@@ -191,7 +195,7 @@ impl SchedulerBuilder {
                 loop_task: Mutex::new(None),
                 last_tick: std::sync::atomic::AtomicI64::new(0),
                 wake: Notify::new(),
-                batch_size: self.batch_size,
+                batch_size,
                 retention: self.retention,
                 min_interval: self.min_interval,
             }),
@@ -209,7 +213,7 @@ impl Scheduler {
             clock: Arc::new(SystemClock),
             max_concurrency: 1000,
             node_id: None,
-            batch_size: 64,
+            batch_size: None,
             cancel_grace: SignedDuration::from_secs(5),
             retention: Retention { keep_per_job: crate::memory::DEFAULT_HISTORY_LIMIT, max_age: None },
             node_lease: DEFAULT_NODE_LEASE,
