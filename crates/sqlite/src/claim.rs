@@ -188,7 +188,7 @@ impl SqliteStore {
         // Insert every planned run; keep those that really were inserted.
         let all_runs: Vec<&Run> = planned.iter().flat_map(|(_, runs, _)| runs.iter()).collect();
         let mut inserted = std::collections::HashSet::new();
-        for chunk in all_runs.chunks(100) {
+        for chunk in all_runs.chunks(crate::ROWS_PER_STATEMENT) {
             // Not `RETURNING id`: that sends each row across sqlx's worker
             // thread on its own. The ids are new, so when a time already
             // had a run (rare) those that exist now are the ones inserted.
@@ -221,7 +221,7 @@ impl SqliteStore {
 
         // The next fire time is runtime state: the definition's version is
         // not bumped, so an edit from the CLI does not conflict with every fire.
-        for chunk in planned.chunks(100) {
+        for chunk in planned.chunks(crate::ROWS_PER_STATEMENT) {
             let sql = format!(
                 "UPDATE chime_job SET next_run_at = CASE id {} END WHERE id IN ({})",
                 vec!["WHEN ? THEN ?"; chunk.len()].join(" "),

@@ -63,6 +63,12 @@ use chime_sql::Dialect;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// Rows one multi-row statement of the claim or the run writer carries: a
+/// claim's batch in one statement each (a statement is a round trip to
+/// sqlx's worker thread). 256 rows of a run's 14 columns are 3,584
+/// parameters, far under SQLite's limit of 32,766.
+pub(crate) const ROWS_PER_STATEMENT: usize = 256;
+
 /// How often another process's changes are looked for.
 const CHANGE_POLL: Duration = Duration::from_millis(200);
 
@@ -135,7 +141,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .busy_timeout(busy_timeout)
             .synchronous(SqliteSynchronous::Normal)
-            // The claim and the writer write up to 100 rows a statement, a
+            // The claim and the writer write up to 256 rows a statement, a
             // statement text per row count: sqlx's default cache of 100
             // prepared statements evicted them in turn, re-preparing each.
             .statement_cache_capacity(1024)

@@ -46,8 +46,7 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
     let unique: Vec<&Run> = latest.values().copied().collect();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut applied: HashSet<String> = HashSet::with_capacity(unique.len());
-    // 100 rows of 10 parameters stay well under SQLite's parameter limit.
-    for chunk in unique.chunks(100) {
+    for chunk in unique.chunks(crate::ROWS_PER_STATEMENT) {
         // Which updates the fence admits, as one row: `RETURNING` would send
         // each updated row across sqlx's worker thread on its own, two rows a
         // run (its start and its finish), and those hand-offs were most of
@@ -118,7 +117,7 @@ async fn write_runs(pool: &SqlitePool, runs: &[&Run]) -> sqlx::Result<Vec<bool>>
         }
     }
     let last: Vec<&Run> = last.into_values().collect();
-    for chunk in last.chunks(100) {
+    for chunk in last.chunks(crate::ROWS_PER_STATEMENT) {
         let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
         let sql = format!(
             "UPDATE chime_job SET last_run_at = COALESCE(CASE id {cases} END, last_run_at), last_status = CASE id {cases} END \
