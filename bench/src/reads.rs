@@ -4,8 +4,9 @@
 //! interval jobs and 10 × N finished runs, then serves it with
 //! `chime_web::router` on 127.0.0.1 and times `GET /metrics`,
 //! `GET /api/v1/stats`, `GET /api/v1/jobs?limit=50` and the dashboard's
-//! `GET /jobs.json` (what its job list polls) over real HTTP, as a
-//! Prometheus scrape or the dashboard would.
+//! `GET /jobs.json` (what its job list polls, also with a search) and the
+//! day view (`/day`, `/day?days=7`) over real HTTP, as a Prometheus scrape
+//! or the dashboard would.
 //!
 //! The jobs go in through `Scheduler::add_jobs`; the runs through one SQL
 //! statement, because no store call writes finished runs in bulk (the
@@ -76,7 +77,16 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
     });
 
     let mut timings = serde_json::Map::new();
-    for target in ["/metrics", "/api/v1/stats", "/api/v1/jobs?limit=50", "/jobs.json"] {
+    let targets = [
+        "/metrics",
+        "/api/v1/stats",
+        "/api/v1/jobs?limit=50",
+        "/jobs.json",
+        "/jobs.json?q=job-4242",
+        "/day",
+        "/day?days=7",
+    ];
+    for target in targets {
         // A warm-up; a status other than 200 (the server's 408 after its
         // request timeout) is reported, and the path timed once only.
         let t = Instant::now();

@@ -130,7 +130,7 @@ pub use crate::scheduler::{
 };
 pub use crate::status::{RunKind, RunStatus, UnknownStatus};
 pub use crate::store::{
-    BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStatus, JobStore, StatusCounts, count_listed,
+    BrokenJob, Claim, ConflictPolicy, JobCounts, JobFilter, JobStatus, JobStore, StatusCounts, TimeSlots, count_listed,
 };
 pub use crate::task::{JobContext, TaskError, TaskRegistry, TaskResult};
 pub use crate::trigger::{

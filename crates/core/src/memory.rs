@@ -359,6 +359,12 @@ impl JobStore for MemoryStore {
         Ok(counts)
     }
 
+    async fn count_next_runs(&self, slots: &crate::store::TimeSlots) -> Result<Vec<usize>> {
+        let inner = self.lock();
+        let before_end = inner.due.iter().take_while(|(at, _)| *at < slots.end());
+        Ok(slots.tally(before_end.map(|(at, _)| *at)))
+    }
+
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
         let inner = self.lock();
         let tasks: std::collections::BTreeSet<&str> = inner.jobs.values().map(|j| &*j.task).collect();

@@ -59,6 +59,13 @@ pub struct JobFilter {
     /// in either case (`Backup` finds `nightly-backup`); other characters
     /// match only themselves. `%` and `_` are plain characters here.
     pub search: Option<String>,
+    /// Only active jobs (not paused) whose next fire time is at or after
+    /// this.
+    pub next_run_from: Option<Timestamp>,
+    /// Only active jobs (not paused) whose next fire time is before this:
+    /// with [`JobFilter::next_run_from`], the jobs next due in a span, which
+    /// the SQL stores find through the due jobs' index.
+    pub next_run_before: Option<Timestamp>,
 }
 
 impl JobFilter {
@@ -70,7 +77,14 @@ impl JobFilter {
             && self.status.is_none_or(|s| s.holds(job, in_flight))
             && self.task.as_deref().is_none_or(|t| *job.task == *t)
             && self.search.as_deref().is_none_or(|text| found_by(job, text))
+            && self.next_run_from.is_none_or(|from| next_run(job).is_some_and(|at| at >= from))
+            && self.next_run_before.is_none_or(|before| next_run(job).is_some_and(|at| at < before))
     }
+}
+
+/// The next fire time of an active job; none for a paused one.
+fn next_run(job: &Job) -> Option<Timestamp> {
+    if job.is_paused() { None } else { job.state.next_run_at }
 }
 
 /// Whether `text` is in the job's id, name or task, ASCII letters in either
@@ -126,6 +140,87 @@ impl JobStatus {
             JobStatus::Running => in_flight,
             JobStatus::Failing => job.state.last_status.is_some_and(|s| JobStatus::FAILING.contains(&s)),
         }
+    }
+}
+
+/// Spans of time side by side, as [`JobStore::count_next_runs`] counts in:
+/// `count` of them, each `width` long, the first from `from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeSlots {
+    from: Timestamp,
+    width: SignedDuration,
+    count: usize,
+}
+
+impl TimeSlots {
+    /// The most slots: a year of hours, so that a mistaken count cannot ask
+    /// a store for a vast answer.
+    pub const MAX: usize = 366 * 24;
+
+    /// `count` slots of `width` from `from`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) for a width under a
+    /// microsecond (the SQL stores keep microseconds), no slot, more than
+    /// [`TimeSlots::MAX`], or an end past the last timestamp.
+    pub fn new(from: Timestamp, width: SignedDuration, count: usize) -> Result<TimeSlots> {
+        let invalid = |why: &str| Err(crate::Error::Invalid(format!("time slots: {why}")));
+        if width < SignedDuration::from_micros(1) {
+            return invalid(&format!("a width of {width:#} is not at least a microsecond"));
+        }
+        if count == 0 || count > Self::MAX {
+            return invalid(&format!("{count} slots: expected 1 to {}", Self::MAX));
+        }
+        let slots = TimeSlots { from, width, count };
+        if slots.checked_end().is_none() {
+            return invalid("they end past the last timestamp");
+        }
+        Ok(slots)
+    }
+
+    /// Where the first slot starts.
+    pub fn from(&self) -> Timestamp {
+        self.from
+    }
+
+    /// How long each slot is.
+    pub fn width(&self) -> SignedDuration {
+        self.width
+    }
+
+    /// How many slots there are (at least one).
+    pub fn slot_count(&self) -> usize {
+        self.count
+    }
+
+    /// Where the last slot ends.
+    pub fn end(&self) -> Timestamp {
+        self.checked_end().unwrap_or(Timestamp::MAX)
+    }
+
+    fn checked_end(&self) -> Option<Timestamp> {
+        let span = self.width.checked_mul(i32::try_from(self.count).ok()?)?;
+        self.from.checked_add(span).ok()
+    }
+
+    /// The slot `at` falls in: the first for any time before `from`, none
+    /// from [`TimeSlots::end`] on.
+    pub fn slot_of(&self, at: Timestamp) -> Option<usize> {
+        if at < self.from {
+            return Some(0);
+        }
+        let i = at.duration_since(self.from).as_nanos() / self.width.as_nanos();
+        usize::try_from(i).ok().filter(|&i| i < self.count)
+    }
+
+    /// How many of `times` fall in each slot.
+    pub fn tally(&self, times: impl IntoIterator<Item = Timestamp>) -> Vec<usize> {
+        let mut counts = vec![0; self.count];
+        for i in times.into_iter().filter_map(|at| self.slot_of(at)) {
+            counts[i] += 1;
+        }
+        counts
     }
 }
 
@@ -239,6 +334,18 @@ pub trait JobStore: Send + Sync + 'static {
     /// task filter, else in one pass over the rows the filter reads.
     async fn count_jobs(&self, filter: &JobFilter) -> Result<StatusCounts> {
         count_listed(self, filter).await
+    }
+
+    /// How many active jobs are next due in each of `slots.count` spans of
+    /// `slots.width` from `slots.from` (a job overdue before `from` counts in
+    /// the first): the day view's picture when too many jobs fire in it to
+    /// walk each trigger. Each job counts once, at its next fire time. By
+    /// default a listing of the jobs due before the last span ends; the
+    /// memory store walks its due-time order and the SQL stores count
+    /// through their due jobs' index, no job row read.
+    async fn count_next_runs(&self, slots: &TimeSlots) -> Result<Vec<usize>> {
+        let due = JobFilter { next_run_before: Some(slots.end()), ..JobFilter::default() };
+        Ok(slots.tally(self.list_jobs(&due).await?.iter().filter_map(|j| j.state.next_run_at)))
     }
 
     /// The tasks of the stored jobs (broken rows aside), in order, at most

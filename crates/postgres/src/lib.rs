@@ -529,6 +529,10 @@ impl JobStore for PostgresStore {
         chime_sql::fetch_counts(&self.pool, sql).await.map_err(|e| self.err("counting jobs", e))
     }
 
+    async fn count_next_runs(&self, slots: &chime_core::TimeSlots) -> Result<Vec<usize>> {
+        chime_sql::fetch_next_runs(&self.pool, slots).await.map_err(|e| self.err("counting the next runs", e))
+    }
+
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
         chime_sql::fetch_tasks(&self.pool, Dialect::Postgres, limit).await.map_err(|e| self.err("listing tasks", e))
     }

@@ -320,6 +320,14 @@ fn job_conditions(filter: &chime_core::JobFilter, dialect: Dialect) -> (String, 
         // The condition of the `chime_job_failing` index, word for word.
         Some(JobStatus::Failing) => " AND last_status IN ('failed', 'timed_out', 'abandoned')",
     });
+    // Microseconds of our own, not text a user wrote: written into the
+    // statement rather than bound, as the texts are.
+    if let Some(from) = filter.next_run_from {
+        sql.push_str(&format!(" AND {DUE} AND next_run_at >= {}", micros(from)));
+    }
+    if let Some(before) = filter.next_run_before {
+        sql.push_str(&format!(" AND {DUE} AND next_run_at < {}", micros(before)));
+    }
     if let Some(task) = &filter.task {
         texts.push(task.clone());
         sql.push_str(&format!(" AND task = {}", dialect.placeholder(texts.len())));
@@ -443,6 +451,47 @@ where
         .bind(limit.min(i64::MAX as usize) as i64)
         .fetch_all(executor)
         .await
+}
+
+/// The condition of the due jobs' index `chime_job_due` (after
+/// `broken IS NULL`), word for word: active jobs with a next fire time.
+const DUE: &str = "next_run_at IS NOT NULL AND paused IS NULL";
+
+/// A SQL store's `count_next_runs`: one `(slot, count)` row per slot with a
+/// job in it, counted through the due jobs' index (no job row read).
+///
+/// # Errors
+///
+/// The database's error.
+pub async fn fetch_next_runs<'c, DB, E>(
+    executor: E,
+    slots: &chime_core::TimeSlots,
+) -> std::result::Result<Vec<usize>, sqlx::Error>
+where
+    DB: sqlx::Database,
+    E: sqlx::Executor<'c, Database = DB>,
+    (i64, i64): for<'r> sqlx::FromRow<'r, DB::Row>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+{
+    let rows = sqlx::query_as::<DB, (i64, i64)>(sqlx::AssertSqlSafe(next_runs_sql(slots))).fetch_all(executor).await?;
+    let mut counts = vec![0; slots.slot_count()];
+    for (slot, n) in rows {
+        if let Some(count) = usize::try_from(slot).ok().and_then(|i| counts.get_mut(i)) {
+            *count = usize::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(counts)
+}
+
+/// The statement of [`fetch_next_runs`]; its numbers are the slots' own
+/// microseconds, written in (the statement is read for a page opened by
+/// hand, not on a hot path, so it need not be prepared once).
+pub fn next_runs_sql(slots: &chime_core::TimeSlots) -> String {
+    let (from, width, end) = (micros(slots.from()), slots.width().as_micros(), micros(slots.end()));
+    format!(
+        "SELECT CASE WHEN next_run_at < {from} THEN 0 ELSE (next_run_at - {from}) / {width} END AS slot, COUNT(*) \
+         FROM chime_job WHERE {DUE} AND broken IS NULL AND next_run_at < {end} GROUP BY slot"
+    )
 }
 
 /// The `LIMIT` and `OFFSET` to bind for a job listing: with

@@ -425,6 +425,10 @@ impl JobStore for SqliteStore {
         chime_sql::fetch_counts(&self.pool, sql).await.map_err(|e| self.err("counting jobs", e))
     }
 
+    async fn count_next_runs(&self, slots: &chime_core::TimeSlots) -> Result<Vec<usize>> {
+        chime_sql::fetch_next_runs(&self.pool, slots).await.map_err(|e| self.err("counting the next runs", e))
+    }
+
     async fn job_tasks(&self, limit: usize) -> Result<Vec<String>> {
         chime_sql::fetch_tasks(&self.pool, Dialect::Sqlite, limit).await.map_err(|e| self.err("listing tasks", e))
     }
@@ -733,6 +737,21 @@ mod plan_tests {
         let by_id = |s: &String| s.starts_with("SEARCH chime_job") && s.ends_with("(id=?)");
         let rows_read = steps.iter().filter(|s| s.contains("chime_job") && !s.contains("COVERING INDEX") && !by_id(s));
         assert_eq!(rows_read.count(), 0, "{steps:?}");
+    }
+
+    /// The day view walked every active job's trigger before: past 10,000
+    /// jobs it counts the next fire times per hour through the due index,
+    /// reading only the jobs due before the view ends.
+    #[tokio::test]
+    async fn the_next_runs_per_hour_are_counted_through_the_due_index() {
+        let (_dir, store) = store().await;
+        let slots = chime_core::TimeSlots::new(Timestamp::UNIX_EPOCH, jiff::SignedDuration::from_hours(1), 24).unwrap();
+        let steps = plan(&store, &chime_sql::next_runs_sql(&slots), &[]).await;
+        // Each job due in the view is read by rowid from the index (for
+        // `paused` and `broken`, which the index holds only as its
+        // condition), but no other job is.
+        assert!(steps.iter().any(|s| s.starts_with("SEARCH chime_job USING INDEX chime_job_due")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN chime_job")), "{steps:?}");
     }
 
     /// The alert checks (every minute) read every job before.

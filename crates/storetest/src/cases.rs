@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chime_core::{
     AlertNotice, Claim, ClaimRequest, ConflictPolicy, Job, JobFilter, JobId, JobStatus, JobStore, Lease,
-    NodeRegistration, Reason, RetryPolicy, Run, RunKind, RunQuery, RunStatus, StatusCounts, Trigger, Zone, plan_fire,
+    NodeRegistration, Reason, RetryPolicy, Run, RunKind, RunQuery, RunStatus, StatusCounts, TimeSlots, Trigger, Zone,
+    plan_fire,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -618,6 +619,49 @@ pub async fn listing_jobs_by_state_task_and_search(h: &Harness) {
     assert_eq!(store.count_jobs(&mail).await.unwrap(), chips(1, 1, 0, 0, 0, 0));
     assert_eq!(store.job_tasks(10).await.unwrap(), ["mail", "task"]);
     assert_eq!(store.job_tasks(1).await.unwrap(), ["mail"]);
+}
+
+/// Jobs next due in a span (`next_run_from`, `next_run_before`) and the
+/// counts of jobs next due in each hour (`count_next_runs`): paused and
+/// finished jobs are in neither, an overdue job counts in the first hour,
+/// and each span's start is in it and its end is not.
+pub async fn jobs_next_due_are_listed_and_counted_by_span(h: &Harness) {
+    let store = h.store().await;
+    // From T0 + 60 min (the first hour's start): one overdue, two in the
+    // first hour (one at its very start), one at the second hour's start,
+    // one in the third, one past the view.
+    for (name, first) in [("overdue", 30), ("at-start", 60), ("in-first", 119), ("second", 120), ("third", 200)] {
+        add(&store, job(name, 1440, first)).await;
+    }
+    add(&store, job("later", 1440, 60 * 5)).await;
+    let mut paused = job("held", 1440, 90);
+    paused.state.paused = Some("by hand".into());
+    add(&store, paused).await;
+    let mut done = job("done", 1440, 90);
+    done.state.next_run_at = None;
+    add(&store, done).await;
+
+    let slots = TimeSlots::new(at(60), SignedDuration::from_hours(1), 3).unwrap();
+    assert_eq!(slots.end(), at(240));
+    assert_eq!(store.count_next_runs(&slots).await.unwrap(), [3, 1, 1], "overdue, at-start, in-first | second | third");
+    let one = TimeSlots::new(at(0), SignedDuration::from_hours(1), 1).unwrap();
+    assert_eq!(store.count_next_runs(&one).await.unwrap(), [1], "only overdue is due before 01:00");
+
+    let ids = |filter: JobFilter| {
+        let store = store.clone();
+        async move { store.list_jobs(&filter).await.unwrap().into_iter().map(|j| j.id.to_string()).collect::<Vec<_>>() }
+    };
+    let span = |from: Option<i64>, before: Option<i64>| JobFilter {
+        next_run_from: from.map(at),
+        next_run_before: before.map(at),
+        ..JobFilter::default()
+    };
+    assert_eq!(ids(span(None, Some(120))).await, ["at-start", "in-first", "overdue"]);
+    assert_eq!(ids(span(Some(60), Some(120))).await, ["at-start", "in-first"]);
+    assert_eq!(ids(span(Some(120), Some(180))).await, ["second"]);
+    assert_eq!(ids(span(Some(120), None)).await, ["later", "second", "third"], "no paused or finished job");
+    assert_eq!(ids(JobFilter { limit: Some(1), offset: 1, ..span(None, Some(240)) }).await, ["in-first"]);
+    assert_eq!(store.count_jobs(&span(None, Some(120))).await.unwrap().all, 3);
 }
 
 /// Adding and removing a job moves the store's change signal.

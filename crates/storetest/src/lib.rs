@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             recent_stats_cover_the_newest_runs_of_all_jobs,
             listing_jobs_with_alerts_finds_exactly_those,
             listing_jobs_by_state_task_and_search,
+            jobs_next_due_are_listed_and_counted_by_span,
             the_change_signal_fires,
             an_unknown_task_name_is_kept,
             nodes_register_renew_and_release,

@@ -24,7 +24,7 @@
 //! of their own: the first whose runs start or finish here. A job removed
 //! here frees its place at once; one removed through another node, at the
 //! next scrape that lists every job. The runs of any other job are counted
-//! under an empty `job` label, so sums over jobs stay whole. The
+//! under an empty `job_id` label, so sums over jobs stay whole. The
 //! scrape-time per-job gauges (last-success age, alerting) are read only
 //! while the store holds at most [`PER_JOB_SERIES`] jobs; past that they are
 //! left out and `chime_per_job_series_limited` is 1. A scrape then costs
@@ -65,12 +65,15 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobLabel {
-    job: String,
+    /// Not `job`: Prometheus gives every scraped series a `job` label of its own
+    /// (the scrape job), and a series carrying one too would see it renamed
+    /// `exported_job`.
+    job_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobStatusLabels {
-    job: String,
+    job_id: String,
     status: &'static str,
 }
 
@@ -213,9 +216,9 @@ impl Metrics {
                 }
                 _ => None,
             };
-            self.runs.get_or_create(&JobStatusLabels { job: job.clone(), status: outcome.as_str() }).inc();
+            self.runs.get_or_create(&JobStatusLabels { job_id: job.clone(), status: outcome.as_str() }).inc();
             if let Some(secs) = took {
-                self.duration.get_or_create(&JobLabel { job }).observe(secs.max(0.0));
+                self.duration.get_or_create(&JobLabel { job_id: job }).observe(secs.max(0.0));
             }
             return;
         }
@@ -223,7 +226,7 @@ impl Metrics {
             Event::RunStarted { job_id, run_id, scheduled_for, attempt: 1 } => {
                 let late = now.duration_since(*scheduled_for).as_secs_f64().max(0.0);
                 let mut s = self.state();
-                self.lateness.get_or_create(&JobLabel { job: s.label(job_id.as_str()) }).observe(late);
+                self.lateness.get_or_create(&JobLabel { job_id: s.label(job_id.as_str()) }).observe(late);
                 s.started.insert(*run_id, now);
                 while s.started.len() > MAX_STARTED {
                     s.started.pop_first();
@@ -251,13 +254,13 @@ impl Metrics {
     /// Drops every series of `job` and its place among the [`PER_JOB_SERIES`].
     fn forget(&self, job: String) {
         for status in RunStatus::ALL {
-            self.runs.remove(&JobStatusLabels { job: job.clone(), status: status.as_str() });
+            self.runs.remove(&JobStatusLabels { job_id: job.clone(), status: status.as_str() });
         }
         let mut s = self.state();
         s.last_success.remove(&job);
         s.own_series.remove(&job);
         drop(s);
-        let label = JobLabel { job };
+        let label = JobLabel { job_id: job };
         self.duration.remove(&label);
         self.lateness.remove(&label);
     }
@@ -316,7 +319,7 @@ impl Metrics {
                         .flatten();
                     if let Some(at) = s.last_success.get(job.id.as_str()).copied().max(from_store) {
                         let secs = now.duration_since(at).as_secs_f64().max(0.0);
-                        age.get_or_create(&JobLabel { job: job.id.to_string() }).set(secs);
+                        age.get_or_create(&JobLabel { job_id: job.id.to_string() }).set(secs);
                     }
                 }
             }
@@ -330,7 +333,7 @@ impl Metrics {
                 let alerting = Family::<JobLabel, Gauge>::default();
                 for job in jobs.iter().filter(|j| j.has_alerts()) {
                     let on = alerts.iter().any(|a| a.job_id == job.id);
-                    alerting.get_or_create(&JobLabel { job: job.id.to_string() }).set(i64::from(on));
+                    alerting.get_or_create(&JobLabel { job_id: job.id.to_string() }).set(i64::from(on));
                 }
                 reg.register(
                     "chime_job_alerting",
@@ -432,8 +435,8 @@ mod tests {
         metrics.record(&success("one-too-many"), now);
         metrics.record(&success("job-0"), now);
         let text = exposition(&metrics);
-        assert!(text.contains("chime_runs_total{job=\"\",status=\"succeeded\"} 2\n"), "{text}");
-        assert!(text.contains("chime_runs_total{job=\"job-0\",status=\"succeeded\"} 2\n"), "{text}");
+        assert!(text.contains("chime_runs_total{job_id=\"\",status=\"succeeded\"} 2\n"), "{text}");
+        assert!(text.contains("chime_runs_total{job_id=\"job-0\",status=\"succeeded\"} 2\n"), "{text}");
         assert!(!text.contains("one-too-many"), "{text}");
         assert_eq!(metrics.state().last_success.len(), PER_JOB_SERIES);
 
@@ -441,8 +444,8 @@ mod tests {
         metrics.record(&Event::JobRemoved { job_id: JobId::new("job-0").unwrap() }, now);
         metrics.record(&success("one-too-many"), now);
         let text = exposition(&metrics);
-        assert!(text.contains("chime_runs_total{job=\"one-too-many\",status=\"succeeded\"} 1\n"), "{text}");
-        assert!(!text.contains("job=\"job-0\""), "{text}");
+        assert!(text.contains("chime_runs_total{job_id=\"one-too-many\",status=\"succeeded\"} 1\n"), "{text}");
+        assert!(!text.contains("job_id=\"job-0\""), "{text}");
         assert_eq!(metrics.state().own_series.len(), PER_JOB_SERIES);
 
         // Jobs removed through another node are forgotten at a scrape that
@@ -451,7 +454,7 @@ mod tests {
         metrics.forget_gone(&[kept]);
         assert_eq!(metrics.state().own_series.iter().collect::<Vec<_>>(), ["job-1"]);
         let text = exposition(&metrics);
-        assert!(text.contains("job=\"job-1\"") && !text.contains("job=\"job-2\""), "{text}");
-        assert!(text.contains("chime_runs_total{job=\"\",status=\"succeeded\"} 2\n"), "{text}");
+        assert!(text.contains("job_id=\"job-1\"") && !text.contains("job_id=\"job-2\""), "{text}");
+        assert!(text.contains("chime_runs_total{job_id=\"\",status=\"succeeded\"} 2\n"), "{text}");
     }
 }

@@ -40,7 +40,7 @@ async fn next_end(events: &mut tokio::sync::broadcast::Receiver<Event>, clock: &
 }
 
 fn alerting(text: &str, job: &str) -> Option<String> {
-    text.lines().find_map(|l| l.strip_prefix(&format!("chime_job_alerting{{job=\"{job}\"}} ")).map(str::to_owned))
+    text.lines().find_map(|l| l.strip_prefix(&format!("chime_job_alerting{{job_id=\"{job}\"}} ")).map(str::to_owned))
 }
 
 #[tokio::test]

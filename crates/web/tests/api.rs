@@ -336,11 +336,11 @@ async fn metrics_count_runs_by_job_and_status() {
     // The collector runs on its own task: scrape until it has seen the third
     // success (with a deadline), not after some number of yields.
     let (_, text) = support::get_until(&app, "/metrics", "three successes", |_, t| {
-        t.contains("chime_runs_total{job=\"a\\\"b\",status=\"succeeded\"} 3")
+        t.contains("chime_runs_total{job_id=\"a\\\"b\",status=\"succeeded\"} 3")
     })
     .await;
-    assert!(text.contains("chime_run_duration_seconds_count{job=\"a\\\"b\"} 3"), "{text}");
-    assert!(text.contains("chime_run_lateness_seconds_bucket{job=\"a\\\"b\",le=\"0.005\"} 3"), "{text}");
+    assert!(text.contains("chime_run_duration_seconds_count{job_id=\"a\\\"b\"} 3"), "{text}");
+    assert!(text.contains("chime_run_lateness_seconds_bucket{job_id=\"a\\\"b\",le=\"0.005\"} 3"), "{text}");
     assert!(text.contains("chime_jobs{state=\"active\"} 1"), "{text}");
     assert!(text.contains("chime_running_runs 0"), "{text}");
     assert!(text.contains("chime_loop_lag_seconds "), "{text}");

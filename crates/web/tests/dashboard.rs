@@ -457,6 +457,52 @@ async fn the_day_shows_the_herd_at_midnight_and_its_jobs() {
     assert!(chosen.contains(r#"datetime="2026-01-03T18:00:00Z""#), "the first run in that hour, on that day");
 }
 
+/// Past 10,000 jobs firing in the view, the day counts each job once, in
+/// the hour it is next due (the store's due index), instead of walking
+/// every trigger; the page says so, and an hour still lists its jobs.
+#[tokio::test]
+async fn past_ten_thousand_jobs_the_day_counts_next_runs() {
+    let s = scheduler();
+    store_job(&s, Job::new("quarterly", "noop", Trigger::cron("*/15 * * * *").unwrap()).unwrap()).await;
+    let at_three = |i: usize| Job::new(&format!("three-{i:05}"), "noop", Trigger::cron("0 3 * * *").unwrap()).unwrap();
+    for i in 0..9_999 {
+        store_job(&s, at_three(i)).await;
+    }
+    let app = app(&s);
+    let fires = |day: &str, hour: u32| -> String {
+        let needle = format!("data-hour=\"{hour}\" data-fires=\"");
+        let at = day.find(&needle).unwrap_or_else(|| panic!("no hour {hour}")) + needle.len();
+        day[at..at + day[at..].find('"').unwrap()].to_owned()
+    };
+
+    // 10,000 jobs: every trigger walked; quarterly fires four times an hour.
+    let walked = page(&app, "/day").await;
+    assert!(!walked.contains(r#"id="sampled""#), "{walked}");
+    assert_eq!((fires(&walked, 1).as_str(), fires(&walked, 3).as_str()), ("4", "10003"));
+    assert!(walked.contains(r#"aria-label="03:00, 10003 runs of 10000 jobs""#), "{walked}");
+
+    // One more: each job counts once, at its next fire.
+    store_job(&s, at_three(9_999)).await;
+    let sampled = page(&app, "/day").await;
+    assert!(sampled.contains(r#"id="sampled"><b>10001</b> jobs fire in this view"#), "{sampled}");
+    assert_eq!(fires(&sampled, 0), "1", "quarterly, next due at 00:15");
+    assert_eq!(fires(&sampled, 1), "0", "quarterly's later runs are not counted");
+    assert_eq!(fires(&sampled, 3), "10000");
+    assert!(sampled.contains(r#"aria-label="03:00, 10000 next runs of 10000 jobs""#), "{sampled}");
+    assert!(sampled.contains("<b>10001</b> in all"), "{sampled}");
+
+    // An hour lists the jobs next due in it, by id, paged; each one walked.
+    let hour = page(&app, "/day?hour=3&page=2").await;
+    let listed = rows(&hour);
+    assert_eq!(listed.len(), 50);
+    assert_eq!(listed[0], "three-00050");
+    assert!(hour.contains("page 2 of 200"), "{hour}");
+    let first = page(&app, "/day?hour=0").await;
+    assert_eq!(rows(&first), ["quarterly"]);
+    assert!(first.contains(r#"<td class="num">3</td>"#), "00:15, 00:30 and 00:45: {first}");
+    assert!(page(&app, "/day?hour=1").await.contains("No job is next due in this hour."));
+}
+
 #[tokio::test]
 async fn with_ten_thousand_jobs_the_first_page_stays_small() {
     let s = scheduler();

@@ -61,32 +61,32 @@ async fn failed_runs_have_durations_and_removed_jobs_leave_no_series() {
         .unwrap();
     s.start().unwrap();
     // Both jobs run every two minutes: four minutes, two runs each.
-    let fine = "job=\"fine \\\"job\\\" \\\\x\"";
+    let fine = "job_id=\"fine \\\"job\\\" \\\\x\"";
     let mut text = String::new();
     for n in 1..=2 {
         clock.advance(Duration::from_secs(120));
         text = get_until(&app, "/metrics", "a run of each job", |_, t| {
-            t.contains(&format!("chime_runs_total{{job=\"broken-job\",status=\"failed\"}} {n}\n"))
+            t.contains(&format!("chime_runs_total{{job_id=\"broken-job\",status=\"failed\"}} {n}\n"))
                 && t.contains(&format!("chime_runs_total{{{fine},status=\"succeeded\"}} {n}\n"))
         })
         .await
         .1;
     }
-    assert_eq!(value(&text, "chime_run_duration_seconds_count{job=\"broken-job\"}"), Some(2.0), "{text}");
-    assert_eq!(value(&text, "chime_run_lateness_seconds_count{job=\"broken-job\"}"), Some(2.0), "{text}");
+    assert_eq!(value(&text, "chime_run_duration_seconds_count{job_id=\"broken-job\"}"), Some(2.0), "{text}");
+    assert_eq!(value(&text, "chime_run_lateness_seconds_count{job_id=\"broken-job\"}"), Some(2.0), "{text}");
     assert_eq!(value(&text, &format!("chime_run_duration_seconds_count{{{fine}}}")), Some(2.0), "{text}");
     assert!(text.contains("# TYPE chime_run_duration_seconds histogram\n"), "{text}");
     assert!(text.contains("# TYPE chime_runs_total counter\n"), "{text}");
     // A job that never succeeded has no last-success age; the other's last
     // success finished at 00:04, now.
-    assert_eq!(value(&text, "chime_job_last_success_age_seconds{job=\"broken-job\"}"), None, "{text}");
+    assert_eq!(value(&text, "chime_job_last_success_age_seconds{job_id=\"broken-job\"}"), None, "{text}");
     assert_eq!(value(&text, &format!("chime_job_last_success_age_seconds{{{fine}}}")), Some(0.0), "{text}");
     clock.advance(Duration::from_secs(90));
     let (_, text) = get_until(&app, "/metrics", "the age grown with the clock", |_, t| {
         value(t, &format!("chime_job_last_success_age_seconds{{{fine}}}")) == Some(90.0)
     })
     .await;
-    assert_eq!(value(&text, "chime_job_last_success_age_seconds{job=\"broken-job\"}"), None, "{text}");
+    assert_eq!(value(&text, "chime_job_last_success_age_seconds{job_id=\"broken-job\"}"), None, "{text}");
 
     s.remove_job("broken-job", chime_core::RemoveMode::Cancel).await.unwrap();
     let (_, text) =
@@ -138,15 +138,15 @@ async fn the_last_success_is_read_from_the_store_at_start() {
     let app = chime_web::router(chime_web::Handle::new(s.clone()));
     // 2025-12-31T03:00:10Z to 2026-01-01T12:00:00Z: 32 h 59 min 50 s.
     let (_, text) = get_until(&app, "/metrics", "the seeded last success", |_, t| {
-        t.contains("chime_job_last_success_age_seconds{job=\"nightly\"}")
+        t.contains("chime_job_last_success_age_seconds{job_id=\"nightly\"}")
     })
     .await;
     assert_eq!(
-        value(&text, "chime_job_last_success_age_seconds{job=\"nightly\"}"),
+        value(&text, "chime_job_last_success_age_seconds{job_id=\"nightly\"}"),
         Some((32 * 3600 + 59 * 60 + 50) as f64),
         "{text}"
     );
-    assert!(!text.contains("chime_job_last_success_age_seconds{job=\"never\"}"), "{text}");
+    assert!(!text.contains("chime_job_last_success_age_seconds{job_id=\"never\"}"), "{text}");
     assert!(text.contains("# TYPE chime_job_last_success_age_seconds gauge\n"), "{text}");
 }
 
@@ -162,7 +162,7 @@ async fn two_schedulers_in_one_process_keep_separate_figures() {
     a.start().unwrap();
     run_minutes(&clock, &mut events, 2).await;
     get_until(&app_a, "/metrics", "a's two runs", |_, t| {
-        t.contains("chime_runs_total{job=\"only-a\",status=\"succeeded\"} 2")
+        t.contains("chime_runs_total{job_id=\"only-a\",status=\"succeeded\"} 2")
     })
     .await;
     let (_, text_b) = support::get(&app_b, "/metrics").await;
@@ -221,11 +221,11 @@ async fn past_a_thousand_jobs_the_scrape_leaves_out_per_job_gauges_and_says_so()
 
     let (_, text) = support::get(&app, "/metrics").await;
     assert_eq!(value(&text, "chime_per_job_series_limited"), Some(1.0), "{text}");
-    assert_eq!(value(&text, "chime_job_alerting{job=\"watched\"}"), None, "{text}");
+    assert_eq!(value(&text, "chime_job_alerting{job_id=\"watched\"}"), None, "{text}");
     assert_eq!(value(&text, "chime_jobs{state=\"active\"}"), Some(1001.0), "the counts stay whole: {text}");
 
     s.remove_job("job-0", chime_core::RemoveMode::Cancel).await.unwrap();
     let (_, text) = support::get(&app, "/metrics").await;
     assert_eq!(value(&text, "chime_per_job_series_limited"), Some(0.0), "{text}");
-    assert_eq!(value(&text, "chime_job_alerting{job=\"watched\"}"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "chime_job_alerting{job_id=\"watched\"}"), Some(0.0), "{text}");
 }

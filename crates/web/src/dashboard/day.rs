@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use chime_core::{JobFilter, JobId};
-use jiff::{Timestamp, ToSpan as _};
+use chime_core::{Job, JobFilter, JobId, TimeSlots};
+use jiff::{SignedDuration, Timestamp, ToSpan as _};
 
 use super::pager::Pager;
 use super::params::{PAGE_SIZE, Params, query_string};
@@ -23,6 +23,13 @@ use crate::{ApiError, Handle};
 /// minute): a job firing every second would otherwise cost 86,400
 /// evaluations a day.
 const MAX_FIRES_PER_JOB_DAY: usize = 24 * 60;
+
+/// The most jobs whose triggers the view walks. Past this (a million jobs
+/// would take seconds and a gigabyte), each hour counts the jobs next due
+/// in it, once each, through the store's due-time index
+/// ([`JobStore::count_next_runs`](chime_core::JobStore::count_next_runs)),
+/// and the page says so.
+pub(crate) const MAX_JOBS_WALKED: usize = 10_000;
 
 /// One hour of the view.
 struct Hour {
@@ -49,7 +56,7 @@ struct HourJob {
     name: String,
     fires: usize,
     first: Shown,
-    /// Counted up to [`MAX_FIRES_PER_JOB`] only.
+    /// Counted up to the cap only ([`MAX_FIRES_PER_JOB_DAY`] a day).
     capped: bool,
 }
 
@@ -71,6 +78,10 @@ struct DayPage {
     jobs: Vec<HourJob>,
     pager: Option<Pager>,
     capped: usize,
+    /// How many jobs fire in the view, when that is more than
+    /// [`MAX_JOBS_WALKED`]: each hour then counts the jobs next due in it.
+    sampled: Option<usize>,
+    max_walked: usize,
 }
 
 pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Response, ApiError> {
@@ -121,37 +132,57 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
     });
     let max_fires_per_job = MAX_FIRES_PER_JOB_DAY * days;
 
-    let jobs = s.store().list_jobs(&JobFilter { paused: Some(false), ..JobFilter::default() }).await?;
-    let mut fires = vec![0usize; hours_in_view];
-    let mut jobs_in = vec![0usize; hours_in_view];
-    let mut in_chosen: Vec<(Timestamp, &chime_core::Job, usize, bool)> = Vec::new();
-    let mut capped = 0;
-    for job in &jobs {
-        let Some(mut t) = job.state.next_run_at else { continue };
-        let mut per_hour: HashMap<usize, (usize, Timestamp)> = HashMap::new();
-        let mut counted = 0;
-        // A job overdue now fires at once: it counts in this hour.
-        t = t.max(from);
-        while t < end && counted < max_fires_per_job {
-            if let Some(i) = hour_of(t) {
-                per_hour.entry(i).or_insert((0, t)).0 += 1;
-            }
-            counted += 1;
-            match job.trigger.next_after(t) {
-                Some(next) => t = next,
-                None => break,
-            }
-        }
-        let job_capped = counted == max_fires_per_job && t < end;
-        capped += usize::from(job_capped);
-        for (i, (n, first)) in &per_hour {
-            fires[*i] += n;
-            jobs_in[*i] += 1;
-            if Some(*i) == chosen_index {
-                in_chosen.push((*first, job, *n, job_capped));
+    // One pass over the due jobs' index says how many jobs fire in the view.
+    let slots = TimeSlots::new(from, SignedDuration::from_hours(1), hours_in_view)?;
+    let next_runs = s.store().count_next_runs(&slots).await?;
+    let due: usize = next_runs.iter().sum();
+    let sampled = due > MAX_JOBS_WALKED;
+    let (fires, jobs_in, mut in_chosen, capped, chosen_total) = if sampled {
+        // Too many triggers to walk: each job counts once, in the hour it is
+        // next due; the chosen hour's page of those jobs is walked alone.
+        let mut in_chosen = Vec::new();
+        let mut capped = 0;
+        if let Some(i) = chosen_index {
+            let next_due_in_hour = JobFilter {
+                next_run_from: (i > 0).then_some(starts[i]),
+                next_run_before: Some(starts[i + 1]),
+                limit: Some(PAGE_SIZE),
+                offset: (page - 1) * PAGE_SIZE,
+                ..JobFilter::default()
+            };
+            for job in s.store().list_jobs(&next_due_in_hour).await? {
+                let walk = Walk::new(&job, from, starts[i + 1], MAX_FIRES_PER_JOB_DAY / 24, hour_of);
+                capped += usize::from(walk.capped);
+                if let Some(&(n, first)) = walk.per_hour.get(&i) {
+                    in_chosen.push((first, job, n, walk.capped));
+                }
             }
         }
-    }
+        let chosen_total = chosen_index.map_or(0, |i| next_runs[i]);
+        (next_runs.clone(), next_runs, in_chosen, capped, chosen_total)
+    } else {
+        let window = JobFilter { next_run_before: Some(end), ..JobFilter::default() };
+        let mut fires = vec![0usize; hours_in_view];
+        let mut jobs_in = vec![0usize; hours_in_view];
+        let mut in_chosen = Vec::new();
+        let mut capped = 0;
+        for job in s.store().list_jobs(&window).await? {
+            let walk = Walk::new(&job, from, end, max_fires_per_job, hour_of);
+            capped += usize::from(walk.capped);
+            for (&i, &(n, _)) in &walk.per_hour {
+                fires[i] += n;
+                jobs_in[i] += 1;
+            }
+            if let Some(&(n, first)) = chosen_index.and_then(|i| walk.per_hour.get(&i)) {
+                in_chosen.push((first, job, n, walk.capped));
+            }
+        }
+        in_chosen.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let chosen_total = in_chosen.len();
+        // The page of the chosen hour's jobs.
+        in_chosen = in_chosen.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+        (fires, jobs_in, in_chosen, capped, chosen_total)
+    };
 
     let busiest = fires.iter().copied().max().unwrap_or(0);
     let total: usize = fires.iter().sum();
@@ -199,19 +230,16 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         }
     }
 
-    in_chosen.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    let pager = chosen_index.map(|i| Pager::new(in_chosen.len(), page, |page| format!("./day{}", link(i, page))));
+    let pager = chosen_index.map(|i| Pager::new(chosen_total, page, |page| format!("./day{}", link(i, page))));
     let listed = in_chosen
-        .iter()
-        .skip((page - 1) * PAGE_SIZE)
-        .take(PAGE_SIZE)
+        .drain(..)
         .map(|(first, job, n, job_capped)| HourJob {
             id: job.id.to_string(),
             href: encode_segment(JobId::as_str(&job.id)),
             name: job.name().to_owned(),
-            fires: *n,
-            first: Shown::new(*first, job.trigger.zone().unwrap_or(zone), now),
-            capped: *job_capped,
+            fires: n,
+            first: Shown::new(first, job.trigger.zone().unwrap_or(zone), now),
+            capped: job_capped,
         })
         .collect();
     Ok(html(DayPage {
@@ -230,5 +258,43 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         jobs: listed,
         pager,
         capped,
+        sampled: sampled.then_some(due),
+        max_walked: MAX_JOBS_WALKED,
     }))
+}
+
+/// Where one job's trigger fires in the view: its fire times from its next
+/// one (an overdue job fires at once, in the first hour) to the end, at most
+/// `cap` of them.
+struct Walk {
+    /// Hour of the view → fire times in it, and the first.
+    per_hour: HashMap<usize, (usize, Timestamp)>,
+    /// Whether the cap cut the walk short.
+    capped: bool,
+}
+
+impl Walk {
+    fn new(
+        job: &Job,
+        from: Timestamp,
+        end: Timestamp,
+        cap: usize,
+        hour_of: impl Fn(Timestamp) -> Option<usize>,
+    ) -> Walk {
+        let mut per_hour: HashMap<usize, (usize, Timestamp)> = HashMap::new();
+        let Some(next) = job.state.next_run_at else { return Walk { per_hour, capped: false } };
+        let mut t = next.max(from);
+        let mut counted = 0;
+        while t < end && counted < cap {
+            if let Some(i) = hour_of(t) {
+                per_hour.entry(i).or_insert((0, t)).0 += 1;
+            }
+            counted += 1;
+            match job.trigger.next_after(t) {
+                Some(next) => t = next,
+                None => break,
+            }
+        }
+        Walk { per_hour, capped: counted == cap && t < end }
+    }
 }
