@@ -404,7 +404,9 @@ impl JobStore for MemoryStore {
         let now = req.now;
         let mut inner = self.lock();
         let lease = inner.renew(req.lease, req.ttl, now)?;
-        let mut claims = Vec::new();
+        // Claims are large (a whole job each): grown one by one, the vector
+        // copied them at each doubling.
+        let mut claims = Vec::with_capacity(req.limit.min(1024));
 
         // Requested and re-queued runs first: someone is waiting for them.
         let waiting: Vec<(Timestamp, RunId, JobId)> = inner

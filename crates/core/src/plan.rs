@@ -143,8 +143,7 @@ pub fn plan_fire(job: &Job, now: Timestamp, in_flight: &[RunId]) -> FirePlan {
 
     let grace = options.misfire_grace_time;
     let too_late = |at: Timestamp| grace.is_some_and(|g| now.duration_since(at) > g);
-    let fresh: Vec<Timestamp> = due.iter().copied().filter(|at| !too_late(*at)).collect();
-    let latest_fresh = fresh.last().copied();
+    let latest_fresh = due.iter().rev().copied().find(|at| !too_late(*at));
 
     let mut started = 0u32;
     let runs = due

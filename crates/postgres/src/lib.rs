@@ -159,6 +159,32 @@ fn schema_problem(name: &str) -> Option<String> {
     }
 }
 
+/// The statement of `history` for `query`: its binds, in order, are the
+/// job id, the statuses (one array), since, until, the limit and the offset,
+/// each only if the query has it (the limit and offset always).
+fn history_sql(query: &RunQuery) -> String {
+    let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE TRUE"));
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if query.job_id.is_some() {
+        sql.push_str(&format!(" AND job_id = {}", next()));
+    }
+    if !query.statuses.is_empty() {
+        sql.push_str(&format!(" AND status = ANY({})", next()));
+    }
+    if query.since.is_some() {
+        sql.push_str(&format!(" AND scheduled_for >= {}", next()));
+    }
+    if query.until.is_some() {
+        sql.push_str(&format!(" AND scheduled_for < {}", next()));
+    }
+    sql.push_str(&format!(" ORDER BY scheduled_for DESC, id DESC LIMIT {} OFFSET {}", next(), next()));
+    sql
+}
+
 #[cfg(test)]
 fn valid_schema(name: &str) -> bool {
     schema_problem(name).is_none()
@@ -663,26 +689,7 @@ impl JobStore for PostgresStore {
     async fn history(&self, query: &RunQuery) -> Result<Vec<Run>> {
         // Reads see this store's own writes.
         self.run_writes.flush().await?;
-        let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run WHERE TRUE"));
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        if query.job_id.is_some() {
-            sql.push_str(&format!(" AND job_id = {}", next()));
-        }
-        if !query.statuses.is_empty() {
-            sql.push_str(&format!(" AND status = ANY({})", next()));
-        }
-        if query.since.is_some() {
-            sql.push_str(&format!(" AND scheduled_for >= {}", next()));
-        }
-        if query.until.is_some() {
-            sql.push_str(&format!(" AND scheduled_for < {}", next()));
-        }
-        sql.push_str(&format!(" ORDER BY scheduled_for DESC, id DESC LIMIT {} OFFSET {}", next(), next()));
-        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(sql));
+        let mut q = sqlx::query_as::<_, RunRow>(AssertSqlSafe(history_sql(query)));
         if let Some(id) = &query.job_id {
             q = q.bind(id.as_str().to_owned());
         }
@@ -909,5 +916,20 @@ pub(crate) mod plan_tests {
         let newest = format!("{}$1 OFFSET $2", chime_sql::NEWEST_RUN_TIMES);
         let plan = explain(newest).await;
         assert!(plan.contains("chime_run_time") && !plan.contains("Sort"), "{plan}");
+        // The runs in flight (each poll of the dashboard's job list): their
+        // own index, not the newest first filtered down (SQLite needed its
+        // index named for this; PostgreSQL finds it from the statuses).
+        use chime_core::{RunQuery, RunStatus};
+        let in_flight = RunQuery { statuses: vec![RunStatus::Pending, RunStatus::Running], ..RunQuery::default() };
+        let plan: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {}", super::history_sql(&in_flight))))
+                .bind(vec!["pending".to_owned(), "running".to_owned()])
+                .bind(100_i64)
+                .bind(0_i64)
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("chime_run_in_flight") && !plan.contains("chime_run_time"), "{plan}");
     }
 }
