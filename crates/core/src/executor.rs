@@ -242,7 +242,15 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
         run.status = RunStatus::Running;
         let attempt_started = clock.now();
         let output = Arc::new(std::sync::Mutex::new(None));
-        let (outcome, start_written) = {
+        let outcome = {
+            // The start is written beside the task, not before it: a store
+            // that batches (the SQL stores' group commit) answers once its
+            // batch commits, and the task is not held back for that. A
+            // fenced-out start cancels the task's token when the answer
+            // comes. A store that answers at once (memory) has answered by
+            // the first poll, before the task starts and the event is seen.
+            let mut start = std::pin::pin!(inner.record_start(&run, cancel));
+            let recorded = poll_once(start.as_mut()).await;
             // Per-run lines are DEBUG: at hundreds of runs a second INFO would
             // drown the log (`chime serve` logs a summary a minute instead).
             tracing::debug!(job_id = %job.id, run_id = %run.id, attempt = run.attempt, scheduled_for = %run.scheduled_for, "run started");
@@ -258,39 +266,25 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 scheduled_for: run.scheduled_for,
                 attempt: run.attempt,
                 args: Arc::clone(&args),
-                // A timeout cancels the attempt alone (a retry may follow),
-                // so it needs a token of its own; without one the run's does.
-                cancel: if job.options.timeout.is_some() { token.child_token() } else { token.clone() },
+                // A token of the attempt's own: a timeout cancels the attempt
+                // alone (a retry may follow), and a task that cancels its
+                // token (a drop guard for its helpers) must not cancel its run.
+                cancel: token.child_token(),
                 alert: alert.clone(),
                 output: Arc::clone(&output),
             };
-            let mut task = std::pin::pin!(attempt(inner, &handler, ctx, job.options.timeout, token));
-            match poll_once(task.as_mut()).await {
-                // Done at its first poll: no start is written, since the
-                // finish, written next, says both (one store call a short
-                // run, not two). It is fenced as a start would be.
-                Some(outcome) => (outcome, false),
-                None => {
-                    // The start is written beside the task, not before it: a
-                    // store that batches (the SQL stores' group commit)
-                    // answers once its batch commits, and the task is not
-                    // held back for that. A fenced-out start cancels the
-                    // task's token when the answer comes.
-                    let mut start = std::pin::pin!(inner.record_start(&run, cancel));
-                    let outcome = if poll_once(start.as_mut()).await.is_some() {
-                        task.await
-                    } else {
-                        tokio::select! {
-                            _ = &mut start => task.await,
-                            // A task done before its start's answer does not
-                            // wait for it: the finish queues behind the start
-                            // (often into the same batch, one row write for
-                            // both) and is fenced the same way, so a refusal
-                            // is learnt from the finish.
-                            outcome = &mut task => outcome,
-                        }
-                    };
-                    (outcome, true)
+            let task = attempt(inner, &handler, ctx, job.options.timeout, token);
+            if recorded {
+                task.await
+            } else {
+                let mut task = std::pin::pin!(task);
+                tokio::select! {
+                    _ = &mut start => task.await,
+                    // A task done before its start's answer does not wait for
+                    // it: the finish queues behind the start (often into the
+                    // same batch, one row write for both) and is fenced the
+                    // same way, so a refusal is learnt from the finish.
+                    outcome = &mut task => outcome,
                 }
             }
         };
@@ -336,11 +330,6 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 };
                 if again {
                     error.apply(&mut run, alert.as_deref());
-                    // The run is in progress while it waits to retry, and
-                    // its record says so even when the attempt wrote no start.
-                    if !start_written {
-                        inner.record_start(&run, cancel).await;
-                    }
                     let delay = retry.as_ref().expect("retrying").delay_after(run.attempt);
                     tokio::select! {
                         _ = clock.sleep_until(later(clock.now(), delay)) => continue,
@@ -358,13 +347,9 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
     }
 }
 
-/// Polls `future` once: its output if it is done.
-async fn poll_once<F: std::future::Future>(mut future: std::pin::Pin<&mut F>) -> Option<F::Output> {
-    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
-        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
+/// Polls `future` once: whether it is done (its output is not needed).
+async fn poll_once<F: std::future::Future<Output = ()>>(mut future: std::pin::Pin<&mut F>) -> bool {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready())).await
 }
 
 /// Runs the handler once: inline for an async task, on the blocking pool for a blocking one.

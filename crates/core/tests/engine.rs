@@ -520,6 +520,28 @@ async fn every_run_gets_the_job_arguments() {
     assert_eq!(h.scheduler.get_job("every").await.unwrap().args, args);
 }
 
+/// A task may cancel its own token (a drop guard that stops its helpers
+/// when it returns): that ends the task's own work, not its run.
+#[tokio::test]
+async fn a_task_that_cancels_its_own_token_still_succeeds() {
+    let mut h = Harness::with_tasks(
+        |tasks| {
+            tasks.register("guarded", |ctx: JobContext| async move {
+                let _stop_helpers = ctx.cancel.clone().drop_guard();
+                Ok::<_, std::io::Error>(())
+            });
+        },
+        |b| b,
+    );
+    h.add(Job::new("g", "guarded", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    let end =
+        h.wait_for("the run's end", |e| matches!(e, Event::RunSucceeded { .. } | Event::RunCancelled { .. })).await;
+    assert!(matches!(end, Event::RunSucceeded { .. }), "{end:?}");
+    assert_eq!(h.last_run().await.status, RunStatus::Succeeded);
+}
+
 #[tokio::test]
 async fn times_past_the_misfire_grace_time_are_recorded_as_missed() {
     let mut h = Harness::new();

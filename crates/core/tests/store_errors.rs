@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -37,8 +36,6 @@ enum Update {
 struct FailingStore {
     inner: MemoryStore,
     plan: Mutex<VecDeque<Update>>,
-    /// Run updates asked for.
-    updates: AtomicUsize,
 }
 
 #[async_trait]
@@ -71,7 +68,6 @@ impl JobStore for FailingStore {
         self.inner.insert_run(run).await
     }
     async fn update_run(&self, run: &Run) -> Result<()> {
-        self.updates.fetch_add(1, Ordering::SeqCst);
         let next = self.plan.lock().unwrap().pop_front().unwrap_or(Update::Ok);
         match next {
             Update::Ok => self.inner.update_run(run).await,
@@ -142,26 +138,10 @@ async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
 /// The lease is long, so no heartbeat comes while the job's time is reached:
 /// whatever the node learns of its lease, it learns from the run's updates.
 async fn run_until(plan: &[Update], what: &str, until: impl Fn(&Event) -> bool) -> (Vec<Event>, Run) {
-    run_task("t", plan, what, until).await.0
-}
-
-/// As [`run_until`] with a job of `task`: `t` waits once (so its start is
-/// written beside it), `instant` is done at its first poll (so it writes no
-/// start). Also returns how many run updates the store was asked for.
-async fn run_task(
-    task: &str,
-    plan: &[Update],
-    what: &str,
-    until: impl Fn(&Event) -> bool,
-) -> ((Vec<Event>, Run), usize) {
     let store = Arc::new(FailingStore::default());
     let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
     let mut tasks = TaskRegistry::new();
-    tasks.register("t", |_ctx: JobContext| async {
-        tokio::task::yield_now().await;
-        Ok::<_, std::io::Error>(())
-    });
-    tasks.register("instant", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
     let s = Scheduler::builder()
         .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
         .tasks(tasks)
@@ -171,7 +151,7 @@ async fn run_task(
         .node_lease(SignedDuration::from_hours(6))
         .unwrap()
         .build();
-    s.add_job(Job::new("j", task, Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
     let mut events = s.subscribe();
     s.start().unwrap();
     support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
@@ -190,7 +170,7 @@ async fn run_task(
     }
     assert_eq!(seen.last(), Some(&Event::SchedulerShutDown), "{seen:?}");
     let run = store.history(&RunQuery::default()).await.unwrap().remove(0);
-    ((seen, run), store.updates.load(Ordering::SeqCst))
+    (seen, run)
 }
 
 fn store_errors(events: &[Event]) -> Vec<&str> {
@@ -254,29 +234,4 @@ async fn a_lost_lease_at_the_finish_is_no_store_error() {
     assert_eq!(store_errors(&events), Vec::<&str>::new(), "the sweeper's decision stands; nothing failed");
     assert!(events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
     assert_eq!(run.status, RunStatus::Running, "the result was not written");
-}
-
-/// A short run is one store call: its finish, with its start time in it.
-#[tokio::test]
-async fn a_task_done_at_its_first_poll_writes_its_run_once() {
-    let succeeded = |e: &Event| matches!(e, Event::RunSucceeded { .. });
-    let ((events, run), updates) = run_task("instant", &[], "the success", succeeded).await;
-    assert_eq!(updates, 1, "the finish alone");
-    assert!(events.iter().any(|e| matches!(e, Event::RunStarted { attempt: 1, .. })), "the start is still an event");
-    assert_eq!((run.status, run.attempt), (RunStatus::Succeeded, 1));
-    assert!(run.started_at.is_some() && run.finished_at >= run.started_at, "{run:?}");
-    // A task that waits writes its start beside it, then its finish.
-    let (_, updates) = run_task("t", &[], "the success", succeeded).await;
-    assert_eq!(updates, 2);
-}
-
-/// Its one write is fenced as a start would be: refused, the result is kept
-/// as the sweeper's business (no store error), not written over the run.
-#[tokio::test]
-async fn a_short_run_whose_only_write_is_fenced_out_is_no_store_error() {
-    let succeeded = |e: &Event| matches!(e, Event::RunSucceeded { .. });
-    let ((events, run), updates) = run_task("instant", &[Update::LeaseLost], "the success", succeeded).await;
-    assert_eq!(updates, 1);
-    assert_eq!(store_errors(&events), Vec::<&str>::new());
-    assert_eq!(run.status, RunStatus::Pending, "the refused finish was not written");
 }

@@ -12,80 +12,87 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use crate::SqliteStore;
 use crate::rows::{IN_FLIGHT, JobRow, RUN_COLUMNS, RunRow, bind_run, micros, run_ids, run_rows};
 
+/// A job row's columns in [`JobRow`]'s order, each value of the wrong type
+/// (a row edited by hand: a blob, text in an integer column) read as null,
+/// and last the row's problem: its `broken` mark, else the mistyped columns
+/// named, else null. Read as [`GuardedColumns`], so that such a row is
+/// reported broken instead of failing the whole read.
+macro_rules! guarded_job_columns {
+    () => {
+        "CAST(id AS TEXT), CASE WHEN typeof(name) = 'text' THEN name END, CASE WHEN typeof(task) = 'text' THEN task END, CASE WHEN typeof(args) = 'text' THEN args END, CASE WHEN typeof(trigger) = 'text' THEN trigger END, CASE WHEN typeof(options) = 'text' THEN options END, CASE WHEN typeof(next_run_at) = 'integer' THEN next_run_at END, CASE WHEN typeof(paused) = 'text' THEN paused END, CASE WHEN typeof(last_run_at) = 'integer' THEN last_run_at END, CASE WHEN typeof(last_status) = 'text' THEN last_status END, CASE WHEN typeof(version) = 'integer' THEN version END, CASE WHEN typeof(code_hash) = 'text' THEN code_hash END, COALESCE(CASE WHEN typeof(broken) = 'text' THEN broken END, 'a column holds a value of the wrong type:' || NULLIF(CASE WHEN typeof(id) != 'text' THEN ' id' ELSE '' END || CASE WHEN typeof(name) NOT IN ('text', 'null') THEN ' name' ELSE '' END || CASE WHEN typeof(task) NOT IN ('text') THEN ' task' ELSE '' END || CASE WHEN typeof(args) NOT IN ('text') THEN ' args' ELSE '' END || CASE WHEN typeof(trigger) NOT IN ('text') THEN ' trigger' ELSE '' END || CASE WHEN typeof(options) NOT IN ('text') THEN ' options' ELSE '' END || CASE WHEN typeof(next_run_at) NOT IN ('integer', 'null') THEN ' next_run_at' ELSE '' END || CASE WHEN typeof(paused) NOT IN ('text', 'null') THEN ' paused' ELSE '' END || CASE WHEN typeof(last_run_at) NOT IN ('integer', 'null') THEN ' last_run_at' ELSE '' END || CASE WHEN typeof(last_status) NOT IN ('text', 'null') THEN ' last_status' ELSE '' END || CASE WHEN typeof(version) NOT IN ('integer') THEN ' version' ELSE '' END || CASE WHEN typeof(code_hash) NOT IN ('text', 'null') THEN ' code_hash' ELSE '' END, ''))"
+    };
+}
+
 /// The due jobs a claim takes: now, the task names (a JSON array), how many.
 /// Read in the order of the `chime_job_due` index, so a herd due on one
 /// second is not sorted whole on every claim (a test holds the plan).
 ///
 /// The rows come back as one JSON array ([`due_rows`] reads it): a row at a
 /// time, each crosses sqlx's worker thread on its own, and a batch is
-/// hundreds. A column holding a value of the wrong type (a row edited by
-/// hand: a blob, text in an integer column) comes back null and named in the
-/// last element, so that the row is marked broken rather than failing the
-/// claim of every job. (`SELECT *` inside is read by this statement alone,
-/// column by name, never by sqlx.)
-const DUE_JOBS: &str = "SELECT COALESCE(json_group_array(json_array(id, CASE WHEN typeof(name) = 'text' THEN name END, CASE WHEN typeof(task) = 'text' THEN task END, CASE WHEN typeof(args) = 'text' THEN args END, CASE WHEN typeof(trigger) = 'text' THEN trigger END, CASE WHEN typeof(options) = 'text' THEN options END, CASE WHEN typeof(next_run_at) = 'integer' THEN next_run_at END, CASE WHEN typeof(paused) = 'text' THEN paused END, CASE WHEN typeof(last_run_at) = 'integer' THEN last_run_at END, CASE WHEN typeof(last_status) = 'text' THEN last_status END, CASE WHEN typeof(version) = 'integer' THEN version END, CASE WHEN typeof(code_hash) = 'text' THEN code_hash END, CASE WHEN typeof(name) NOT IN ('text', 'null') THEN ' name' ELSE '' END || CASE WHEN typeof(task) NOT IN ('text') THEN ' task' ELSE '' END || CASE WHEN typeof(args) NOT IN ('text') THEN ' args' ELSE '' END || CASE WHEN typeof(trigger) NOT IN ('text') THEN ' trigger' ELSE '' END || CASE WHEN typeof(options) NOT IN ('text') THEN ' options' ELSE '' END || CASE WHEN typeof(next_run_at) NOT IN ('integer', 'null') THEN ' next_run_at' ELSE '' END || CASE WHEN typeof(paused) NOT IN ('text', 'null') THEN ' paused' ELSE '' END || CASE WHEN typeof(last_run_at) NOT IN ('integer', 'null') THEN ' last_run_at' ELSE '' END || CASE WHEN typeof(last_status) NOT IN ('text', 'null') THEN ' last_status' ELSE '' END || CASE WHEN typeof(version) NOT IN ('integer') THEN ' version' ELSE '' END || CASE WHEN typeof(code_hash) NOT IN ('text', 'null') THEN ' code_hash' ELSE '' END)), '[]') \
-     FROM (SELECT * FROM chime_job WHERE typeof(id) = 'text' AND next_run_at IS NOT NULL AND paused IS NULL \
-     AND broken IS NULL AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) ORDER BY next_run_at, id LIMIT ?)";
-
-/// A [`DUE_JOBS`] element: the id, the other columns of [`JobRow`] (null
-/// when of the wrong type), and the names of the mistyped columns.
-type DueColumns = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    String,
+/// hundreds. A mistyped row is marked broken rather than failing the claim
+/// of every job. (`SELECT *` inside is read by this statement alone, column
+/// by name, never by sqlx.)
+const DUE_JOBS: &str = concat!(
+    "SELECT COALESCE(json_group_array(json_array(",
+    guarded_job_columns!(),
+    ")), '[]') FROM (SELECT * FROM chime_job WHERE typeof(id) = 'text' AND next_run_at IS NOT NULL \
+     AND paused IS NULL AND broken IS NULL AND next_run_at <= ? AND task IN (SELECT value FROM json_each(?)) \
+     ORDER BY next_run_at, id LIMIT ?)"
 );
 
-/// The rows of a [`DUE_JOBS`] answer; a row with a mistyped column is
-/// broken (its `decode` says why).
+/// Every job row, mistyped values guarded: what `broken_jobs` reads.
+pub(crate) const EVERY_JOB_GUARDED: &str = concat!("SELECT ", guarded_job_columns!(), " FROM chime_job ORDER BY id");
+
+/// Marks broken the due rows of these tasks (now, the task names) whose id
+/// is not text, which [`DUE_JOBS`] leaves out.
+const MARK_UNTEXTUAL_IDS: &str = "UPDATE chime_job SET broken = 'the id is not text but ' || typeof(id) \
+     WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL AND next_run_at <= ? \
+     AND task IN (SELECT value FROM json_each(?)) AND typeof(id) != 'text'";
+
+/// A row of [`guarded_job_columns!`]: the columns of [`JobRow`], null when
+/// of the wrong type, then the row's problem.
+pub(crate) type GuardedColumns = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The job row of [`GuardedColumns`]; a mistyped one is broken (its
+/// `decode` says why).
+pub(crate) fn guarded_row(
+    (id, name, task, args, trigger, options, next_run_at, paused, last_run_at, last_status, version, code_hash, broken): GuardedColumns,
+) -> JobRow {
+    JobRow {
+        id,
+        name,
+        task: task.unwrap_or_default(),
+        args: args.unwrap_or_default(),
+        trigger: trigger.unwrap_or_default(),
+        options: options.unwrap_or_default(),
+        next_run_at,
+        paused,
+        last_run_at,
+        last_status,
+        version: version.unwrap_or_default(),
+        code_hash,
+        broken,
+    }
+}
+
+/// The rows of a [`DUE_JOBS`] answer.
 fn due_rows(json: &str) -> std::result::Result<Vec<JobRow>, serde_json::Error> {
-    let rows: Vec<DueColumns> = serde_json::from_str(json)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                name,
-                task,
-                args,
-                trigger,
-                options,
-                next_run_at,
-                paused,
-                last_run_at,
-                last_status,
-                version,
-                code_hash,
-                mistyped,
-            )| {
-                JobRow {
-                    id,
-                    name,
-                    task: task.unwrap_or_default(),
-                    args: args.unwrap_or_default(),
-                    trigger: trigger.unwrap_or_default(),
-                    options: options.unwrap_or_default(),
-                    next_run_at,
-                    paused,
-                    last_run_at,
-                    last_status,
-                    version: version.unwrap_or_default(),
-                    code_hash,
-                    broken: (!mistyped.is_empty())
-                        .then(|| format!("a column holds a value of the wrong type:{mistyped}")),
-                }
-            },
-        )
-        .collect())
+    let rows: Vec<GuardedColumns> = serde_json::from_str(json)?;
+    Ok(rows.into_iter().map(guarded_row).collect())
 }
 
 /// The task names as a JSON array, for `IN (SELECT value FROM json_each(?))`.
@@ -133,14 +140,31 @@ impl SqliteStore {
         };
         let mut claims = self.claim_requested(&mut tx, req, &lease, &tasks).await?;
 
+        let limit = req.limit.saturating_sub(claims.len());
         let due: String = sqlx::query_scalar(DUE_JOBS)
             .bind(micros(now))
             .bind(&tasks)
-            .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
+            .bind(limit.min(i64::MAX as usize) as i64)
             .fetch_one(&mut *tx)
             .await
             .map_err(fail)?;
         let rows = due_rows(&due).map_err(|e| fail(sqlx::Error::Decode(Box::new(e))))?;
+        if rows.len() < limit {
+            // The batch is not full, so every due row of these tasks with a
+            // text id was read; what is still due is a row whose id is not
+            // text (edited by hand), which no claim reads. Marked broken:
+            // left due, it would wake the loop at once, forever.
+            let marked = sqlx::query(MARK_UNTEXTUAL_IDS)
+                .bind(micros(now))
+                .bind(&tasks)
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?
+                .rows_affected();
+            if marked > 0 {
+                tracing::error!(rows = marked, database = %self.location, "due jobs whose id is not text; marked broken, kept");
+            }
+        }
 
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {

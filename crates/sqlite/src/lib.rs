@@ -657,13 +657,15 @@ impl JobStore for SqliteStore {
     }
 
     async fn broken_jobs(&self) -> Result<Vec<BrokenJob>> {
-        let rows: Vec<JobRow> =
-            sqlx::query_as(concat!("SELECT ", chime_sql::job_fields!(), " FROM chime_job ORDER BY id"))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err("listing jobs", e))?;
+        // Guarded: one value of the wrong type (a blob put there by hand)
+        // failed this whole read, and with it the dashboard's job list.
+        let rows: Vec<claim::GuardedColumns> = sqlx::query_as(claim::EVERY_JOB_GUARDED)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err("listing jobs", e))?;
         Ok(rows
             .into_iter()
+            .map(claim::guarded_row)
             .filter_map(|r| {
                 let id = r.id.clone();
                 r.decode().err().map(|problem| BrokenJob { id, problem })
@@ -672,14 +674,14 @@ impl JobStore for SqliteStore {
     }
 }
 
-/// The statement [`JobStore::history`] runs for `query`: its filters as
-/// placeholders, bound in the order they appear here, then limit and offset.
 /// Whether a history query asks only for runs in flight (pending or
 /// running), which are read through the in-flight runs' partial index.
 fn in_flight_only(query: &RunQuery) -> bool {
     !query.statuses.is_empty() && query.statuses.iter().all(|s| !s.is_finished())
 }
 
+/// The statement [`JobStore::history`] runs for `query`: its filters as
+/// placeholders, bound in the order they appear here, then limit and offset.
 fn history_sql(query: &RunQuery) -> String {
     let mut sql = String::from(concat!("SELECT ", chime_sql::run_fields!(), " FROM chime_run"));
     if in_flight_only(query) {

@@ -119,7 +119,7 @@ struct State {
 }
 
 impl State {
-    /// The `job` label for a run of `job`: its id while it has (or can take)
+    /// The `job_id` label for a run of `job`: its id while it has (or can take)
     /// a place among the [`PER_JOB_SERIES`], else `""`.
     fn label(&mut self, job: &str) -> String {
         if self.own_series.contains(job) {

@@ -503,6 +503,22 @@ async fn past_ten_thousand_jobs_the_day_counts_next_runs() {
     assert!(page(&app, "/day?hour=1").await.contains("No job is next due in this hour."));
 }
 
+/// Fewer than 10,000 jobs, but more than a million fire times to walk (700
+/// jobs every 30 s, each walked for its first 1,440 in 24 hours): counted
+/// at their next fire too.
+#[tokio::test]
+async fn past_a_million_fire_times_the_day_counts_next_runs() {
+    let s = scheduler();
+    for i in 0..700 {
+        store_job(&s, Job::new(&format!("often-{i:03}"), "noop", Trigger::every("30s").unwrap()).unwrap()).await;
+    }
+    let day = page(&app(&s), "/day").await;
+    assert!(day.contains(r#"id="sampled"><b>700</b> jobs fire in this view"#), "{day}");
+    assert!(day.contains(r#"aria-label="00:00, 700 next runs of 700 jobs""#), "{day}");
+    let hour = page(&app(&s), "/day?hour=0").await;
+    assert!(hour.contains("each is counted for its first 60 fire times in the hour only"), "{hour}");
+}
+
 #[tokio::test]
 async fn with_ten_thousand_jobs_the_first_page_stays_small() {
     let s = scheduler();

@@ -24,6 +24,11 @@ use crate::{ApiError, Handle};
 /// evaluations a day.
 const MAX_FIRES_PER_JOB_DAY: usize = 24 * 60;
 
+/// The most fire times the view walks in all (a tenth of a second or so):
+/// 10,000 jobs firing every minute for 7 days would be 100,000,000. Past
+/// this, as past [`MAX_JOBS_WALKED`], each job counts once.
+const MAX_FIRES_WALKED: usize = 1_000_000;
+
 /// The most jobs whose triggers the view walks. Past this (a million jobs
 /// would take seconds and a gigabyte), each hour counts the jobs next due
 /// in it, once each, through the store's due-time index
@@ -82,6 +87,9 @@ struct DayPage {
     /// [`MAX_JOBS_WALKED`]: each hour then counts the jobs next due in it.
     sampled: Option<usize>,
     max_walked: usize,
+    /// The most fire times counted for one job (in the view; in the hour
+    /// when sampled).
+    fires_cap: usize,
 }
 
 pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Response, ApiError> {
@@ -136,38 +144,22 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
     let slots = TimeSlots::new(from, SignedDuration::from_hours(1), hours_in_view)?;
     let next_runs = s.store().count_next_runs(&slots).await?;
     let due: usize = next_runs.iter().sum();
-    let sampled = due > MAX_JOBS_WALKED;
-    let (fires, jobs_in, mut in_chosen, capped, chosen_total) = if sampled {
-        // Too many triggers to walk: each job counts once, in the hour it is
-        // next due; the chosen hour's page of those jobs is walked alone.
-        let mut in_chosen = Vec::new();
-        let mut capped = 0;
-        if let Some(i) = chosen_index {
-            let next_due_in_hour = JobFilter {
-                next_run_from: (i > 0).then_some(starts[i]),
-                next_run_before: Some(starts[i + 1]),
-                limit: Some(PAGE_SIZE),
-                offset: (page - 1) * PAGE_SIZE,
-                ..JobFilter::default()
-            };
-            for job in s.store().list_jobs(&next_due_in_hour).await? {
-                let walk = Walk::new(&job, from, starts[i + 1], MAX_FIRES_PER_JOB_DAY / 24, hour_of);
-                capped += usize::from(walk.capped);
-                if let Some(&(n, first)) = walk.per_hour.get(&i) {
-                    in_chosen.push((first, job, n, walk.capped));
-                }
-            }
+    // Every trigger walked while the jobs and their fires are few enough.
+    let walked = 'walk: {
+        if due > MAX_JOBS_WALKED {
+            break 'walk None;
         }
-        let chosen_total = chosen_index.map_or(0, |i| next_runs[i]);
-        (next_runs.clone(), next_runs, in_chosen, capped, chosen_total)
-    } else {
         let window = JobFilter { next_run_before: Some(end), ..JobFilter::default() };
         let mut fires = vec![0usize; hours_in_view];
         let mut jobs_in = vec![0usize; hours_in_view];
         let mut in_chosen = Vec::new();
-        let mut capped = 0;
+        let (mut capped, mut counted) = (0, 0);
         for job in s.store().list_jobs(&window).await? {
             let walk = Walk::new(&job, from, end, max_fires_per_job, hour_of);
+            counted += walk.counted;
+            if counted > MAX_FIRES_WALKED {
+                break 'walk None;
+            }
             capped += usize::from(walk.capped);
             for (&i, &(n, _)) in &walk.per_hour {
                 fires[i] += n;
@@ -181,7 +173,36 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         let chosen_total = in_chosen.len();
         // The page of the chosen hour's jobs.
         in_chosen = in_chosen.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
-        (fires, jobs_in, in_chosen, capped, chosen_total)
+        Some((fires, jobs_in, in_chosen, capped, chosen_total))
+    };
+    let sampled = walked.is_none();
+    let fires_cap = if sampled { MAX_FIRES_PER_JOB_DAY / 24 } else { max_fires_per_job };
+    let (fires, jobs_in, mut in_chosen, capped, chosen_total) = match walked {
+        Some(walked) => walked,
+        None => {
+            // Too many triggers to walk: each job counts once, in the hour it
+            // is next due; the chosen hour's page of those jobs is walked alone.
+            let mut in_chosen = Vec::new();
+            let mut capped = 0;
+            if let Some(i) = chosen_index {
+                let next_due_in_hour = JobFilter {
+                    next_run_from: (i > 0).then_some(starts[i]),
+                    next_run_before: Some(starts[i + 1]),
+                    limit: Some(PAGE_SIZE),
+                    offset: (page - 1) * PAGE_SIZE,
+                    ..JobFilter::default()
+                };
+                for job in s.store().list_jobs(&next_due_in_hour).await? {
+                    let walk = Walk::new(&job, from, starts[i + 1], fires_cap, hour_of);
+                    capped += usize::from(walk.capped);
+                    if let Some(&(n, first)) = walk.per_hour.get(&i) {
+                        in_chosen.push((first, job, n, walk.capped));
+                    }
+                }
+            }
+            let chosen_total = chosen_index.map_or(0, |i| next_runs[i]);
+            (next_runs.clone(), next_runs, in_chosen, capped, chosen_total)
+        }
     };
 
     let busiest = fires.iter().copied().max().unwrap_or(0);
@@ -260,6 +281,7 @@ pub(crate) async fn day(State(h): State<Handle>, query: QueryPairs) -> Result<Re
         capped,
         sampled: sampled.then_some(due),
         max_walked: MAX_JOBS_WALKED,
+        fires_cap,
     }))
 }
 
@@ -271,6 +293,8 @@ struct Walk {
     per_hour: HashMap<usize, (usize, Timestamp)>,
     /// Whether the cap cut the walk short.
     capped: bool,
+    /// The fire times walked.
+    counted: usize,
 }
 
 impl Walk {
@@ -282,7 +306,7 @@ impl Walk {
         hour_of: impl Fn(Timestamp) -> Option<usize>,
     ) -> Walk {
         let mut per_hour: HashMap<usize, (usize, Timestamp)> = HashMap::new();
-        let Some(next) = job.state.next_run_at else { return Walk { per_hour, capped: false } };
+        let Some(next) = job.state.next_run_at else { return Walk { per_hour, capped: false, counted: 0 } };
         let mut t = next.max(from);
         let mut counted = 0;
         while t < end && counted < cap {
@@ -295,6 +319,6 @@ impl Walk {
                 None => break,
             }
         }
-        Walk { per_hour, capped: counted == cap && t < end }
+        Walk { per_hour, capped: counted == cap && t < end, counted }
     }
 }
