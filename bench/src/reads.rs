@@ -70,13 +70,7 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
         scheduler.alerts().await.expect("the alerts");
         alerts_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    // What the dashboard's job list reads again after any change to the
-    // store: every job row, decoded, to find those that do not decode.
-    let t = Instant::now();
-    store.broken_jobs().await.expect("the broken jobs");
-    let broken_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let calls = json!({
-        "broken_jobs_ms": broken_ms,
+    let mut calls = json!({
         "job_counts_p50_ms": crate::percentile(&mut counts_ms, 0.5),
         "recent_stats_p50_ms": crate::percentile(&mut recent_ms, 0.5),
         "alerts_p50_ms": crate::percentile(&mut alerts_ms, 0.5),
@@ -113,6 +107,12 @@ pub(crate) async fn reads(n: usize) -> serde_json::Value {
         );
     }
     server.abort();
+    // A pass over every job for rows that do not decode (the scheduler's
+    // start, `chime jobs list`): timed last, so that its reads do not
+    // change what the timed requests find in the caches.
+    let t = Instant::now();
+    store.broken_jobs().await.expect("the broken jobs");
+    calls["broken_jobs_ms"] = json!(t.elapsed().as_secs_f64() * 1000.0);
     if !keep {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{location}{suffix}"));
