@@ -787,13 +787,15 @@ impl JobStore for PostgresStore {
                 .map_err(|e| self.err("listing jobs", e))?;
         let mut broken = Vec::new();
         for row in rows {
-            let (id, marked) = (row.id.clone(), row.broken.is_some());
+            let (id, marked, version) = (row.id.clone(), row.broken.is_some(), row.version);
             if let Err(problem) = row.decode() {
                 if !marked {
-                    // So that `marked_broken` lists it from now on.
-                    sqlx::query("UPDATE chime_job SET broken = $1 WHERE id = $2 AND broken IS NULL")
+                    // So that `marked_broken` lists it from now on; not if
+                    // the job was written since it was read here.
+                    sqlx::query("UPDATE chime_job SET broken = $1 WHERE id = $2 AND broken IS NULL AND version = $3")
                         .bind(&problem)
                         .bind(&id)
+                        .bind(version)
                         .execute(&self.pool)
                         .await
                         .map_err(|e| self.err("marking a job broken", e))?;

@@ -664,11 +664,11 @@ impl JobStore for SqliteStore {
             .await
             .map_err(|e| self.err("listing jobs", e))?;
         let mut broken = Vec::new();
-        for row in rows.into_iter().map(claim::guarded_row) {
+        for (version, row) in rows.into_iter().map(|r| (r.10, claim::guarded_row(r))) {
             let (id, marked) = (row.id.clone(), row.broken.is_some());
             if let Err(problem) = row.decode() {
                 if !marked {
-                    self.mark_broken(&id, &problem).await?;
+                    self.mark_broken(&id, &problem, version).await?;
                 }
                 broken.push(BrokenJob { id, problem });
             }
@@ -687,18 +687,22 @@ impl JobStore for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Marks the row of `id` broken with `problem`, unless a newer write
-    /// already marked it (or the row is gone).
-    async fn mark_broken(&self, id: &str, problem: &str) -> Result<()> {
+    /// Marks the row of `id` broken with `problem`, unless it was marked or
+    /// written since it was read at `version` (none: its version was not
+    /// an integer), or is gone: a job replaced meanwhile is not marked.
+    async fn mark_broken(&self, id: &str, problem: &str, version: Option<i64>) -> Result<()> {
         // By the primary key: the id as text, else as the blob it was read
         // from (a row edited by hand).
         for sql in [
-            "UPDATE chime_job SET broken = ? WHERE id = ? AND broken IS NULL",
-            "UPDATE chime_job SET broken = ? WHERE id = CAST(? AS BLOB) AND broken IS NULL",
+            "UPDATE chime_job SET broken = ?1 WHERE id = ?2 AND broken IS NULL \
+             AND (version = ?3 OR (?3 IS NULL AND typeof(version) != 'integer'))",
+            "UPDATE chime_job SET broken = ?1 WHERE id = CAST(?2 AS BLOB) AND broken IS NULL \
+             AND (version = ?3 OR (?3 IS NULL AND typeof(version) != 'integer'))",
         ] {
             let done = sqlx::query(sql)
                 .bind(problem)
                 .bind(id)
+                .bind(version)
                 .execute(&self.writes)
                 .await
                 .map_err(|e| self.err("marking a job broken", e))?;
