@@ -45,7 +45,7 @@ pub(crate) const EVERY_JOB_GUARDED: &str = concat!("SELECT ", guarded_job_column
 
 /// Marks broken the due rows of these tasks (now, the task names) whose id
 /// is not text, which [`DUE_JOBS`] leaves out.
-const MARK_UNTEXTUAL_IDS: &str = "UPDATE chime_job SET broken = 'the id is not text but ' || typeof(id) \
+const MARK_UNTEXTUAL_IDS: &str = "UPDATE chime_job SET broken = 'a column holds a value of the wrong type: id' \
      WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL AND next_run_at <= ? \
      AND task IN (SELECT value FROM json_each(?)) AND typeof(id) != 'text'";
 

@@ -665,11 +665,11 @@ impl JobStore for SqliteStore {
             .map_err(|e| self.err("listing jobs", e))?;
         let mut broken = Vec::new();
         for (version, row) in rows.into_iter().map(|r| (r.10, claim::guarded_row(r))) {
-            let (id, marked) = (row.id.clone(), row.broken.is_some());
+            let id = row.id.clone();
             if let Err(problem) = row.decode() {
-                if !marked {
-                    self.mark_broken(&id, &problem, version).await?;
-                }
+                // Marked already or not (a mistyped row reads as broken
+                // either way): the update leaves a marked row alone.
+                self.mark_broken(&id, &problem, version).await?;
                 broken.push(BrokenJob { id, problem });
             }
         }
