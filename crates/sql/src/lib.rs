@@ -322,11 +322,14 @@ fn job_conditions(filter: &chime_core::JobFilter, dialect: Dialect) -> (String, 
     });
     // Microseconds of our own, not text a user wrote: written into the
     // statement rather than bound, as the texts are.
+    if filter.next_run_from.is_some() || filter.next_run_before.is_some() {
+        sql.push_str(&format!(" AND {DUE}"));
+    }
     if let Some(from) = filter.next_run_from {
-        sql.push_str(&format!(" AND {DUE} AND next_run_at >= {}", micros(from)));
+        sql.push_str(&format!(" AND next_run_at >= {}", micros(from)));
     }
     if let Some(before) = filter.next_run_before {
-        sql.push_str(&format!(" AND {DUE} AND next_run_at < {}", micros(before)));
+        sql.push_str(&format!(" AND next_run_at < {}", micros(before)));
     }
     if let Some(task) = &filter.task {
         texts.push(task.clone());

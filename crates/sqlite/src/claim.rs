@@ -43,12 +43,6 @@ const DUE_JOBS: &str = concat!(
 /// Every job row, mistyped values guarded: what `broken_jobs` reads.
 pub(crate) const EVERY_JOB_GUARDED: &str = concat!("SELECT ", guarded_job_columns!(), " FROM chime_job ORDER BY id");
 
-/// Marks broken the due rows of these tasks (now, the task names) whose id
-/// is not text, which [`DUE_JOBS`] leaves out.
-const MARK_UNTEXTUAL_IDS: &str = "UPDATE chime_job SET broken = 'a column holds a value of the wrong type: id' \
-     WHERE next_run_at IS NOT NULL AND paused IS NULL AND broken IS NULL AND next_run_at <= ? \
-     AND task IN (SELECT value FROM json_each(?)) AND typeof(id) != 'text'";
-
 /// A row of [`guarded_job_columns!`]: the columns of [`JobRow`], null when
 /// of the wrong type, then the row's problem.
 pub(crate) type GuardedColumns = (
@@ -140,31 +134,14 @@ impl SqliteStore {
         };
         let mut claims = self.claim_requested(&mut tx, req, &lease, &tasks).await?;
 
-        let limit = req.limit.saturating_sub(claims.len());
         let due: String = sqlx::query_scalar(DUE_JOBS)
             .bind(micros(now))
             .bind(&tasks)
-            .bind(limit.min(i64::MAX as usize) as i64)
+            .bind(req.limit.saturating_sub(claims.len()).min(i64::MAX as usize) as i64)
             .fetch_one(&mut *tx)
             .await
             .map_err(fail)?;
         let rows = due_rows(&due).map_err(|e| fail(sqlx::Error::Decode(Box::new(e))))?;
-        if rows.len() < limit {
-            // The batch is not full, so every due row of these tasks with a
-            // text id was read; what is still due is a row whose id is not
-            // text (edited by hand), which no claim reads. Marked broken:
-            // left due, it would wake the loop at once, forever.
-            let marked = sqlx::query(MARK_UNTEXTUAL_IDS)
-                .bind(micros(now))
-                .bind(&tasks)
-                .execute(&mut *tx)
-                .await
-                .map_err(fail)?
-                .rows_affected();
-            if marked > 0 {
-                tracing::error!(rows = marked, database = %self.location, "due jobs whose id is not text; marked broken, kept");
-            }
-        }
 
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows {
@@ -339,11 +316,15 @@ impl SqliteStore {
             .map_err(|e| self.err("reading a job", e))
     }
 
+    /// The earliest time a claim would find something, of the rows
+    /// [`DUE_JOBS`] reads: a due row it never reads (an id that is not text,
+    /// edited by hand) woke the loop at once, forever. A `broken_jobs` pass
+    /// marks such a row.
     pub(crate) async fn next_due(&self, tasks: &[Arc<str>]) -> Result<Option<Timestamp>> {
         let next: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(t) FROM ( \
                  SELECT MIN(next_run_at) AS t FROM chime_job WHERE next_run_at IS NOT NULL AND paused IS NULL \
-                     AND broken IS NULL AND task IN (SELECT value FROM json_each(?1)) \
+                     AND broken IS NULL AND task IN (SELECT value FROM json_each(?1)) AND typeof(id) = 'text' \
                  UNION ALL \
                  SELECT MIN(r.scheduled_for) FROM chime_run r LEFT JOIN chime_job j ON j.id = r.job_id \
                      WHERE r.status = 'pending' AND r.node IS NULL \

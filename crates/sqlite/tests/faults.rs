@@ -309,6 +309,22 @@ async fn columns_added_by_another_process_do_not_break_a_running_store() {
 /// A value of the wrong type in a due row (a blob, text in an integer
 /// column, put there by hand) failed the claim's whole read, so that no job
 /// of the file ran again; now that row is marked broken and the others run.
+/// A due row whose id is not text is read by no claim: counted in the next
+/// due time, it woke the loop at once, forever (at full CPU).
+#[tokio::test]
+async fn a_due_row_whose_id_is_not_text_does_not_wake_the_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chime.db");
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::open(path).await.unwrap();
+    let mut due = job("blob-id");
+    due.state.next_run_at = Some(jiff::Timestamp::now() - jiff::SignedDuration::from_secs(5));
+    store.add_job(due, ConflictPolicy::Error).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}")).await.unwrap();
+    sqlx::query("UPDATE chime_job SET id = CAST(id AS BLOB)").execute(&mut conn).await.unwrap();
+    assert_eq!(store.next_due_at(&[std::sync::Arc::from("noop")]).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_due_row_with_a_value_of_the_wrong_type_is_marked_broken_and_the_others_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -329,8 +345,7 @@ async fn a_due_row_with_a_value_of_the_wrong_type_is_marked_broken_and_the_other
         .await
         .unwrap();
     sqlx::query("UPDATE chime_job SET version = 'one' WHERE id = 'text-version'").execute(&mut conn).await.unwrap();
-    // No claim reads a row whose id is not text: left due, it woke the loop
-    // at once, forever (a claim a few microseconds, at full CPU).
+    // No claim reads a row whose id is not text; the start-up pass marks it.
     sqlx::query("UPDATE chime_job SET id = CAST(id AS BLOB) WHERE id = 'blob-id'").execute(&mut conn).await.unwrap();
 
     let mut tasks = TaskRegistry::new();

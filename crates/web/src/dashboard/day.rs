@@ -34,7 +34,7 @@ const MAX_FIRES_WALKED: usize = 1_000_000;
 /// in it, once each, through the store's due-time index
 /// ([`JobStore::count_next_runs`](chime_core::JobStore::count_next_runs)),
 /// and the page says so.
-pub(crate) const MAX_JOBS_WALKED: usize = 10_000;
+const MAX_JOBS_WALKED: usize = 10_000;
 
 /// One hour of the view.
 struct Hour {
@@ -83,8 +83,9 @@ struct DayPage {
     jobs: Vec<HourJob>,
     pager: Option<Pager>,
     capped: usize,
-    /// How many jobs fire in the view, when that is more than
-    /// [`MAX_JOBS_WALKED`]: each hour then counts the jobs next due in it.
+    /// How many jobs fire in the view, when they are too many to walk (past
+    /// [`MAX_JOBS_WALKED`] jobs or [`MAX_FIRES_WALKED`] fire times): each
+    /// hour then counts the jobs next due in it.
     sampled: Option<usize>,
     max_walked: usize,
     /// The most fire times counted for one job (in the view; in the hour
