@@ -100,29 +100,65 @@ impl Executor {
         }
     }
 
-    /// Spawns the execution of `run` for `job`. The run is registered as in
-    /// flight before this returns, so shutdown waits for it.
-    pub(crate) fn dispatch(self: &Arc<Self>, job: Arc<Job>, run: Run) {
-        let cancel = Arc::new(Cancel::default());
+    /// Executes `runs`, each for its job. The runs are registered as in
+    /// flight before this returns, so shutdown waits for them.
+    ///
+    /// One task starts the whole batch: it polls each run once, and only a
+    /// run that then waits (for I/O, a timer, a slot) gets a task of its
+    /// own. Most runs of a burst are done at their first poll, and a tokio
+    /// task each (its allocation, its scheduling, its wake-ups) was a fifth
+    /// of a run's cost.
+    pub(crate) fn dispatch(self: &Arc<Self>, runs: Vec<(Arc<Job>, Run)>) {
+        if runs.is_empty() {
+            return;
+        }
+        let mut started = Vec::with_capacity(runs.len());
         {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            running
-                .insert(run.id, InFlight { job_id: run.job_id.clone(), epoch: run.epoch, cancel: Arc::clone(&cancel) });
+            for (job, run) in runs {
+                let cancel = Arc::new(Cancel::default());
+                let in_flight = InFlight { job_id: run.job_id.clone(), epoch: run.epoch, cancel: Arc::clone(&cancel) };
+                running.insert(run.id, in_flight);
+                started.push(Box::pin(self.run_to_end(job, run, cancel)));
+            }
             self.count.store(running.len(), Ordering::Relaxed);
         }
+        tokio::spawn(async move {
+            for mut run in started {
+                if !poll_once(run.as_mut()).await {
+                    // Boxed, so spawning moves a pointer, not the run's state:
+                    // a polled future must not move, and tokio would copy a
+                    // future it spawns by value, and again at each stage.
+                    tokio::spawn(run);
+                }
+            }
+        });
+    }
+
+    /// A run from its start to its record's end, and out of the runs in flight.
+    fn run_to_end(
+        self: &Arc<Self>,
+        job: Arc<Job>,
+        mut run: Run,
+        cancel: Arc<Cancel>,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let this = Arc::clone(self);
-        // Boxed: the run's future is kilobytes (every state of `execute`),
-        // and tokio moves what it spawns, and rewrites its stage, by value.
-        tokio::spawn(Box::pin(async move {
+        async move {
+            // The run lives here, once: `execute` borrows it, and its end is
+            // written after `execute` returns (a run held by value in each of
+            // its states made its future 2 KiB).
+            let end = execute(&this, job, &mut run, &cancel).await;
+            end.apply(&mut run, this.clock.now());
+            this.record_end(&run).await;
             let run_id = run.id;
-            execute(&this, job, run, &cancel).await;
+            drop(run);
             let mut running = this.running.lock().unwrap_or_else(|p| p.into_inner());
             running.remove(&run_id);
             this.count.store(running.len(), Ordering::Relaxed);
             if running.is_empty() {
                 this.idle.notify_waiters();
             }
-        }));
+        }
     }
 
     /// Cancels the runs in progress of the jobs `which` selects, `by` whom.
@@ -197,9 +233,24 @@ impl Executor {
             Err(e) => self.events.store_error("recording a run start", &e),
         }
     }
+
+    /// Writes a run's end. A refusal of the fence means the node lost its
+    /// lease meanwhile: the store keeps the result as the run's late result.
+    async fn record_end(&self, run: &Run) {
+        match self.store.update_run(run).await {
+            Ok(()) => {}
+            Err(e) if e.is_lease_lost() => {
+                tracing::warn!(job_id = %run.job_id, run_id = %run.id, status = %run.status, "run finished after its node lost its lease; kept as its late result, the sweeper's decision stands");
+                self.note_fenced(run.epoch);
+            }
+            // A failed history write never stops scheduling.
+            Err(e) => self.events.store_error("recording a run result", &e),
+        }
+    }
 }
 
-async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel) {
+/// Executes `run` to its end, which it returns; the caller writes it.
+async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel) -> End {
     let clock = &inner.clock;
     let token = &cancel.token;
     // A run an alert asked for tells its task which alert (and keeps saying
@@ -209,24 +260,33 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
         _ => None,
     };
 
+    // The waits before a start, and a retry's backoff below, are boxed: they
+    // are rare, and inline every run's future would be larger by theirs.
+    let cancelled_before_start =
+        || End::new(RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart)), None);
     if let Some(jitter) = job.options.jitter {
         let nanos = jitter.as_nanos().max(0) as u128;
         let delay = SignedDuration::from_nanos((fastrand::u128(0..=nanos)).min(i64::MAX as u128) as i64);
-        tokio::select! {
-            _ = clock.sleep_until(later(clock.now(), delay)) => {}
-            _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart)), None).await,
+        if Box::pin(token.run_until_cancelled(clock.sleep_until(later(clock.now(), delay)))).await.is_none() {
+            return cancelled_before_start();
         }
     }
-    let _permit = tokio::select! {
-        permit = Arc::clone(&inner.slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-        _ = token.cancelled() => return finish(inner, run, RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::BeforeStart)), None).await,
+    if token.is_cancelled() {
+        return cancelled_before_start();
+    }
+    let _permit = match Arc::clone(&inner.slots).try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => match Box::pin(token.run_until_cancelled(Arc::clone(&inner.slots).acquire_owned())).await {
+            Some(permit) => permit.expect("the semaphore is never closed"),
+            None => return cancelled_before_start(),
+        },
     };
 
     let Some(handler) = inner.tasks.get(&job.task) else {
         let why = format!("no task named {:?} is registered with this scheduler", job.task);
         tracing::error!(job_id = %job.id, run_id = %run.id, "{why}");
         run.started_at = Some(clock.now());
-        return finish(inner, run, RunStatus::Failed, Ended::Error(why), alert.as_deref()).await;
+        return End::new(RunStatus::Failed, Ended::Error(why), alert);
     };
     // The job is this run's own unless the claim planned several runs of it.
     let mut job = job;
@@ -249,7 +309,7 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
             // fenced-out start cancels the task's token when the answer
             // comes. A store that answers at once (memory) has answered by
             // the first poll, before the task starts and the event is seen.
-            let mut start = std::pin::pin!(inner.record_start(&run, cancel));
+            let mut start = std::pin::pin!(inner.record_start(run, cancel));
             let recorded = poll_once(start.as_mut()).await;
             // Per-run lines are DEBUG: at hundreds of runs a second INFO would
             // drown the log (`chime serve` logs a summary a minute instead).
@@ -273,11 +333,12 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                 alert: alert.clone(),
                 output: Arc::clone(&output),
             };
-            let task = attempt(inner, &handler, ctx, job.options.timeout, token);
+            // Pinned here once: awaited by value in one branch and pinned in
+            // the other, the attempt was held twice in the run's future.
+            let mut task = std::pin::pin!(attempt(inner, &handler, ctx, job.options.timeout, token));
             if recorded {
                 task.await
             } else {
-                let mut task = std::pin::pin!(task);
                 tokio::select! {
                     _ = &mut start => task.await,
                     // A task done before its start's answer does not wait for
@@ -329,21 +390,20 @@ async fn execute(inner: &Executor, job: Arc<Job>, mut run: Run, cancel: &Cancel)
                     }
                 };
                 if again {
-                    error.apply(&mut run, alert.as_deref());
+                    error.apply(run, alert.as_deref());
                     let delay = retry.as_ref().expect("retrying").delay_after(run.attempt);
-                    tokio::select! {
-                        _ = clock.sleep_until(later(clock.now(), delay)) => continue,
-                        _ = token.cancelled() => {
-                            inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
-                            (RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::WaitingToRetry)))
-                        }
+                    if Box::pin(token.run_until_cancelled(clock.sleep_until(later(clock.now(), delay)))).await.is_some()
+                    {
+                        continue;
                     }
+                    inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });
+                    (RunStatus::Cancelled, Ended::Reason(cancel.reason(Stage::WaitingToRetry)))
                 } else {
                     (status, error)
                 }
             }
         };
-        return finish(inner, run, status, error, alert.as_deref()).await;
+        return End::new(status, error, alert);
     }
 }
 
@@ -377,11 +437,11 @@ async fn attempt(
         }
         _ = timed_out => {
             attempt_token.cancel();
-            stop(inner, handle).await;
+            Box::pin(stop(inner, handle)).await;
             Attempt::TimedOut
         }
         _ = run_token.cancelled() => {
-            stop(inner, handle).await;
+            Box::pin(stop(inner, handle)).await;
             Attempt::Cancelled
         }
     }
@@ -433,17 +493,23 @@ impl Ended {
     }
 }
 
-async fn finish(inner: &Executor, mut run: Run, status: RunStatus, ended: Ended, alert: Option<&AlertNotice>) {
-    run.status = status;
-    ended.apply(&mut run, alert);
-    run.finished_at = Some(inner.clock.now());
-    match inner.store.update_run(&run).await {
-        Ok(()) => {}
-        Err(e) if e.is_lease_lost() => {
-            tracing::warn!(job_id = %run.job_id, run_id = %run.id, %status, "run finished after its node lost its lease; kept as its late result, the sweeper's decision stands");
-            inner.note_fenced(run.epoch);
-        }
-        // A failed history write never stops scheduling.
-        Err(e) => inner.events.store_error("recording a run result", &e),
+/// A run's end as `execute` decided it, for its record.
+struct End {
+    status: RunStatus,
+    ended: Ended,
+    /// The alert that asked for the run, if one did.
+    alert: Option<Arc<AlertNotice>>,
+}
+
+impl End {
+    fn new(status: RunStatus, ended: Ended, alert: Option<Arc<AlertNotice>>) -> End {
+        End { status, ended, alert }
+    }
+
+    /// Writes this end into `run`, finished at `now`.
+    fn apply(self, run: &mut Run, now: Timestamp) {
+        run.status = self.status;
+        self.ended.apply(run, self.alert.as_deref());
+        run.finished_at = Some(now);
     }
 }

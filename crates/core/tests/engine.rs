@@ -692,6 +692,40 @@ async fn max_concurrency_runs_one_at_a_time_and_the_rest_wait_their_turn() {
 }
 
 #[tokio::test]
+async fn a_run_that_waits_does_not_hold_back_the_others_of_its_claim() {
+    // "a" waits for a permit that only the run of "b" gives. One claim takes
+    // both, "a" first, and one task starts that batch: it must leave "a" to
+    // wait on a task of its own and go on to "b", or neither ever finishes.
+    let gate = Arc::new(Semaphore::new(0));
+    let (wait, open) = (Arc::clone(&gate), Arc::clone(&gate));
+    let mut h = Harness::with_tasks(
+        move |tasks| {
+            tasks.register("wait", move |_ctx: JobContext| {
+                let gate = Arc::clone(&wait);
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    Ok::<_, std::io::Error>(())
+                }
+            });
+            tasks.register("open", move |_ctx: JobContext| {
+                open.add_permits(1);
+                async { Ok::<_, std::io::Error>(()) }
+            });
+        },
+        |b| b,
+    );
+    h.add(Job::new("a", "wait", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.add(Job::new("b", "open", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    let finished = h.wait_for_runs_to_finish(2).await;
+    assert!(finished.iter().all(|e| matches!(e, Event::RunSucceeded { .. })), "{finished:?}");
+    for id in ["a", "b"] {
+        assert_eq!(h.history(id).await, [(at("01:00:00"), RunStatus::Succeeded)]);
+    }
+}
+
+#[tokio::test]
 async fn a_timeout_cancels_the_run_and_frees_its_slot() {
     let mut h = Harness::new();
     let job = Job::new("slow", "blocked", Trigger::every("1h").unwrap()).unwrap().with_timeout(mins(5));

@@ -11,6 +11,7 @@ use super::{Inner, SchedulerState};
 use crate::clock::later;
 use crate::event::{Event, Events};
 use crate::id::JobId;
+use crate::job::Job;
 use crate::node::ClaimRequest;
 use crate::run::Run;
 use crate::status::{RunKind, RunStatus};
@@ -113,11 +114,20 @@ pub(super) async fn run_loop(inner: Arc<Inner>) {
         let claimed = match inner.store.acquire_due(&request).await {
             Ok(claims) => {
                 let n = claims.len();
+                let mut runs = Vec::with_capacity(n);
+                let mut finished = Vec::new();
                 for claim in claims {
                     if !claimed_since.contains(&claim.job.id) {
                         claimed_since.insert(claim.job.id.clone());
                     }
-                    handle_claim(&inner, claim);
+                    finished.extend(handle_claim(&inner, claim, &mut runs));
+                }
+                inner.executor.dispatch(runs);
+                // After the dispatch, as before it went in batches: a
+                // finished job's last run is in flight when this is heard.
+                for job_id in finished {
+                    tracing::info!(%job_id, "job finished: its trigger has no more fire times");
+                    inner.events.emit(Event::JobFinished { job_id });
                 }
                 n
             }
@@ -174,37 +184,35 @@ async fn trim_claimed(inner: Arc<Inner>, jobs: Vec<JobId>) {
     }
 }
 
-fn handle_claim(inner: &Arc<Inner>, claim: Claim) {
-    let Claim { job, runs, uncounted } = claim;
+/// Reports what a claim decided against and adds its runs to `runs`, to be
+/// dispatched with the rest of the batch. Returns the job's id if the claim
+/// finished it (its trigger has no more fire times).
+fn handle_claim(inner: &Arc<Inner>, claim: Claim, runs: &mut Vec<(Arc<Job>, Run)>) -> Option<JobId> {
+    let Claim { job, runs: claimed, uncounted } = claim;
     if uncounted > 0 {
         tracing::warn!(job_id = %job.id, uncounted, "more scheduled times were missed than are recorded one by one");
     }
-    let fired = runs.iter().any(|r| r.kind == RunKind::Scheduled);
+    let fired = claimed.iter().any(|r| r.kind == RunKind::Scheduled);
     let finished = (fired && job.state.next_run_at.is_none() && !job.is_paused()).then(|| job.id.clone());
-    let mut pending = Vec::with_capacity(runs.len());
-    for run in runs {
+    let first = runs.len();
+    // The job is shared by its runs; the last one pushed takes it, so that a
+    // job of one run is that run's alone (its arguments then move to the
+    // task instead of a copy).
+    let job = Arc::new(job);
+    for run in claimed {
         match run.status {
-            RunStatus::Pending => pending.push(run),
+            RunStatus::Pending => runs.push((Arc::clone(&job), run)),
             RunStatus::Missed | RunStatus::Skipped => report_not_run(&inner.events, &run),
             other => {
                 tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
             }
         }
     }
-    // The last run takes the job itself, so that a job of one run is that
-    // run's alone (its arguments then move to the task instead of a copy).
-    let job = Arc::new(job);
-    let last = pending.pop();
-    for run in pending {
-        inner.executor.dispatch(Arc::clone(&job), run);
+    if runs.len() > first {
+        let last = runs.len() - 1;
+        runs[last].0 = job;
     }
-    if let Some(run) = last {
-        inner.executor.dispatch(job, run);
-    }
-    if let Some(job_id) = finished {
-        tracing::info!(%job_id, "job finished: its trigger has no more fire times");
-        inner.events.emit(Event::JobFinished { job_id });
-    }
+    finished
 }
 
 /// The event and log line of a run decided against (`missed` or `skipped`).

@@ -305,7 +305,7 @@ impl Scheduler {
             RunStatus::Skipped => super::engine::report_not_run(&self.inner.events, &run),
             _ if lease.is_some() => {
                 tracing::info!(job_id = %job.id, run_id = %run.id, "run requested; running it here");
-                self.inner.executor.dispatch(Arc::new(job), run.clone());
+                self.inner.executor.dispatch(vec![(Arc::new(job), run.clone())]);
             }
             _ => {
                 tracing::info!(job_id = %job.id, run_id = %run.id, task = %job.task, "run requested; waiting for a node that has its task")
