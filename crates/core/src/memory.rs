@@ -196,7 +196,13 @@ impl Inner {
         if run.status == RunStatus::Pending && run.node.is_none() {
             self.unclaimed.insert((run.scheduled_for, run.id, run.job_id.clone()));
         }
-        let entry = self.runs.entry(run.job_id.clone()).or_default();
+        // Room for one run to begin with: a deque's first growth is to four
+        // (1,152 bytes of runs), past the allocator's thread cache, and a
+        // one-off job never has more than one.
+        let entry = self.runs.entry(run.job_id.clone()).or_insert_with(|| JobRuns {
+            runs: VecDeque::with_capacity(1),
+            ..JobRuns::default()
+        });
         if !run.status.is_finished() {
             entry.in_flight += 1;
         }

@@ -45,14 +45,18 @@ impl FirePlan {
             Run::not_run(job_id.clone(), from, RunStatus::Missed, why, &lease.node, now)
         });
         // A time skipped after others of this plan started names those too:
-        // they are in flight by the time the rows are written.
+        // they are in flight by the time the rows are written. Kept only
+        // when a time is skipped (an allocation a run otherwise).
+        let skips = self.runs.iter().any(|p| matches!(p.decision, Decision::Skipped(_)));
         let mut started: Vec<RunId> = Vec::new();
         summary
             .into_iter()
             .chain(self.runs.into_iter().map(|p| match p.decision {
                 Decision::Run => {
                     let run = Run::claimed(job_id.clone(), p.scheduled_for, RunKind::Scheduled, lease);
-                    started.push(run.id);
+                    if skips {
+                        started.push(run.id);
+                    }
                     run
                 }
                 Decision::Missed(why) => {
