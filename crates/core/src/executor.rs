@@ -296,11 +296,13 @@ async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel
     };
     let retry = job.options.retry.clone();
 
-    run.started_at = Some(clock.now());
+    let mut first_start = Some(clock.now());
+    run.started_at = first_start;
     loop {
         run.attempt += 1;
         run.status = RunStatus::Running;
-        let attempt_started = clock.now();
+        // The first attempt starts when the run does (one clock read fewer).
+        let attempt_started = first_start.take().unwrap_or_else(|| clock.now());
         let output = Arc::new(std::sync::Mutex::new(None));
         let outcome = {
             // The start is written beside the task, not before it: a store

@@ -199,10 +199,10 @@ impl Inner {
         // Room for one run to begin with: a deque's first growth is to four
         // (1,152 bytes of runs), past the allocator's thread cache, and a
         // one-off job never has more than one.
-        let entry = self.runs.entry(run.job_id.clone()).or_insert_with(|| JobRuns {
-            runs: VecDeque::with_capacity(1),
-            ..JobRuns::default()
-        });
+        let entry = self
+            .runs
+            .entry(run.job_id.clone())
+            .or_insert_with(|| JobRuns { runs: VecDeque::with_capacity(1), ..JobRuns::default() });
         if !run.status.is_finished() {
             entry.in_flight += 1;
         }
@@ -218,7 +218,9 @@ impl Inner {
     }
 
     fn run_mut(&mut self, job: &JobId, run: RunId) -> Option<&mut Run> {
-        self.runs.get_mut(job)?.runs.iter_mut().find(|r| r.id == run)
+        // Newest first: the runs updated are those in flight, at the end of a
+        // history of up to `history_limit` finished ones.
+        self.runs.get_mut(job)?.runs.iter_mut().rev().find(|r| r.id == run)
     }
 
     /// Renews `lease` if this store still has it.
