@@ -119,20 +119,44 @@ impl Executor {
                 let cancel = Arc::new(Cancel::default());
                 let in_flight = InFlight { job_id: run.job_id.clone(), epoch: run.epoch, cancel: Arc::clone(&cancel) };
                 running.insert(run.id, in_flight);
-                started.push(Box::pin(self.run_to_end(job, run, cancel)));
+                started.push((run.id, Box::pin(self.run_to_end(job, run, cancel))));
             }
             self.count.store(running.len(), Ordering::Relaxed);
         }
+        let this = Arc::clone(self);
         tokio::spawn(async move {
-            for mut run in started {
-                if !poll_once(run.as_mut()).await {
+            for (run_id, mut run) in started {
+                // A panic here is chime's own or its store's (a task's panic
+                // is caught where the task runs): it ends its run alone, as
+                // when each run was a task, not the rest of the batch.
+                let first = std::future::poll_fn(|cx| {
+                    let poll = std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx).is_ready());
+                    std::task::Poll::Ready(std::panic::catch_unwind(poll))
+                })
+                .await;
+                match first {
+                    Ok(true) => {}
                     // Boxed, so spawning moves a pointer, not the run's state:
                     // a polled future must not move, and tokio would copy a
                     // future it spawns by value, and again at each stage.
-                    tokio::spawn(run);
+                    Ok(false) => drop(tokio::spawn(run)),
+                    Err(_) => {
+                        tracing::error!(%run_id, "a run panicked in the executor or its store; its record keeps the status it had (a restart's sweep decides it)");
+                        this.forget(run_id);
+                    }
                 }
             }
         });
+    }
+
+    /// Takes a run out of the runs in flight; wakes `idle` after the last.
+    fn forget(&self, run_id: RunId) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.remove(&run_id);
+        self.count.store(running.len(), Ordering::Relaxed);
+        if running.is_empty() {
+            self.idle.notify_waiters();
+        }
     }
 
     /// A run from its start to its record's end, and out of the runs in flight.
@@ -152,12 +176,7 @@ impl Executor {
             this.record_end(&run).await;
             let run_id = run.id;
             drop(run);
-            let mut running = this.running.lock().unwrap_or_else(|p| p.into_inner());
-            running.remove(&run_id);
-            this.count.store(running.len(), Ordering::Relaxed);
-            if running.is_empty() {
-                this.idle.notify_waiters();
-            }
+            this.forget(run_id);
         }
     }
 

@@ -29,6 +29,8 @@ enum Update {
     LeaseLost,
     /// Fenced out because the lease is gone: a sweeper took the node's row.
     LeaseGone,
+    /// The store panics (a bug in it, or in chime).
+    Panic,
 }
 
 /// A `MemoryStore` whose run updates fail as planned, in order.
@@ -72,6 +74,7 @@ impl JobStore for FailingStore {
         match next {
             Update::Ok => self.inner.update_run(run).await,
             Update::StoreError => Err(Error::Store { message: "disk full".into(), transient: false }),
+            Update::Panic => panic!("the store panicked updating run {}", run.id),
             Update::LeaseLost => {
                 Err(Error::LeaseLost { node: run.node.as_deref().unwrap_or("").into(), epoch: run.epoch.unwrap_or(0) })
             }
@@ -234,4 +237,37 @@ async fn a_lost_lease_at_the_finish_is_no_store_error() {
     assert_eq!(store_errors(&events), Vec::<&str>::new(), "the sweeper's decision stands; nothing failed");
     assert!(events.iter().any(|e| matches!(e, Event::RunSucceeded { .. })), "{events:?}");
     assert_eq!(run.status, RunStatus::Running, "the result was not written");
+}
+
+#[tokio::test]
+async fn a_panic_in_one_run_leaves_the_rest_of_its_batch_to_run() {
+    // One claim takes "a" and "b", and one task starts both, "a" first: the
+    // store panics at the start of "a". "b" still runs, and the shutdown does
+    // not wait for "a", which can no longer end.
+    let store = Arc::new(FailingStore::default());
+    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut tasks = TaskRegistry::new();
+    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    let s = Scheduler::builder()
+        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
+        .tasks(tasks)
+        .clock(clock.clone())
+        .timezone("UTC")
+        .unwrap()
+        .node_lease(SignedDuration::from_hours(6))
+        .unwrap()
+        .build();
+    for id in ["a", "b"] {
+        s.add_job(Job::new(id, "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    }
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    store.plan.lock().unwrap().push_back(Update::Panic);
+    clock.advance(SignedDuration::from_hours(1));
+    let b = JobId::new("b").unwrap();
+    support::wait_for(&mut events, "the run of b", |e| matches!(e, Event::RunSucceeded { job_id, .. } if *job_id == b))
+        .await;
+    within("the shutdown", s.shutdown(ShutdownMode::Wait(std::time::Duration::from_secs(60)))).await;
+    assert_eq!(s.running_here(), 0);
 }
