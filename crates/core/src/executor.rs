@@ -3,6 +3,7 @@
 //! every update of it fenced by the lease the run was claimed under.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -123,30 +124,7 @@ impl Executor {
             }
             self.count.store(running.len(), Ordering::Relaxed);
         }
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            for (run_id, mut run) in started {
-                // A panic here is chime's own or its store's (a task's panic
-                // is caught where the task runs): it ends its run alone, as
-                // when each run was a task, not the rest of the batch.
-                let first = std::future::poll_fn(|cx| {
-                    let poll = std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx).is_ready());
-                    std::task::Poll::Ready(std::panic::catch_unwind(poll))
-                })
-                .await;
-                match first {
-                    Ok(true) => {}
-                    // Boxed, so spawning moves a pointer, not the run's state:
-                    // a polled future must not move, and tokio would copy a
-                    // future it spawns by value, and again at each stage.
-                    Ok(false) => drop(tokio::spawn(run)),
-                    Err(_) => {
-                        tracing::error!(%run_id, "a run panicked in the executor or its store; its record keeps the status it had (a restart's sweep decides it)");
-                        this.forget(run_id);
-                    }
-                }
-            }
-        });
+        start_batch(started.into_iter());
     }
 
     /// Takes a run out of the runs in flight; wakes `idle` after the last.
@@ -166,17 +144,19 @@ impl Executor {
         mut run: Run,
         cancel: Arc<Cancel>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let this = Arc::clone(self);
+        // Made here, not in the future: a future dropped before its first
+        // poll (a runtime shutting down) is forgotten too.
+        let guard = InFlightGuard { executor: Arc::clone(self), run_id: run.id };
         async move {
+            let this = &guard.executor;
             // The run lives here, once: `execute` borrows it, and its end is
             // written after `execute` returns (a run held by value in each of
             // its states made its future 2 KiB).
-            let end = execute(&this, job, &mut run, &cancel).await;
+            let end = execute(this, job, &mut run, &cancel).await;
             end.apply(&mut run, this.clock.now());
             this.record_end(&run).await;
-            let run_id = run.id;
             drop(run);
-            this.forget(run_id);
+            drop(guard);
         }
     }
 
@@ -268,6 +248,59 @@ impl Executor {
     }
 }
 
+/// How long one task goes on starting the runs of a batch before it hands
+/// the rest to a new task, which another worker may take: runs whose tasks
+/// compute before their first `.await` then still run side by side.
+const BATCH_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Spawns the task that polls each of `runs` once (see `Executor::dispatch`).
+fn start_batch<F>(mut runs: std::vec::IntoIter<(RunId, Pin<Box<F>>)>)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let began = std::time::Instant::now();
+        while let Some((run_id, mut run)) = runs.next() {
+            // A panic here is chime's own or its store's (a task's panic is
+            // caught where the task runs): it ends its run alone, not the
+            // rest of the batch. Dropping the run's future forgets the run.
+            let first = std::future::poll_fn(|cx| {
+                let poll = std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx).is_ready());
+                std::task::Poll::Ready(std::panic::catch_unwind(poll))
+            })
+            .await;
+            match first {
+                Ok(true) => {}
+                // Boxed, so spawning moves a pointer, not the run's state: a
+                // polled future must not move, and tokio would copy a future
+                // it spawns by value, and again at each stage.
+                Ok(false) => drop(tokio::spawn(run)),
+                Err(_) => {
+                    tracing::error!(%run_id, "a run panicked in the executor or its store; its record keeps the status it had (a restart's sweep decides it)")
+                }
+            }
+            if runs.len() > 0 && began.elapsed() > BATCH_SLICE {
+                start_batch(runs);
+                return;
+            }
+        }
+    });
+}
+
+/// Takes its run out of the runs in flight when dropped: at the run's end,
+/// and when its future is dropped unfinished (a panic, a runtime shutting
+/// down), so that `idle` and shutdown never wait for a run that cannot end.
+struct InFlightGuard {
+    executor: Arc<Executor>,
+    run_id: RunId,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.executor.forget(self.run_id);
+    }
+}
+
 /// Executes `run` to its end, which it returns; the caller writes it.
 async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel) -> End {
     let clock = &inner.clock;
@@ -300,6 +333,11 @@ async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel
             None => return cancelled_before_start(),
         },
     };
+    // A permit and a cancellation may come together; the cancellation wins
+    // (the wait above prefers the permit).
+    if token.is_cancelled() {
+        return cancelled_before_start();
+    }
 
     let Some(handler) = inner.tasks.get(&job.task) else {
         let why = format!("no task named {:?} is registered with this scheduler", job.task);
@@ -330,6 +368,9 @@ async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel
             // fenced-out start cancels the task's token when the answer
             // comes. A store that answers at once (memory) has answered by
             // the first poll, before the task starts and the event is seen.
+            // (Unless tokio's cooperative budget ran out in a long batch: then
+            // a task done first drops its start, and the finish alone, which
+            // carries the start time, is written.)
             let mut start = std::pin::pin!(inner.record_start(run, cancel));
             let recorded = poll_once(start.as_mut()).await;
             // Per-run lines are DEBUG: at hundreds of runs a second INFO would
@@ -413,8 +454,9 @@ async fn execute(inner: &Executor, job: Arc<Job>, run: &mut Run, cancel: &Cancel
                 if again {
                     error.apply(run, alert.as_deref());
                     let delay = retry.as_ref().expect("retrying").delay_after(run.attempt);
-                    if Box::pin(token.run_until_cancelled(clock.sleep_until(later(clock.now(), delay)))).await.is_some()
-                    {
+                    // A backoff that ends as the run is cancelled ends it.
+                    let waited = Box::pin(token.run_until_cancelled(clock.sleep_until(later(clock.now(), delay))));
+                    if waited.await.is_some() && !token.is_cancelled() {
                         continue;
                     }
                     inner.events.emit(Event::RunCancelled { job_id: job.id.clone(), run_id: run.id });

@@ -216,7 +216,12 @@ impl Handler {
     /// blocking pool.
     pub(crate) fn start(&self, ctx: JobContext) -> Started {
         match self {
-            Handler::Async(f) => Started::Inline(f(ctx)),
+            // The handler's own code before its future (parsing its
+            // arguments, say) may panic too: the run fails with the message.
+            Handler::Async(f) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(ctx))) {
+                Ok(fut) => Started::Inline(fut),
+                Err(payload) => Started::Panicked(Some(panic_message(payload))),
+            },
             Handler::Blocking(f) => {
                 let f = Arc::clone(f);
                 Started::Blocking(tokio::task::spawn_blocking(move || f(ctx)))
@@ -229,6 +234,8 @@ impl Handler {
 pub(crate) enum Started {
     Inline(BoxedTask),
     Blocking(tokio::task::JoinHandle<TaskResult>),
+    /// The handler panicked before returning its future: the message, until read.
+    Panicked(Option<String>),
 }
 
 impl Future for Started {
@@ -251,6 +258,9 @@ impl Future for Started {
                 Poll::Ready(Err(_)) => Poll::Ready(Err("the blocking task was aborted".to_owned())),
                 Poll::Pending => Poll::Pending,
             },
+            Started::Panicked(message) => {
+                Poll::Ready(Err(message.take().unwrap_or_else(|| "the task panicked".to_owned())))
+            }
         }
     }
 }

@@ -889,6 +889,59 @@ async fn a_panicking_task_fails_its_run_and_the_scheduler_goes_on() {
 }
 
 #[tokio::test]
+async fn a_task_that_panics_before_its_future_fails_its_run() {
+    // The panic is in the handler's own code, before it returns a future
+    // (parsing its arguments, say): the run fails as a panic of the task.
+    let mut h = Harness::with_tasks(
+        |tasks| {
+            tasks.register("bad_args", |_ctx: JobContext| -> std::future::Ready<Result<(), std::io::Error>> {
+                panic!("no such argument")
+            });
+        },
+        |b| b,
+    );
+    h.add(Job::new("bad", "bad_args", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    let e = h.wait_for("the failure", |e| matches!(e, Event::RunFailed { .. })).await;
+    let Event::RunFailed { error, .. } = e else { unreachable!() };
+    assert_eq!(error, "the task panicked: no such argument");
+    assert_eq!(h.history("bad").await, [(at("01:00:00"), RunStatus::Failed)]);
+    assert_eq!(h.scheduler.running_here(), 0);
+}
+
+#[tokio::test]
+async fn runs_of_a_batch_that_compute_long_go_on_in_another_task() {
+    // "a" computes for 5 ms before its first await, more than a batch's task
+    // goes on for: "b", in the same claim, is started by another task, which
+    // another worker could take.
+    let tasks_seen = Arc::new(Mutex::new(Vec::new()));
+    let (sa, sb) = (Arc::clone(&tasks_seen), Arc::clone(&tasks_seen));
+    let mut h = Harness::with_tasks(
+        move |tasks| {
+            tasks.register("compute", move |_ctx: JobContext| {
+                std::thread::sleep(Duration::from_millis(5));
+                sa.lock().unwrap().push(("a", tokio::task::id()));
+                async { Ok::<_, std::io::Error>(()) }
+            });
+            tasks.register("quick", move |_ctx: JobContext| {
+                sb.lock().unwrap().push(("b", tokio::task::id()));
+                async { Ok::<_, std::io::Error>(()) }
+            });
+        },
+        |b| b,
+    );
+    h.add(Job::new("a", "compute", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.add(Job::new("b", "quick", Trigger::every("1h").unwrap()).unwrap()).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    h.wait_for_runs_to_finish(2).await;
+    let seen = tasks_seen.lock().unwrap().clone();
+    let [("a", a), ("b", b)] = seen[..] else { panic!("{seen:?}") };
+    assert_ne!(a, b, "both runs were started by one task");
+}
+
+#[tokio::test]
 async fn blocking_tasks_run_on_the_blocking_pool() {
     // The test's runtime is single-threaded: a blocking task run inline would
     // run on this thread and stall the scheduler.

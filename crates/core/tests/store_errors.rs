@@ -271,3 +271,34 @@ async fn a_panic_in_one_run_leaves_the_rest_of_its_batch_to_run() {
     within("the shutdown", s.shutdown(ShutdownMode::Wait(std::time::Duration::from_secs(60)))).await;
     assert_eq!(s.running_here(), 0);
 }
+
+#[tokio::test]
+async fn a_panic_at_a_run_s_end_on_its_own_task_is_no_run_in_flight_for_ever() {
+    // The task awaits, so its run goes on on a task of its own; the store
+    // panics writing its end there. The shutdown does not wait for it.
+    let store = Arc::new(FailingStore::default());
+    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut tasks = TaskRegistry::new();
+    tasks.register("t", |_ctx: JobContext| async {
+        tokio::task::yield_now().await;
+        Ok::<_, std::io::Error>(())
+    });
+    let s = Scheduler::builder()
+        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
+        .tasks(tasks)
+        .clock(clock.clone())
+        .timezone("UTC")
+        .unwrap()
+        .node_lease(SignedDuration::from_hours(6))
+        .unwrap()
+        .build();
+    s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    store.plan.lock().unwrap().extend([Update::Ok, Update::Panic]);
+    clock.advance(SignedDuration::from_hours(1));
+    support::wait_for(&mut events, "the run's success", |e| matches!(e, Event::RunSucceeded { .. })).await;
+    within("the shutdown", s.shutdown(ShutdownMode::Wait(std::time::Duration::from_secs(60)))).await;
+    assert_eq!(s.running_here(), 0);
+}
