@@ -800,6 +800,28 @@ async fn retries_back_off_then_succeed_under_one_run_id() {
 }
 
 #[tokio::test]
+async fn a_run_cancelled_as_its_backoff_ends_is_not_tried_again() {
+    let mut h = Harness::new();
+    h.fails_left.store(5, Ordering::SeqCst);
+    let job =
+        Job::new("flaky", "flaky", Trigger::every("1h").unwrap()).unwrap().with_retry(RetryPolicy::new(3, secs(30)));
+    h.add(job).await;
+    h.scheduler.start().unwrap();
+    h.advance(hours(1));
+    h.wait_for("first failure", |e| matches!(e, Event::RunFailed { attempt: 1, will_retry: true, .. })).await;
+    h.clock.wait_for_sleep_until("the backoff", at("01:00:30")).await;
+    // The backoff ends and the job is removed, cancelling its run, before
+    // the run is polled again: the cancellation wins, no second attempt.
+    h.advance(secs(30));
+    h.scheduler.remove_job("flaky", RemoveMode::Cancel).await.unwrap();
+    h.wait_for("the cancellation", |e| matches!(e, Event::RunCancelled { .. })).await;
+    assert_eq!(h.fails_left.load(Ordering::SeqCst), 4, "a second attempt ran");
+    let run = h.last_run().await;
+    assert_eq!((run.status, run.attempt), (RunStatus::Cancelled, 1));
+    assert_eq!(run.reason, Some(Reason::Cancelled { by: CancelledBy::JobRemoved, stage: Stage::WaitingToRetry }));
+}
+
+#[tokio::test]
 async fn a_timed_out_attempt_is_retried() {
     let mut h = Harness::new();
     let job = Job::new("slow", "blocked", Trigger::every("1h").unwrap())
