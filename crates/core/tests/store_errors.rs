@@ -18,7 +18,7 @@ use chime_core::{
 };
 use jiff::{SignedDuration, Timestamp};
 use support::{TestClock, within};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 /// How the next run update goes.
 #[derive(Clone, Copy, Debug)]
@@ -130,6 +130,41 @@ impl JobStore for FailingStore {
     }
 }
 
+/// Tasks of one name, "t", that succeed at once.
+fn quick_task() -> TaskRegistry {
+    let mut tasks = TaskRegistry::new();
+    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
+    tasks
+}
+
+/// A started scheduler on `store` and a virtual clock, with one hourly job
+/// of task "t" for each of `jobs`, and its events from the start on. The
+/// lease is long, so no heartbeat comes while the jobs' time is reached:
+/// whatever the node learns of its lease, it learns from the run's updates.
+async fn started(
+    store: &Arc<FailingStore>,
+    tasks: TaskRegistry,
+    jobs: &[&str],
+) -> (Scheduler, TestClock, broadcast::Receiver<Event>) {
+    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
+    let s = Scheduler::builder()
+        .shared_store(Arc::clone(store) as Arc<dyn JobStore>)
+        .tasks(tasks)
+        .clock(clock.clone())
+        .timezone("UTC")
+        .unwrap()
+        .node_lease(SignedDuration::from_hours(6))
+        .unwrap()
+        .build();
+    for id in jobs {
+        s.add_job(Job::new(id, "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
+    }
+    let mut events = s.subscribe();
+    s.start().unwrap();
+    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    (s, clock, events)
+}
+
 /// Runs one job once with its run updates going as `plan` says (the first
 /// is the run's start, the second its finish), shuts down, and returns every
 /// event from the scheduler's start on, with the run as stored.
@@ -138,26 +173,9 @@ async fn run_once(plan: &[Update]) -> (Vec<Event>, Run) {
 }
 
 /// As [`run_once`], shutting down only once an event `until` accepts is seen.
-/// The lease is long, so no heartbeat comes while the job's time is reached:
-/// whatever the node learns of its lease, it learns from the run's updates.
 async fn run_until(plan: &[Update], what: &str, until: impl Fn(&Event) -> bool) -> (Vec<Event>, Run) {
     let store = Arc::new(FailingStore::default());
-    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
-    let mut tasks = TaskRegistry::new();
-    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
-    let s = Scheduler::builder()
-        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
-        .tasks(tasks)
-        .clock(clock.clone())
-        .timezone("UTC")
-        .unwrap()
-        .node_lease(SignedDuration::from_hours(6))
-        .unwrap()
-        .build();
-    s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
-    let mut events = s.subscribe();
-    s.start().unwrap();
-    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    let (s, clock, mut events) = started(&store, quick_task(), &["j"]).await;
     store.plan.lock().unwrap().extend(plan);
     clock.advance(SignedDuration::from_hours(1));
     let mut seen = Vec::new();
@@ -245,24 +263,7 @@ async fn a_panic_in_one_run_leaves_the_rest_of_its_batch_to_run() {
     // store panics at the start of "a". "b" still runs, and the shutdown does
     // not wait for "a", which can no longer end.
     let store = Arc::new(FailingStore::default());
-    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
-    let mut tasks = TaskRegistry::new();
-    tasks.register("t", |_ctx: JobContext| async { Ok::<_, std::io::Error>(()) });
-    let s = Scheduler::builder()
-        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
-        .tasks(tasks)
-        .clock(clock.clone())
-        .timezone("UTC")
-        .unwrap()
-        .node_lease(SignedDuration::from_hours(6))
-        .unwrap()
-        .build();
-    for id in ["a", "b"] {
-        s.add_job(Job::new(id, "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
-    }
-    let mut events = s.subscribe();
-    s.start().unwrap();
-    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    let (s, clock, mut events) = started(&store, quick_task(), &["a", "b"]).await;
     store.plan.lock().unwrap().push_back(Update::Panic);
     clock.advance(SignedDuration::from_hours(1));
     let b = JobId::new("b").unwrap();
@@ -277,25 +278,12 @@ async fn a_panic_at_a_run_s_end_on_its_own_task_is_no_run_in_flight_for_ever() {
     // The task awaits, so its run goes on on a task of its own; the store
     // panics writing its end there. The shutdown does not wait for it.
     let store = Arc::new(FailingStore::default());
-    let clock = TestClock::new("2026-01-01T00:00:00Z".parse().unwrap());
     let mut tasks = TaskRegistry::new();
     tasks.register("t", |_ctx: JobContext| async {
         tokio::task::yield_now().await;
         Ok::<_, std::io::Error>(())
     });
-    let s = Scheduler::builder()
-        .shared_store(Arc::clone(&store) as Arc<dyn JobStore>)
-        .tasks(tasks)
-        .clock(clock.clone())
-        .timezone("UTC")
-        .unwrap()
-        .node_lease(SignedDuration::from_hours(6))
-        .unwrap()
-        .build();
-    s.add_job(Job::new("j", "t", Trigger::every("1h").unwrap()).unwrap(), ConflictPolicy::Error).await.unwrap();
-    let mut events = s.subscribe();
-    s.start().unwrap();
-    support::wait_for(&mut events, "the start", |e| matches!(e, Event::SchedulerStarted)).await;
+    let (s, clock, mut events) = started(&store, tasks, &["j"]).await;
     store.plan.lock().unwrap().extend([Update::Ok, Update::Panic]);
     clock.advance(SignedDuration::from_hours(1));
     support::wait_for(&mut events, "the run's success", |e| matches!(e, Event::RunSucceeded { .. })).await;

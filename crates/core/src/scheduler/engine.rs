@@ -194,10 +194,9 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim, runs: &mut Vec<(Arc<Job>, Run)
     }
     let fired = claimed.iter().any(|r| r.kind == RunKind::Scheduled);
     let finished = (fired && job.state.next_run_at.is_none() && !job.is_paused()).then(|| job.id.clone());
-    let first = runs.len();
-    // The job is shared by its runs; the last one pushed takes it, so that a
-    // job of one run is that run's alone (its arguments then move to the
-    // task instead of a copy).
+    // Shared by its runs. This handle drops on return, before the batch is
+    // dispatched, so a job of one run is that run's alone (its arguments
+    // then move to the task instead of a copy).
     let job = Arc::new(job);
     for run in claimed {
         match run.status {
@@ -207,10 +206,6 @@ fn handle_claim(inner: &Arc<Inner>, claim: Claim, runs: &mut Vec<(Arc<Job>, Run)
                 tracing::error!(job_id = %job.id, run_id = %run.id, status = %other, "store returned a claimed run in an unexpected state")
             }
         }
-    }
-    if runs.len() > first {
-        let last = runs.len() - 1;
-        runs[last].0 = job;
     }
     finished
 }
